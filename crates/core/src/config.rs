@@ -1,0 +1,46 @@
+//! Configuration sections read by more than one crate.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// `[catalog]`: event names beyond the built-in catalog.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// Extra subscribable and publishable event names (default none).
+    pub extra: Vec<String>,
+}
+
+/// `[delivery]`: how webhooks are called.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Accept `http://` webhook URLs (default false: https only).
+    pub allow_http: bool,
+    /// Deliver to loopback/private/link-local targets (default false).
+    pub allow_private_targets: bool,
+    /// How long a rotated-out secret keeps signing (default 24h).
+    #[serde(with = "humantime_serde")]
+    pub rotation_grace: Duration,
+    /// Attempts in flight at once across all webhooks (default 256).
+    pub concurrency: usize,
+    /// Extra time past a webhook's timeout before an in-flight attempt's lease
+    /// expires and the delivery is due again (default 30s).
+    #[serde(with = "humantime_serde")]
+    pub lease_margin: Duration,
+    /// Default first retry delay for new webhooks, in milliseconds (default 1000).
+    pub base_delay_ms: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            allow_http: false,
+            allow_private_targets: false,
+            rotation_grace: Duration::from_secs(24 * 3600),
+            concurrency: 256,
+            lease_margin: Duration::from_secs(30),
+            base_delay_ms: 1000,
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Domain core of hookrelay: the types every other crate speaks, and the pure
+//! logic that must behave identically wherever it runs.
+//!
+//! Owns: id newtypes ([`WebhookId`], [`DeliveryKey`], ...), the event catalog and
+//! subscription patterns ([`Catalog`]), event validation ([`validate_event`]),
+//! the delivery envelope and both signature schemes ([`signing`]), retry-policy
+//! maths ([`RetryPolicy`]), the webhook model and its validation, and the
+//! configuration types shared by several crates.
+//!
+//! Must not: do I/O, depend on tokio, sled or reqwest, or name an HTTP status.
+//!
+//! ```
+//! use hookrelay_core::{Catalog, signing};
+//! let catalog = Catalog::builtin();
+//! assert!(catalog.matches_any(&["message.*".to_string()], "message.received"));
+//! let body = signing::envelope("evt_1", "message.received", 1, "dev", "{}");
+//! assert!(body.starts_with(b"{\"id\":\"evt_1\""));
+//! ```
+
+mod catalog;
+mod config;
+mod delivery;
+mod event;
+mod ids;
+mod json;
+mod retry;
+pub mod signing;
+mod time;
+mod token;
+mod webhook;
+
+pub use catalog::{Catalog, EventTypeInfo, BUILTIN_CATEGORIES, WEBHOOK_DISABLED, WEBHOOK_TEST};
+pub use config::{CatalogConfig, DeliveryConfig};
+pub use delivery::{
+    Attempt, AttemptReport, AttemptResult, DeliveryKey, DeliveryRecord, DeliveryStatus,
+    DeliveryTask, ErrorKind,
+};
+pub use event::{validate_event, Event, EventError, RawEvent};
+pub use ids::{new_event_id, new_org_id, new_webhook_id, DeviceId, OrgId, Seq, WebhookId};
+pub use json::minify_json_object;
+pub use retry::{Backoff, RetryPolicy};
+pub use time::{now_ms, rfc3339_ms, rfc3339_now};
+pub use token::{constant_time_eq, generate_admin_key, generate_secret, hash_token, TokenHash};
+pub use webhook::{
+    FieldError, Webhook, WebhookInput, WebhookProblems, MAX_HEADERS, MAX_RETRY_ATTEMPTS,
+    MAX_TIMEOUT_SECS, MAX_URL_LEN,
+};

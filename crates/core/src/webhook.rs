@@ -1,0 +1,433 @@
+//! The webhook model and the validation rules of CONTRACT §4.1.
+
+use crate::{
+    catalog::Catalog,
+    config::DeliveryConfig,
+    ids::{DeviceId, OrgId, WebhookId},
+    retry::RetryPolicy,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Longest accepted webhook URL.
+pub const MAX_URL_LEN: usize = 2048;
+/// Most custom headers a webhook may carry.
+pub const MAX_HEADERS: usize = 20;
+/// Largest `timeout`, seconds.
+pub const MAX_TIMEOUT_SECS: u32 = 60;
+/// Largest `retry_attempts`.
+pub const MAX_RETRY_ATTEMPTS: u32 = 20;
+/// Longest header value.
+const MAX_HEADER_VALUE_LEN: usize = 4096;
+/// Longest `name`.
+const MAX_NAME_LEN: usize = 200;
+
+/// Header names a webhook may not set (besides every `webhook-*`).
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+];
+
+/// A webhook: where to deliver which events, and how.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Webhook {
+    /// `wh_...`
+    pub id: WebhookId,
+    /// Owning organization.
+    pub org_id: OrgId,
+    /// Owning app/device.
+    pub device_id: DeviceId,
+    /// Free-form label.
+    pub name: String,
+    /// Target URL.
+    pub url: String,
+    /// Event filter: names and patterns.
+    pub events: Vec<String>,
+    /// Deliveries happen only while active.
+    pub active: bool,
+    /// The device's primary webhook (the one `/webhook` manages).
+    pub primary: bool,
+    /// Retries after the first attempt (0..=20).
+    pub retry_attempts: u32,
+    /// Per-attempt timeout, seconds (1..=60).
+    pub timeout_secs: u32,
+    /// Backoff schedule.
+    pub retry_policy: RetryPolicy,
+    /// Custom headers sent on every attempt.
+    pub headers: BTreeMap<String, String>,
+    /// Signing secret; never returned by the API.
+    pub secret: Option<String>,
+    /// The secret before the last rotation, and until when (unix ms) it still signs.
+    pub previous_secret: Option<(String, i64)>,
+    /// Deliveries per second, if limited.
+    pub rate_limit: Option<u32>,
+    /// Creation time, unix ms.
+    pub created_at_ms: i64,
+    /// Last change, unix ms.
+    pub updated_at_ms: i64,
+}
+
+impl Webhook {
+    /// The secrets that sign an attempt at `now_ms`: the current one first,
+    /// then a rotated-out one still inside its grace period.
+    pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
+        let mut out = Vec::with_capacity(2);
+        if let Some(s) = self.secret.as_deref().filter(|s| !s.is_empty()) {
+            out.push(s);
+        }
+        if let Some((old, until)) = &self.previous_secret {
+            if *until > now_ms && !old.is_empty() {
+                out.push(old.as_str());
+            }
+        }
+        out
+    }
+}
+
+/// Webhook fields as a client sent them (every field optional); the API layer
+/// fills it from JSON, [`WebhookInput::validate`] checks it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WebhookInput {
+    /// Target URL.
+    pub url: Option<String>,
+    /// Event filter.
+    pub events: Option<Vec<String>>,
+    /// Active flag.
+    pub active: Option<bool>,
+    /// Retries after the first attempt.
+    pub retry_attempts: Option<i64>,
+    /// Timeout in seconds.
+    pub timeout: Option<i64>,
+    /// Secret: `Some("")` removes it.
+    pub secret: Option<String>,
+    /// Custom headers.
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Label.
+    pub name: Option<String>,
+    /// Retry schedule.
+    pub retry_policy: Option<RetryPolicy>,
+    /// Deliveries per second.
+    pub rate_limit: Option<i64>,
+}
+
+/// One validation problem, named by field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// Field path, e.g. `headers.Host`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Every problem found in one input, reported together.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WebhookProblems {
+    /// Field problems.
+    pub details: Vec<FieldError>,
+    /// Event names that are neither catalog names nor valid patterns.
+    pub unknown_events: Vec<String>,
+}
+
+impl WebhookProblems {
+    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.details.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Whether nothing was found.
+    pub fn is_empty(&self) -> bool {
+        self.details.is_empty() && self.unknown_events.is_empty()
+    }
+}
+
+impl WebhookInput {
+    /// Checks every present field; `require` demands `url` and `events`
+    /// (create and replace), otherwise only present fields are checked (merge).
+    pub fn validate(
+        &self,
+        catalog: &Catalog,
+        delivery: &DeliveryConfig,
+        require: bool,
+    ) -> Result<(), WebhookProblems> {
+        let mut p = WebhookProblems::default();
+        match &self.url {
+            Some(url) => check_url(url, delivery.allow_http, &mut p),
+            None if require => p.push("webhook_url", "is required"),
+            None => {}
+        }
+        match &self.events {
+            Some(events) if events.is_empty() => {
+                p.push("enabled_events", "must list at least one event")
+            }
+            Some(events) => {
+                for e in events {
+                    if !catalog.is_valid_filter(e) && !p.unknown_events.contains(e) {
+                        p.unknown_events.push(e.clone());
+                    }
+                }
+                if !p.unknown_events.is_empty() {
+                    p.push(
+                        "enabled_events",
+                        format!("unknown event names: {}", p.unknown_events.join(", ")),
+                    );
+                }
+            }
+            None if require => p.push("enabled_events", "is required"),
+            None => {}
+        }
+        if let Some(t) = self.timeout {
+            if !(1..=i64::from(MAX_TIMEOUT_SECS)).contains(&t) {
+                p.push(
+                    "timeout",
+                    format!("must be between 1 and {MAX_TIMEOUT_SECS} seconds"),
+                );
+            }
+        }
+        if let Some(r) = self.retry_attempts {
+            if !(0..=i64::from(MAX_RETRY_ATTEMPTS)).contains(&r) {
+                p.push(
+                    "retry_attempts",
+                    format!("must be between 0 and {MAX_RETRY_ATTEMPTS}"),
+                );
+            }
+        }
+        if let Some(h) = &self.headers {
+            check_headers(h, &mut p);
+        }
+        if let Some(s) = &self.secret {
+            if s.len() > 1024 {
+                p.push("secret", "must be at most 1024 bytes");
+            }
+        }
+        if let Some(n) = &self.name {
+            if n.len() > MAX_NAME_LEN {
+                p.push("name", format!("must be at most {MAX_NAME_LEN} bytes"));
+            }
+        }
+        if let Some(rp) = &self.retry_policy {
+            if rp.base_delay_ms == 0 || rp.base_delay_ms > rp.max_delay_ms {
+                p.push(
+                    "retry_policy.base_delay_ms",
+                    "must be at least 1 and at most max_delay_ms",
+                );
+            }
+            if rp.max_delay_ms > RetryPolicy::MAX_DELAY_LIMIT_MS {
+                p.push(
+                    "retry_policy.max_delay_ms",
+                    "must be at most 7 days (604800000)",
+                );
+            }
+        }
+        if let Some(r) = self.rate_limit {
+            if !(1..=100_000).contains(&r) {
+                p.push(
+                    "rate_limit",
+                    "must be between 1 and 100000 deliveries per second",
+                );
+            }
+        }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(p)
+        }
+    }
+}
+
+fn check_url(url: &str, allow_http: bool, p: &mut WebhookProblems) {
+    const FIELD: &str = "webhook_url";
+    if url.len() > MAX_URL_LEN {
+        return p.push(FIELD, format!("must be at most {MAX_URL_LEN} characters"));
+    }
+    let parsed = match url::Url::parse(url) {
+        Ok(u) => u,
+        Err(e) => return p.push(FIELD, format!("must be an absolute URL ({e})")),
+    };
+    match parsed.scheme() {
+        "https" => {}
+        "http" if allow_http => {}
+        "http" => return p.push(FIELD, "must use https (plain http is disabled)"),
+        other => return p.push(FIELD, format!("scheme {other:?} is not allowed; use https")),
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        p.push(FIELD, "must name a host");
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        p.push(
+            FIELD,
+            "must not carry credentials; use custom headers instead",
+        );
+    }
+    if parsed.fragment().is_some() {
+        p.push(FIELD, "must not have a #fragment");
+    }
+}
+
+/// RFC 9110 `token` characters.
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn check_headers(headers: &BTreeMap<String, String>, p: &mut WebhookProblems) {
+    if headers.len() > MAX_HEADERS {
+        p.push(
+            "headers",
+            format!("at most {MAX_HEADERS} headers are allowed"),
+        );
+    }
+    for (name, value) in headers {
+        let field = format!("headers.{name}");
+        let lower = name.to_ascii_lowercase();
+        if name.is_empty() || !name.bytes().all(is_token_char) {
+            p.push(field, "is not a valid header name");
+        } else if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("webhook-") {
+            p.push(field, "is set by hookrelay and cannot be overridden");
+        } else if value.len() > MAX_HEADER_VALUE_LEN
+            || !value
+                .bytes()
+                .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+        {
+            p.push(
+                field,
+                format!("value must be printable ASCII, at most {MAX_HEADER_VALUE_LEN} bytes"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok_input() -> WebhookInput {
+        WebhookInput {
+            url: Some("https://example.com/hook".into()),
+            events: Some(vec!["message.received".into(), "call.*".into()]),
+            ..Default::default()
+        }
+    }
+
+    fn fields(i: WebhookInput) -> Vec<String> {
+        match i.validate(&Catalog::builtin(), &DeliveryConfig::default(), true) {
+            Ok(()) => vec![],
+            Err(p) => p.details.into_iter().map(|d| d.field).collect(),
+        }
+    }
+
+    #[test]
+    fn valid_input_passes() {
+        assert!(fields(ok_input()).is_empty());
+    }
+
+    #[test]
+    fn every_rule_is_reported_with_its_field() {
+        let bad = WebhookInput {
+            url: Some("http://example.com".into()),
+            events: Some(vec![]),
+            timeout: Some(61),
+            retry_attempts: Some(21),
+            headers: Some(BTreeMap::from([
+                ("Host".into(), "x".into()),
+                ("webhook-id".into(), "x".into()),
+                ("bad name".into(), "x".into()),
+                ("X-Ok".into(), "line\r\nbreak".into()),
+            ])),
+            ..Default::default()
+        };
+        let got = fields(bad);
+        for f in [
+            "webhook_url",
+            "enabled_events",
+            "timeout",
+            "retry_attempts",
+            "headers.Host",
+            "headers.webhook-id",
+            "headers.bad name",
+            "headers.X-Ok",
+        ] {
+            assert!(got.contains(&f.to_string()), "{f} missing from {got:?}");
+        }
+        assert_eq!(
+            fields(WebhookInput::default()),
+            vec!["webhook_url", "enabled_events"]
+        );
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        for (url, ok) in [
+            ("https://a.example/x?y=1", true),
+            ("ftp://a.example", false),
+            ("https://user:pw@a.example", false),
+            ("not a url", false),
+            ("/relative", false),
+        ] {
+            let got = fields(WebhookInput {
+                url: Some(url.into()),
+                ..ok_input()
+            });
+            assert_eq!(got.is_empty(), ok, "{url}: {got:?}");
+        }
+        let long = format!("https://a.example/{}", "x".repeat(MAX_URL_LEN));
+        assert_eq!(
+            fields(WebhookInput {
+                url: Some(long),
+                ..ok_input()
+            }),
+            vec!["webhook_url"]
+        );
+        let http = WebhookInput {
+            url: Some("http://127.0.0.1:9/x".into()),
+            ..ok_input()
+        };
+        let cfg = DeliveryConfig {
+            allow_http: true,
+            ..Default::default()
+        };
+        assert!(http.validate(&Catalog::builtin(), &cfg, true).is_ok());
+    }
+
+    #[test]
+    fn unknown_events_are_listed() {
+        let i = WebhookInput {
+            events: Some(vec!["nope".into(), "message.*".into(), "x.*".into()]),
+            ..ok_input()
+        };
+        let p = i
+            .validate(&Catalog::builtin(), &DeliveryConfig::default(), true)
+            .expect_err("invalid");
+        assert_eq!(p.unknown_events, vec!["nope", "x.*"]);
+    }
+
+    #[test]
+    fn rotated_secret_signs_only_during_grace() {
+        let mut w = Webhook {
+            id: WebhookId::from("wh_1"),
+            org_id: OrgId::from("org_1"),
+            device_id: DeviceId::from("d"),
+            name: String::new(),
+            url: "https://x".into(),
+            events: vec!["*".into()],
+            active: true,
+            primary: false,
+            retry_attempts: 3,
+            timeout_secs: 10,
+            retry_policy: RetryPolicy::default(),
+            headers: BTreeMap::new(),
+            secret: Some("new".into()),
+            previous_secret: Some(("old".into(), 100)),
+            rate_limit: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        };
+        assert_eq!(w.signing_secrets(99), vec!["new", "old"]);
+        assert_eq!(w.signing_secrets(100), vec!["new"]);
+        w.secret = None;
+        assert!(w.signing_secrets(100).is_empty());
+    }
+}
