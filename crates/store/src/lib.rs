@@ -1,1 +1,114 @@
-//! placeholder
+//! Storage for hookrelay: the traits the engine is written against and the
+//! embedded sled backend.
+//!
+//! # What it owns
+//! - [`EventLog`]: the durable, append-only event log. Appends are written as
+//!   *chunks* (one sled value per group commit) and made durable by
+//!   [`EventLog::sync`]; [`EventLog::durable_head`] tells readers how far the
+//!   log is on disk.
+//! - [`ConfigStore`]: organizations, apps, hashed tokens and webhooks, mirrored
+//!   in memory so a change is visible to the very next fan-out and attempt.
+//! - [`DeliveryStore`]: the state of deliveries that could not be settled by
+//!   their first attempt, the due index, the attempt log and the dispatch cursor.
+//!
+//! It must not know about HTTP, gRPC or delivery policy.
+//!
+//! # On-disk layout (sled trees; integers big-endian so key order is numeric order)
+//! | tree | key | value |
+//! | --- | --- | --- |
+//! | `meta` | `format_version`, `dispatch_cursor` | u8 / u64 |
+//! | `events` | first seq of the chunk (u64) | [`Chunk`] |
+//! | `deliveries` | seq ++ generation ++ webhook id | `DeliveryRecord` |
+//! | `due` | due ms (u64) ++ delivery key | 1 byte: 0 scheduled, 1 lease |
+//! | `attempts` | webhook id ++ 0 ++ seq ++ generation ++ attempt | `Attempt` |
+//! | `orgs`, `apps`, `webhooks` | id | record |
+//! | `tokens` | SHA-256 of the token | scope |
+//!
+//! Values go through [`codec`]: one format-version byte, then bincode 2.
+//!
+//! # Recovery
+//! An acknowledged event is in a flushed chunk. Delivery writes are not
+//! fsynced one by one: sled recovers a prefix of the write order, and the
+//! dispatch cursor is written after the records it depends on, so after a
+//! crash the scheduler re-dispatches every event past the surviving cursor.
+
+pub mod codec;
+mod config;
+mod deliveries;
+mod error;
+mod keys;
+mod log;
+
+pub use config::{App, ConfigStore, Org, TokenScope};
+pub use deliveries::{DeliveryStore, DeliveryWrite, DueEntry, DueKind};
+pub use error::StoreError;
+pub use log::{Chunk, EventLog, LoggedEvent};
+
+use std::{future::Future, path::Path, pin::Pin, sync::Arc};
+
+/// A boxed future, for the async methods of the object-safe store traits.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An open data directory: every store of the embedded backend.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    /// The event log.
+    pub log: Arc<log::SledLog>,
+    /// Configuration.
+    pub config: Arc<config::SledConfig>,
+    /// Delivery state.
+    pub deliveries: Arc<deliveries::SledDeliveries>,
+}
+
+impl Store {
+    /// Opens (or creates) the data directory at `path`.
+    ///
+    /// Fails with [`StoreError::UnsupportedFormat`] when the directory was
+    /// written by a newer, unknown format.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(64 * 1024 * 1024)
+            .flush_every_ms(Some(200))
+            .open()
+            .map_err(|e| StoreError::Open {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+        let meta = db.open_tree("meta")?;
+        match meta.get(keys::META_FORMAT)? {
+            None => {
+                meta.insert(keys::META_FORMAT, &[codec::FORMAT_VERSION])?;
+                db.flush()?;
+            }
+            Some(v) if v.as_ref() == [codec::FORMAT_VERSION] => {}
+            Some(v) => {
+                return Err(StoreError::UnsupportedFormat {
+                    found: v.first().copied().unwrap_or(0),
+                    supported: codec::FORMAT_VERSION,
+                })
+            }
+        }
+        let log = Arc::new(log::SledLog::open(&db)?);
+        let config = Arc::new(config::SledConfig::open(&db)?);
+        let deliveries = Arc::new(deliveries::SledDeliveries::open(&db, meta)?);
+        Ok(Self {
+            db,
+            log,
+            config,
+            deliveries,
+        })
+    }
+
+    /// Size of the data directory on disk, in bytes.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// Flushes everything written so far to disk.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,58 @@
+//! The one place values are encoded: a format-version byte, then bincode 2
+//! (serde mode, standard config). A reader refuses any other version byte, so
+//! a future format can be introduced next to this one and dispatched on.
+
+use crate::StoreError;
+use serde::{de::DeserializeOwned, Serialize};
+
+/// The format this build writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Encodes `value` behind the version byte.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT_VERSION];
+    // Encoding our own plain data types into a Vec cannot fail.
+    if let Err(e) =
+        bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard())
+    {
+        unreachable!("bincode encoding into a Vec failed: {e}");
+    }
+    out
+}
+
+/// Decodes a value written by [`encode`]; `what` names the record in errors.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, StoreError> {
+    match bytes.split_first() {
+        Some((&FORMAT_VERSION, rest)) => {
+            bincode::serde::decode_from_slice(rest, bincode::config::standard())
+                .map(|(v, _)| v)
+                .map_err(|_| StoreError::Corrupt { what })
+        }
+        _ => Err(StoreError::Corrupt { what }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hookrelay_core::Event;
+
+    #[test]
+    fn round_trips_and_refuses_other_versions() {
+        let e = Event {
+            id: "evt_1".into(),
+            device_id: "d".into(),
+            event_type: "message.received".into(),
+            occurred_at_ms: -5,
+            data: "{}".into(),
+        };
+        let bytes = encode(&e);
+        assert_eq!(bytes[0], FORMAT_VERSION);
+        assert_eq!(decode::<Event>(&bytes, "event").ok(), Some(e));
+        let mut other = bytes.clone();
+        other[0] = 99;
+        assert!(decode::<Event>(&other, "event").is_err());
+        assert!(decode::<Event>(&[], "event").is_err());
+        assert!(decode::<Event>(&bytes[..bytes.len() - 1], "event").is_err());
+    }
+}

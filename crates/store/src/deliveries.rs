@@ -1,0 +1,314 @@
+//! Delivery state: records for deliveries that outlived their first attempt,
+//! the due index, the attempt log and the dispatch cursor.
+//!
+//! Writes come in batches from the scheduler and are not fsynced one by one:
+//! [`DeliveryStore::apply`] writes records, then due entries, then attempts,
+//! then the cursor, so sled's prefix recovery never keeps a cursor without the
+//! records it depends on.
+
+use crate::{codec, keys, StoreError};
+use hookrelay_core::{Attempt, DeliveryKey, DeliveryRecord, Seq, WebhookId};
+
+/// Why a due entry exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DueKind {
+    /// A retry scheduled by the backoff policy.
+    Scheduled,
+    /// An attempt in flight: due again when the lease expires (after a crash
+    /// or a hang), removed when the attempt reports.
+    Lease,
+}
+
+/// One entry of the due index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueEntry {
+    /// When the delivery is due, unix ms.
+    pub at_ms: i64,
+    /// Which delivery.
+    pub key: DeliveryKey,
+    /// Why.
+    pub kind: DueKind,
+}
+
+/// One change to delivery state.
+#[derive(Clone, Debug)]
+pub enum DeliveryWrite {
+    /// Creates or replaces a delivery's record.
+    Record(DeliveryKey, DeliveryRecord),
+    /// Adds a due entry.
+    Due(DueEntry),
+    /// Removes the due entry at `at_ms` for `key`.
+    Undue(i64, DeliveryKey),
+    /// Appends an attempt to the log.
+    Attempt(DeliveryKey, Attempt),
+    /// Moves the dispatch cursor: every delivery of every event ≤ it is
+    /// settled or has a record.
+    Cursor(Seq),
+}
+
+/// Delivery-state storage.
+pub trait DeliveryStore: Send + Sync + 'static {
+    /// Applies writes in order (records, due, attempts, cursor), without fsync.
+    fn apply(&self, writes: Vec<DeliveryWrite>) -> Result<(), StoreError>;
+    /// A delivery's record, if it has one.
+    fn record(&self, key: &DeliveryKey) -> Result<Option<DeliveryRecord>, StoreError>;
+    /// Up to `max` due entries with `at_ms ≤ until_ms`, earliest first.
+    fn due(&self, until_ms: i64, max: usize) -> Result<Vec<DueEntry>, StoreError>;
+    /// Every lease entry (used at startup: nothing is in flight in a new process).
+    fn leases(&self) -> Result<Vec<DueEntry>, StoreError>;
+    /// The attempt log of one delivery, in order.
+    fn attempts(&self, key: &DeliveryKey) -> Result<Vec<Attempt>, StoreError>;
+    /// Attempts of a webhook's deliveries, in log order, from an optional
+    /// exclusive start key (for listings).
+    fn webhook_attempts(
+        &self,
+        webhook: &WebhookId,
+        max: usize,
+    ) -> Result<Vec<(DeliveryKey, Attempt)>, StoreError>;
+    /// The dispatch cursor (0 before anything was dispatched).
+    fn cursor(&self) -> Result<Seq, StoreError>;
+    /// Number of due entries (pending deliveries with a record).
+    fn due_len(&self) -> usize;
+}
+
+const LEASE: u8 = 1;
+const SCHEDULED: u8 = 0;
+
+/// sled implementation of [`DeliveryStore`].
+pub struct SledDeliveries {
+    meta: sled::Tree,
+    records: sled::Tree,
+    due: sled::Tree,
+    attempts: sled::Tree,
+}
+
+impl SledDeliveries {
+    pub(crate) fn open(db: &sled::Db, meta: sled::Tree) -> Result<Self, StoreError> {
+        Ok(Self {
+            meta,
+            records: db.open_tree("deliveries")?,
+            due: db.open_tree("due")?,
+            attempts: db.open_tree("attempts")?,
+        })
+    }
+
+    fn parse_due_entry(k: &[u8], v: &[u8]) -> Result<DueEntry, StoreError> {
+        let (at_ms, key) = keys::parse_due(k).ok_or(StoreError::Corrupt { what: "due key" })?;
+        let kind = if v.first() == Some(&LEASE) {
+            DueKind::Lease
+        } else {
+            DueKind::Scheduled
+        };
+        Ok(DueEntry { at_ms, key, kind })
+    }
+}
+
+impl DeliveryStore for SledDeliveries {
+    fn apply(&self, writes: Vec<DeliveryWrite>) -> Result<(), StoreError> {
+        let mut records = sled::Batch::default();
+        let mut due = sled::Batch::default();
+        let mut attempts = sled::Batch::default();
+        let mut cursor = None;
+        for w in writes {
+            match w {
+                DeliveryWrite::Record(k, r) => {
+                    records.insert(keys::delivery(&k), codec::encode(&r))
+                }
+                DeliveryWrite::Due(e) => {
+                    let v = if e.kind == DueKind::Lease {
+                        LEASE
+                    } else {
+                        SCHEDULED
+                    };
+                    due.insert(keys::due(e.at_ms, &e.key), &[v]);
+                }
+                DeliveryWrite::Undue(at, k) => due.remove(keys::due(at, &k)),
+                DeliveryWrite::Attempt(k, a) => {
+                    attempts.insert(keys::attempt(&k, a.attempt), codec::encode(&a))
+                }
+                DeliveryWrite::Cursor(s) => cursor = Some(cursor.unwrap_or(0).max(s)),
+            }
+        }
+        self.records.apply_batch(records)?;
+        self.due.apply_batch(due)?;
+        self.attempts.apply_batch(attempts)?;
+        if let Some(s) = cursor {
+            self.meta.insert(keys::META_CURSOR, &s.to_be_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn record(&self, key: &DeliveryKey) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.records
+            .get(keys::delivery(key))?
+            .map(|v| codec::decode(&v, "delivery"))
+            .transpose()
+    }
+
+    fn due(&self, until_ms: i64, max: usize) -> Result<Vec<DueEntry>, StoreError> {
+        let end = (until_ms.max(0) as u64).saturating_add(1).to_be_bytes();
+        let mut out = Vec::new();
+        for item in self.due.range(..end.as_slice()).take(max) {
+            let (k, v) = item?;
+            out.push(Self::parse_due_entry(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn leases(&self) -> Result<Vec<DueEntry>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.due.iter() {
+            let (k, v) = item?;
+            if v.first() == Some(&LEASE) {
+                out.push(Self::parse_due_entry(&k, &v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn attempts(&self, key: &DeliveryKey) -> Result<Vec<Attempt>, StoreError> {
+        let mut prefix = keys::attempt_prefix(&key.webhook_id);
+        prefix.extend_from_slice(&key.seq.to_be_bytes());
+        prefix.extend_from_slice(&key.generation.to_be_bytes());
+        self.attempts
+            .scan_prefix(prefix)
+            .map(|item| codec::decode(&item?.1, "attempt"))
+            .collect()
+    }
+
+    fn webhook_attempts(
+        &self,
+        webhook: &WebhookId,
+        max: usize,
+    ) -> Result<Vec<(DeliveryKey, Attempt)>, StoreError> {
+        let prefix = keys::attempt_prefix(webhook);
+        let mut out = Vec::new();
+        for item in self.attempts.scan_prefix(&prefix).take(max) {
+            let (k, v) = item?;
+            let rest = &k[prefix.len()..];
+            if rest.len() != 16 {
+                return Err(StoreError::Corrupt {
+                    what: "attempt key",
+                });
+            }
+            let mut dk = Vec::with_capacity(12 + webhook.as_str().len());
+            dk.extend_from_slice(&rest[..12]);
+            dk.extend_from_slice(webhook.as_str().as_bytes());
+            let key = keys::parse_delivery(&dk).ok_or(StoreError::Corrupt {
+                what: "attempt key",
+            })?;
+            out.push((key, codec::decode(&v, "attempt")?));
+        }
+        Ok(out)
+    }
+
+    fn cursor(&self) -> Result<Seq, StoreError> {
+        Ok(match self.meta.get(keys::META_CURSOR)? {
+            Some(v) => v
+                .as_ref()
+                .try_into()
+                .map(Seq::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt { what: "cursor" })?,
+            None => 0,
+        })
+    }
+
+    fn due_len(&self) -> usize {
+        self.due.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+    use hookrelay_core::{DeliveryStatus, ErrorKind};
+
+    fn key(seq: u64) -> DeliveryKey {
+        DeliveryKey {
+            seq,
+            generation: 0,
+            webhook_id: WebhookId::from("wh_x"),
+        }
+    }
+
+    fn record() -> DeliveryRecord {
+        DeliveryRecord {
+            status: DeliveryStatus::Pending,
+            attempts: 1,
+            next_attempt_ms: 50,
+            last_status_code: Some(500),
+            last_error: Some("http_5xx".into()),
+            event_type: "message.received".into(),
+            event_id: "evt_1".into(),
+            created_at_ms: 1,
+            updated_at_ms: 2,
+        }
+    }
+
+    fn attempt(n: u32) -> Attempt {
+        Attempt {
+            attempt: n,
+            started_at_ms: 1,
+            duration_ms: 2,
+            status_code: Some(500),
+            error: Some(ErrorKind::Http5xx),
+            response_body: Some("no".into()),
+        }
+    }
+
+    #[test]
+    fn due_index_orders_by_time_and_separates_leases() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("open");
+        let d = &s.deliveries;
+        d.apply(vec![
+            DeliveryWrite::Record(key(1), record()),
+            DeliveryWrite::Due(DueEntry {
+                at_ms: 300,
+                key: key(1),
+                kind: DueKind::Scheduled,
+            }),
+            DeliveryWrite::Due(DueEntry {
+                at_ms: 100,
+                key: key(2),
+                kind: DueKind::Lease,
+            }),
+            DeliveryWrite::Due(DueEntry {
+                at_ms: 200,
+                key: key(3),
+                kind: DueKind::Scheduled,
+            }),
+            DeliveryWrite::Attempt(key(1), attempt(1)),
+            DeliveryWrite::Attempt(key(1), attempt(2)),
+            DeliveryWrite::Cursor(7),
+        ])
+        .expect("apply");
+        let due: Vec<_> = d
+            .due(250, 10)
+            .expect("due")
+            .into_iter()
+            .map(|e| e.key.seq)
+            .collect();
+        assert_eq!(due, vec![2, 3]);
+        assert_eq!(d.due(1000, 1).expect("due").len(), 1);
+        assert_eq!(d.leases().expect("leases").len(), 1);
+        assert_eq!(d.record(&key(1)).expect("rec"), Some(record()));
+        assert_eq!(d.record(&key(9)).expect("rec"), None);
+        assert_eq!(
+            d.attempts(&key(1)).expect("att"),
+            vec![attempt(1), attempt(2)]
+        );
+        assert_eq!(
+            d.webhook_attempts(&key(1).webhook_id, 10)
+                .expect("att")
+                .len(),
+            2
+        );
+        assert_eq!(d.cursor().expect("cursor"), 7);
+        d.apply(vec![DeliveryWrite::Undue(100, key(2))])
+            .expect("apply");
+        assert_eq!(d.due_len(), 2);
+        assert!(d.leases().expect("leases").is_empty());
+    }
+}

@@ -1,0 +1,54 @@
+//! The store's error type.
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory could not be opened.
+    #[error("cannot open data directory {path}")]
+    Open {
+        /// The directory.
+        path: String,
+        /// sled's error.
+        #[source]
+        source: sled::Error,
+    },
+    /// The data directory was written by an unknown (newer) format.
+    #[error(
+        "data directory has store format version {found}, this build supports {supported}; \
+         use a hookrelay release that knows format {found}"
+    )]
+    UnsupportedFormat {
+        /// Version found on disk.
+        found: u8,
+        /// Version this build writes.
+        supported: u8,
+    },
+    /// An I/O or sled failure (disk full, read error).
+    #[error("storage I/O failed")]
+    Io(#[from] sled::Error),
+    /// A stored value could not be decoded.
+    #[error("corrupt {what} record")]
+    Corrupt {
+        /// Which kind of record.
+        what: &'static str,
+    },
+    /// A uniqueness rule was violated (e.g. an app id already taken).
+    #[error("{what} already exists")]
+    Conflict {
+        /// What exists.
+        what: &'static str,
+    },
+    /// The thing to change does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// What is missing.
+        what: &'static str,
+    },
+}
+
+impl StoreError {
+    /// Whether the failure is transient I/O (answer "unavailable", retry later).
+    pub fn is_io(&self) -> bool {
+        matches!(self, Self::Io(_))
+    }
+}
