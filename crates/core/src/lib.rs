@@ -23,6 +23,7 @@ mod delivery;
 mod event;
 mod ids;
 mod json;
+mod names;
 mod retry;
 pub mod signing;
 mod time;
@@ -38,6 +39,7 @@ pub use delivery::{
 pub use event::{validate_event, Event, EventError, RawEvent};
 pub use ids::{new_event_id, new_org_id, new_webhook_id, DeviceId, OrgId, Seq, WebhookId};
 pub use json::minify_json_object;
+pub use names::{header, metric};
 pub use retry::{Backoff, RetryPolicy};
 pub use time::{now_ms, rfc3339_ms, rfc3339_now};
 pub use token::{constant_time_eq, generate_admin_key, generate_secret, hash_token, TokenHash};

@@ -1,0 +1,41 @@
+//! `[ingest]` configuration.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// `[ingest]`: who may publish and what is accepted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Accepted ingest keys (Bearer on gRPC and `POST /v1/events`). Empty: every
+    /// publish is refused as unauthenticated.
+    pub keys: Vec<String>,
+    /// Largest accepted event (id + device_id + event_type + data), bytes
+    /// (default 262144 = 256 KiB).
+    pub max_event_bytes: usize,
+    /// Window in which a repeated `(device_id, id)` is answered as a duplicate
+    /// (default 24h).
+    #[serde(with = "humantime_serde")]
+    pub dedup_window: Duration,
+    /// Events logged but not yet fanned out above which publishing answers
+    /// RESOURCE_EXHAUSTED (default 1,000,000).
+    pub max_backlog: u64,
+    /// Most events gathered into one group commit (default 16384).
+    pub max_batch_events: usize,
+    /// Append requests that may wait for the committer (default 4096); when
+    /// full, publishers wait (back-pressure on the connection).
+    pub queue_capacity: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            max_event_bytes: 256 * 1024,
+            dedup_window: Duration::from_secs(24 * 3600),
+            max_backlog: 1_000_000,
+            max_batch_events: 16_384,
+            queue_capacity: 4096,
+        }
+    }
+}
