@@ -1,0 +1,154 @@
+//! The SSRF guard: which addresses a delivery may connect to.
+//!
+//! Name resolution goes through [`GuardedResolver`], so the addresses checked
+//! are exactly the ones the connector dials (no rebinding window between a
+//! check and the connect). IP-literal URLs skip the resolver and are checked by
+//! [`check_literal_host`].
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+
+/// The error a refused target produces; found in the error chain to classify
+/// the attempt as `blocked_address`.
+#[derive(Debug, thiserror::Error)]
+#[error("target address {0} is not allowed (private, loopback or otherwise internal)")]
+pub struct BlockedAddress(pub IpAddr);
+
+fn v4_blocked(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_multicast()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_documentation()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
+        || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking
+        || a >= 240 // reserved
+}
+
+/// Whether `ip` is an internal address a delivery must not reach:
+/// loopback, private, link-local, unique-local, multicast, unspecified and
+/// the IPv4-mapped/-compatible/NAT64 forms of those.
+pub fn is_blocked(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4_blocked(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return v4_blocked(v4);
+            }
+            let seg = v6.segments();
+            // IPv4-compatible (::a.b.c.d) and NAT64 (64:ff9b::/96) embed an IPv4 address.
+            let embedded = Ipv4Addr::new(
+                (seg[6] >> 8) as u8,
+                seg[6] as u8,
+                (seg[7] >> 8) as u8,
+                seg[7] as u8,
+            );
+            if seg[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified() {
+                return v4_blocked(embedded);
+            }
+            if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0; 4] {
+                return v4_blocked(embedded);
+            }
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (seg[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || (seg[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
+                || v6 == Ipv6Addr::from(1u128) // ::1
+        }
+    }
+}
+
+/// Checks a URL host that is an IP literal (`127.0.0.1`, `[::ffff:7f00:1]`).
+pub fn check_literal_host(host: &str, allow_private: bool) -> Result<(), BlockedAddress> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<IpAddr>() {
+        Ok(ip) if !allow_private && is_blocked(ip) => Err(BlockedAddress(ip)),
+        _ => Ok(()),
+    }
+}
+
+/// A resolver that drops nothing silently: if any resolved address is
+/// internal, the whole name is refused (a name that mixes public and internal
+/// addresses is a rebinding attempt).
+#[derive(Clone, Debug)]
+pub struct GuardedResolver {
+    /// Skip the guard (`delivery.allow_private_targets`).
+    pub allow_private: bool,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> =
+                tokio::task::spawn_blocking(move || (host.as_str(), 0).to_socket_addrs())
+                    .await
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)??
+                    .collect();
+            if !allow_private {
+                if let Some(bad) = addrs.iter().find(|a| is_blocked(a.ip())) {
+                    return Err(Box::new(BlockedAddress(bad.ip())) as _);
+                }
+            }
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses_are_blocked() {
+        for s in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "224.0.0.1",
+            "100.64.0.1",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a00:1",
+        ] {
+            let ip: IpAddr = s.parse().expect("ip");
+            assert!(is_blocked(ip), "{s} should be blocked");
+        }
+        for s in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            let ip: IpAddr = s.parse().expect("ip");
+            assert!(!is_blocked(ip), "{s} should be allowed");
+        }
+    }
+
+    #[test]
+    fn literal_hosts_are_checked() {
+        assert!(check_literal_host("[::ffff:127.0.0.1]", false).is_err());
+        assert!(check_literal_host("127.0.0.1", false).is_err());
+        assert!(check_literal_host("127.0.0.1", true).is_ok());
+        assert!(check_literal_host("example.com", false).is_ok());
+    }
+}
