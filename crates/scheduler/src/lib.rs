@@ -1,1 +1,23 @@
-//! placeholder
+//! Fan-out and retry scheduling for hookrelay.
+//!
+//! The [`Scheduler`] tails the event log from the persisted dispatch cursor,
+//! matches each event against its device's active webhooks and hands first
+//! attempts to the workers straight from memory, inside a bounded window.
+//! The happy path writes no per-delivery state: only the attempt log entry.
+//! A delivery gets a state record (and a due-index entry) only when an
+//! attempt fails, or when it is still unsettled as the window must move on
+//! ("spill"). The cursor advances over events all of whose deliveries are
+//! settled or recorded, so after a crash the events past it are dispatched
+//! again with the same delivery ids (invariant 2), and recorded deliveries
+//! come back through the due index, leases included (invariant 3).
+//!
+//! Must not: perform HTTP, or talk to ingest except through the cursor watch.
+
+mod config;
+mod scheduler;
+mod window;
+
+pub use config::SchedulerConfig;
+pub use scheduler::{Scheduler, SchedulerChannels};
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,44 @@
+//! `[scheduler]` configuration.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// `[scheduler]`: how fan-out and retries are paced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Most events held in the dispatch window (default 8192). Bounds memory:
+    /// at most this many events times their webhooks are held at once.
+    pub window_events: usize,
+    /// How long the oldest event may hold the window before its unsettled
+    /// deliveries are written to disk so the cursor can move on (default 2s).
+    #[serde(with = "humantime_serde")]
+    pub spill_after: Duration,
+    /// How often the due index is scanned when nothing else wakes the
+    /// scheduler (default 50ms).
+    #[serde(with = "humantime_serde")]
+    pub tick: Duration,
+    /// Most due deliveries taken per scan (default 1024).
+    pub due_batch: usize,
+    /// Most tasks queued for the workers before fan-out and due scans pause
+    /// (default 4096).
+    pub max_queued: usize,
+    /// Capacity of the scheduler → worker channel (default 256).
+    pub task_channel: usize,
+    /// Capacity of the worker → scheduler report channel (default 1024).
+    pub report_channel: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            window_events: 8192,
+            spill_after: Duration::from_secs(2),
+            tick: Duration::from_millis(50),
+            due_batch: 1024,
+            max_queued: 4096,
+            task_channel: 256,
+            report_channel: 1024,
+        }
+    }
+}

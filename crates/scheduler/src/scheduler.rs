@@ -1,0 +1,560 @@
+//! The scheduler loop: fan-out from the log, reports from the workers, the
+//! due-index scan, spilling, and the dispatch cursor.
+
+use crate::{
+    window::{Window, WindowEvent},
+    SchedulerConfig,
+};
+use hookrelay_core::{
+    metric, now_ms, signing, AttemptReport, AttemptResult, Catalog, DeliveryKey, DeliveryRecord,
+    DeliveryStatus, DeliveryTask, DeviceId, Seq, Webhook,
+};
+use hookrelay_store::{
+    ConfigStore, DeliveryStore, DeliveryWrite, DueEntry, DueKind, EventLog, LoggedEvent, StoreError,
+};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+use tokio::sync::{
+    mpsc::{self, error::TrySendError},
+    watch,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+/// The channels the server creates between scheduler, workers and ingest.
+pub struct SchedulerChannels {
+    /// Attempts to perform, to the workers.
+    pub tasks: mpsc::Sender<DeliveryTask>,
+    /// Attempt outcomes, from the workers.
+    pub reports: mpsc::Receiver<AttemptReport>,
+    /// The dispatch cursor, for ingest's backlog limit.
+    pub dispatched: watch::Sender<Seq>,
+}
+
+/// What the scheduler remembers of a delivery it has queued or in flight.
+struct Active {
+    /// Number of the attempt queued or in flight.
+    attempt: u32,
+    /// The lease's due time once the delivery has a record; `None` while it
+    /// is a first attempt held only by the window.
+    lease_at: Option<i64>,
+    event_id: Arc<str>,
+    event_type: Arc<str>,
+    created_at_ms: i64,
+}
+
+/// Fans out the log and schedules every attempt. See the crate docs.
+pub struct Scheduler {
+    log: Arc<dyn EventLog>,
+    config: Arc<dyn ConfigStore>,
+    store: Arc<dyn DeliveryStore>,
+    catalog: Arc<Catalog>,
+    cfg: SchedulerConfig,
+    lease_margin_ms: i64,
+    head: watch::Receiver<Seq>,
+    window: Window,
+    next_read: Seq,
+    /// Events up to here may have records from before the last restart.
+    recovery_horizon: Seq,
+    queue: VecDeque<DeliveryTask>,
+    active: HashMap<DeliveryKey, Active>,
+    writes: Vec<DeliveryWrite>,
+    /// Deliveries with a pending record (due index entries).
+    pending_records: i64,
+    /// First attempts held only by the window.
+    unrecorded: i64,
+    /// Last sequence popped from the window by a spill, for the cursor.
+    spilled_to: Option<Seq>,
+}
+
+fn lease_ms(w: Option<&Webhook>, margin_ms: i64) -> i64 {
+    let timeout_s = w.map_or(60, |w| i64::from(w.timeout_secs));
+    timeout_s * 1000 + margin_ms
+}
+
+impl Scheduler {
+    /// A scheduler over the three stores. `lease_margin` is added to a
+    /// webhook's timeout to give an attempt's lease.
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        config: Arc<dyn ConfigStore>,
+        store: Arc<dyn DeliveryStore>,
+        catalog: Arc<Catalog>,
+        cfg: SchedulerConfig,
+        lease_margin: Duration,
+    ) -> Self {
+        let head = log.durable_head();
+        Self {
+            log,
+            config,
+            store,
+            catalog,
+            cfg,
+            lease_margin_ms: i64::try_from(lease_margin.as_millis()).unwrap_or(i64::MAX / 2),
+            head,
+            window: Window::default(),
+            next_read: 1,
+            recovery_horizon: 0,
+            queue: VecDeque::new(),
+            active: HashMap::new(),
+            writes: Vec::new(),
+            pending_records: 0,
+            unrecorded: 0,
+            spilled_to: None,
+        }
+    }
+
+    /// Runs until `shutdown`, then takes the reports still waiting, writes
+    /// what it holds and returns. Attempts still unanswered come back after a
+    /// restart: first attempts through the cursor, the others through leases.
+    pub async fn run(
+        mut self,
+        mut ch: SchedulerChannels,
+        shutdown: CancellationToken,
+    ) -> Result<(), StoreError> {
+        self.recover()?;
+        let _ = ch.dispatched.send(self.next_read - 1);
+        let mut reports = Vec::with_capacity(256);
+        let mut next_tick = tokio::time::Instant::now();
+        loop {
+            self.fill_from_log()?;
+            if tokio::time::Instant::now() >= next_tick {
+                self.scan_due()?;
+                self.spill();
+                self.update_gauges();
+                next_tick = tokio::time::Instant::now() + self.cfg.tick;
+            }
+            self.advance_cursor(&ch.dispatched);
+            self.flush();
+            if !self.send_ready(&ch.tasks) {
+                break;
+            }
+            let room = self.has_room();
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                n = ch.reports.recv_many(&mut reports, 256) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for r in reports.drain(..) {
+                        self.on_report(r);
+                    }
+                }
+                permit = ch.tasks.reserve(), if !self.queue.is_empty() => match permit {
+                    Ok(p) => {
+                        if let Some(t) = self.queue.pop_front() {
+                            p.send(t);
+                        }
+                    }
+                    Err(_) => break,
+                },
+                changed = self.head.changed(), if room => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep_until(next_tick) => {}
+            }
+        }
+        while let Ok(r) = ch.reports.try_recv() {
+            self.on_report(r);
+        }
+        self.advance_cursor(&ch.dispatched);
+        self.flush();
+        info!(in_flight = self.active.len(), "scheduler stopped");
+        Ok(())
+    }
+
+    fn has_room(&self) -> bool {
+        self.window.len() < self.cfg.window_events && self.queue.len() < self.cfg.max_queued
+    }
+
+    /// Sends queued tasks while the channel has room; `false` if the workers
+    /// are gone.
+    fn send_ready(&mut self, tx: &mpsc::Sender<DeliveryTask>) -> bool {
+        while let Some(task) = self.queue.pop_front() {
+            match tx.try_send(task) {
+                Ok(()) => {}
+                Err(TrySendError::Full(task)) => {
+                    self.queue.push_front(task);
+                    return true;
+                }
+                Err(TrySendError::Closed(_)) => return false,
+            }
+        }
+        true
+    }
+
+    /// After a restart nothing is in flight: every lease is stale, so those
+    /// deliveries are due now.
+    fn recover(&mut self) -> Result<(), StoreError> {
+        let cursor = self.store.cursor()?;
+        self.next_read = cursor + 1;
+        self.recovery_horizon = *self.head.borrow();
+        let now = now_ms();
+        let leases = self.store.leases()?;
+        for lease in &leases {
+            self.writes
+                .push(DeliveryWrite::Undue(lease.at_ms, lease.key.clone()));
+            if let Some(mut rec) = self.store.record(&lease.key)? {
+                rec.next_attempt_ms = now;
+                rec.updated_at_ms = now;
+                self.writes
+                    .push(DeliveryWrite::Record(lease.key.clone(), rec));
+                self.writes.push(DeliveryWrite::Due(DueEntry {
+                    at_ms: now,
+                    key: lease.key.clone(),
+                    kind: DueKind::Scheduled,
+                }));
+            }
+        }
+        self.store.apply(std::mem::take(&mut self.writes))?;
+        self.pending_records = self.store.due_len() as i64;
+        info!(
+            cursor,
+            head = self.recovery_horizon,
+            pending = self.pending_records,
+            released_leases = leases.len(),
+            "scheduler recovered"
+        );
+        Ok(())
+    }
+
+    fn fill_from_log(&mut self) -> Result<(), StoreError> {
+        let head = *self.head.borrow_and_update();
+        while self.next_read <= head && self.has_room() {
+            let room = (self.cfg.window_events - self.window.len()).clamp(1, 1024);
+            let events = self.log.read(self.next_read, room)?;
+            let Some(last) = events.last().map(|e| e.seq) else {
+                break;
+            };
+            for e in events {
+                self.fan_out(e)?;
+            }
+            self.next_read = last + 1;
+        }
+        Ok(())
+    }
+
+    fn fan_out(&mut self, e: LoggedEvent) -> Result<(), StoreError> {
+        let ev = &e.event;
+        let matching: Vec<Arc<Webhook>> = self
+            .config
+            .webhooks_of(&DeviceId::from(ev.device_id.as_str()))
+            .into_iter()
+            .filter(|w| w.active && self.catalog.matches_any(&w.events, &ev.event_type))
+            .collect();
+        let mut unsettled = Vec::with_capacity(matching.len());
+        if !matching.is_empty() {
+            let envelope: Arc<[u8]> = signing::envelope(
+                &ev.id,
+                &ev.event_type,
+                ev.occurred_at_ms.div_euclid(1000),
+                &ev.device_id,
+                &ev.data,
+            )
+            .into();
+            let event_id: Arc<str> = ev.id.as_str().into();
+            let event_type: Arc<str> = ev.event_type.as_str().into();
+            for webhook in matching {
+                let key = DeliveryKey {
+                    seq: e.seq,
+                    generation: 0,
+                    webhook_id: webhook.id.clone(),
+                };
+                if self.active.contains_key(&key) {
+                    continue;
+                }
+                // Re-read after a crash: a delivery with a record is the due
+                // index's, not the window's.
+                if e.seq <= self.recovery_horizon && self.store.record(&key)?.is_some() {
+                    continue;
+                }
+                self.active.insert(
+                    key.clone(),
+                    Active {
+                        attempt: 1,
+                        lease_at: None,
+                        event_id: event_id.clone(),
+                        event_type: event_type.clone(),
+                        created_at_ms: e.appended_at_ms,
+                    },
+                );
+                self.queue.push_back(DeliveryTask {
+                    key: key.clone(),
+                    attempt: 1,
+                    event_id: event_id.clone(),
+                    envelope: envelope.clone(),
+                    webhook,
+                    occurred_at_ms: ev.occurred_at_ms,
+                });
+                unsettled.push(key);
+            }
+            metrics::counter!(metric::DELIVERIES_CREATED).increment(unsettled.len() as u64);
+            self.unrecorded += unsettled.len() as i64;
+        }
+        self.window.push(WindowEvent {
+            seq: e.seq,
+            unsettled,
+            entered: Instant::now(),
+        });
+        Ok(())
+    }
+
+    fn record_for(
+        &self,
+        a: &Active,
+        attempts: u32,
+        status: DeliveryStatus,
+        now: i64,
+    ) -> DeliveryRecord {
+        DeliveryRecord {
+            status,
+            attempts,
+            next_attempt_ms: 0,
+            last_status_code: None,
+            last_error: None,
+            event_type: a.event_type.to_string(),
+            event_id: a.event_id.to_string(),
+            created_at_ms: a.created_at_ms,
+            updated_at_ms: now,
+        }
+    }
+
+    fn on_report(&mut self, r: AttemptReport) {
+        let now = now_ms();
+        self.writes
+            .push(DeliveryWrite::Attempt(r.key.clone(), r.attempt.clone()));
+        let Some(a) = self.active.remove(&r.key) else {
+            warn!(delivery = %r.key.id(), "report for a delivery not in flight; attempt logged only");
+            return;
+        };
+        if let Some(lease) = a.lease_at {
+            self.writes.push(DeliveryWrite::Undue(lease, r.key.clone()));
+            self.pending_records -= 1;
+        } else {
+            self.window.settle(&r.key);
+            self.unrecorded -= 1;
+        }
+        let webhook = self.config.webhook(&r.key.webhook_id);
+        let n = a.attempt;
+        let mut rec = match r.result {
+            AttemptResult::Delivered => {
+                if a.lease_at.is_none() {
+                    // The happy path: the attempt log entry is the only write.
+                    return;
+                }
+                self.record_for(&a, n, DeliveryStatus::Delivered, now)
+            }
+            AttemptResult::Failed { retry_after_ms } => match webhook.as_deref() {
+                Some(w) if w.active && n <= w.retry_attempts => {
+                    let delay = w.retry_policy.next_delay_ms(n, retry_after_ms);
+                    let next = now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX / 2));
+                    let mut rec = self.record_for(&a, n, DeliveryStatus::Pending, now);
+                    rec.next_attempt_ms = next;
+                    self.writes.push(DeliveryWrite::Due(DueEntry {
+                        at_ms: next,
+                        key: r.key.clone(),
+                        kind: DueKind::Scheduled,
+                    }));
+                    self.pending_records += 1;
+                    rec
+                }
+                Some(w) if w.active => {
+                    metrics::counter!(metric::DELIVERIES_FAILED).increment(1);
+                    self.record_for(&a, n, DeliveryStatus::Failed, now)
+                }
+                _ => self.record_for(&a, n, DeliveryStatus::Cancelled, now),
+            },
+        };
+        rec.last_status_code = r.attempt.status_code;
+        rec.last_error = r.attempt.error.map(|e| e.as_str().to_owned());
+        self.writes.push(DeliveryWrite::Record(r.key, rec));
+    }
+
+    fn scan_due(&mut self) -> Result<(), StoreError> {
+        if self.queue.len() >= self.cfg.max_queued {
+            return Ok(());
+        }
+        let now = now_ms();
+        for e in self.store.due(now, self.cfg.due_batch)? {
+            let webhook = self.config.webhook(&e.key.webhook_id);
+            if let Some(a) = self.active.get_mut(&e.key) {
+                // Queued or in flight here. An expired lease is extended: the
+                // worker's own timeout will answer before long.
+                self.writes
+                    .push(DeliveryWrite::Undue(e.at_ms, e.key.clone()));
+                if e.kind == DueKind::Lease {
+                    let lease = now + lease_ms(webhook.as_deref(), self.lease_margin_ms);
+                    a.lease_at = Some(lease);
+                    self.writes.push(DeliveryWrite::Due(DueEntry {
+                        at_ms: lease,
+                        key: e.key.clone(),
+                        kind: DueKind::Lease,
+                    }));
+                } else {
+                    self.pending_records -= 1;
+                }
+                continue;
+            }
+            self.writes
+                .push(DeliveryWrite::Undue(e.at_ms, e.key.clone()));
+            let rec = match self.store.record(&e.key)? {
+                Some(rec)
+                    if rec.status == DeliveryStatus::Pending && rec.next_attempt_ms == e.at_ms =>
+                {
+                    rec
+                }
+                // A stale entry (superseded schedule): just drop it.
+                _ => {
+                    self.pending_records -= 1;
+                    continue;
+                }
+            };
+            self.dispatch_recorded(e.key, rec, webhook, now)?;
+        }
+        Ok(())
+    }
+
+    /// Queues the next attempt of a delivery that has a record, under a lease.
+    fn dispatch_recorded(
+        &mut self,
+        key: DeliveryKey,
+        mut rec: DeliveryRecord,
+        webhook: Option<Arc<Webhook>>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let Some(webhook) = webhook.filter(|w| w.active) else {
+            rec.status = DeliveryStatus::Cancelled;
+            rec.updated_at_ms = now;
+            self.writes.push(DeliveryWrite::Record(key, rec));
+            self.pending_records -= 1;
+            return Ok(());
+        };
+        let event = self
+            .log
+            .read(key.seq, 1)?
+            .into_iter()
+            .find(|e| e.seq == key.seq);
+        let Some(event) = event else {
+            error!(delivery = %key.id(), "event no longer in the log; delivery failed");
+            rec.status = DeliveryStatus::Failed;
+            rec.last_error = Some("event_missing".into());
+            rec.updated_at_ms = now;
+            self.writes.push(DeliveryWrite::Record(key, rec));
+            self.pending_records -= 1;
+            return Ok(());
+        };
+        let lease = now + lease_ms(Some(&webhook), self.lease_margin_ms);
+        rec.next_attempt_ms = lease;
+        rec.updated_at_ms = now;
+        let ev = &event.event;
+        let event_id: Arc<str> = ev.id.as_str().into();
+        self.active.insert(
+            key.clone(),
+            Active {
+                attempt: rec.attempts + 1,
+                lease_at: Some(lease),
+                event_id: event_id.clone(),
+                event_type: ev.event_type.as_str().into(),
+                created_at_ms: rec.created_at_ms,
+            },
+        );
+        self.queue.push_back(DeliveryTask {
+            key: key.clone(),
+            attempt: rec.attempts + 1,
+            event_id,
+            envelope: signing::envelope(
+                &ev.id,
+                &ev.event_type,
+                ev.occurred_at_ms.div_euclid(1000),
+                &ev.device_id,
+                &ev.data,
+            )
+            .into(),
+            webhook,
+            occurred_at_ms: ev.occurred_at_ms,
+        });
+        self.writes.push(DeliveryWrite::Record(key.clone(), rec));
+        self.writes.push(DeliveryWrite::Due(DueEntry {
+            at_ms: lease,
+            key,
+            kind: DueKind::Lease,
+        }));
+        Ok(())
+    }
+
+    /// Writes records for the oldest event's unsettled deliveries when it has
+    /// held the window too long (or the window is full), so the cursor moves on.
+    fn spill(&mut self) {
+        let now = now_ms();
+        let stale_before = Instant::now()
+            .checked_sub(self.cfg.spill_after)
+            .unwrap_or_else(Instant::now);
+        loop {
+            let full = self.window.len() >= self.cfg.window_events;
+            let deadline = if full { Instant::now() } else { stale_before };
+            let Some(front) = self.window.stale_front(deadline) else {
+                break;
+            };
+            let keys = front.unsettled.clone();
+            for key in keys {
+                self.window.settle(&key);
+                let Some(a) = self.active.get(&key) else {
+                    continue;
+                };
+                let webhook = self.config.webhook(&key.webhook_id);
+                let lease = now + lease_ms(webhook.as_deref(), self.lease_margin_ms);
+                let mut rec = self.record_for(a, a.attempt - 1, DeliveryStatus::Pending, now);
+                rec.next_attempt_ms = lease;
+                self.writes.push(DeliveryWrite::Record(key.clone(), rec));
+                self.writes.push(DeliveryWrite::Due(DueEntry {
+                    at_ms: lease,
+                    key: key.clone(),
+                    kind: DueKind::Lease,
+                }));
+                if let Some(a) = self.active.get_mut(&key) {
+                    a.lease_at = Some(lease);
+                }
+                self.unrecorded -= 1;
+                self.pending_records += 1;
+            }
+            match self.window.pop_settled() {
+                Some(seq) => self.spilled_to = Some(seq),
+                None => break,
+            }
+        }
+    }
+
+    fn advance_cursor(&mut self, dispatched: &watch::Sender<Seq>) {
+        let popped = self.window.pop_settled().max(self.spilled_to.take());
+        if let Some(seq) = popped {
+            self.writes.push(DeliveryWrite::Cursor(seq));
+            let _ = dispatched.send(seq);
+        }
+    }
+
+    /// Applies the pending writes; on failure keeps them for the next turn.
+    fn flush(&mut self) {
+        if self.writes.is_empty() {
+            return;
+        }
+        let writes = std::mem::take(&mut self.writes);
+        if let Err(e) = self.store.apply(writes.clone()) {
+            error!(error = %e, writes = writes.len(), "writing delivery state failed; will retry");
+            self.writes = writes;
+        }
+    }
+
+    fn update_gauges(&self) {
+        let head = *self.head.borrow();
+        metrics::gauge!(metric::LOG_SEQUENCE).set(head as f64);
+        metrics::gauge!(metric::FANOUT_LAG).set(head.saturating_sub(self.next_read - 1) as f64);
+        metrics::gauge!(metric::DELIVERIES_PENDING)
+            .set((self.pending_records + self.unrecorded).max(0) as f64);
+    }
+}

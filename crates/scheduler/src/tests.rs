@@ -1,0 +1,309 @@
+//! Scheduler behaviour against a real store and a scripted fake worker.
+
+use crate::{Scheduler, SchedulerChannels, SchedulerConfig};
+use hookrelay_core::{
+    Attempt, AttemptReport, AttemptResult, Catalog, DeliveryStatus, DeliveryTask, DeviceId, Event,
+    OrgId, RetryPolicy, Webhook, WebhookId,
+};
+use hookrelay_store::{ConfigStore, DeliveryStore, EventLog, Store};
+use std::{sync::Arc, time::Duration};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+fn webhook(id: &str, events: &[&str]) -> Webhook {
+    Webhook {
+        id: WebhookId::from(id),
+        org_id: OrgId::from("org_1"),
+        device_id: DeviceId::from("dev"),
+        name: String::new(),
+        url: "https://example.com".into(),
+        events: events.iter().map(|s| (*s).to_owned()).collect(),
+        active: true,
+        primary: false,
+        retry_attempts: 2,
+        timeout_secs: 5,
+        retry_policy: RetryPolicy {
+            base_delay_ms: 20,
+            ..RetryPolicy::default()
+        },
+        headers: Default::default(),
+        secret: None,
+        previous_secret: None,
+        rate_limit: None,
+        created_at_ms: 0,
+        updated_at_ms: 0,
+    }
+}
+
+fn event(i: u32, ty: &str) -> Event {
+    Event {
+        id: format!("evt_{i}"),
+        device_id: "dev".into(),
+        event_type: ty.into(),
+        occurred_at_ms: 1000,
+        data: "{}".into(),
+    }
+}
+
+struct Running {
+    tasks: mpsc::Receiver<DeliveryTask>,
+    reports: mpsc::Sender<AttemptReport>,
+    dispatched: watch::Receiver<u64>,
+    stop: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+fn start(store: &Store) -> Running {
+    let (task_tx, tasks) = mpsc::channel(64);
+    let (reports, report_rx) = mpsc::channel(64);
+    let (dispatched_tx, dispatched) = watch::channel(0);
+    let s = Scheduler::new(
+        store.log.clone(),
+        store.config.clone(),
+        store.deliveries.clone(),
+        Arc::new(Catalog::builtin()),
+        SchedulerConfig {
+            tick: Duration::from_millis(5),
+            ..SchedulerConfig::default()
+        },
+        Duration::from_secs(1),
+    );
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let ch = SchedulerChannels {
+        tasks: task_tx,
+        reports: report_rx,
+        dispatched: dispatched_tx,
+    };
+    let handle = tokio::spawn(async move {
+        s.run(ch, token).await.expect("scheduler");
+    });
+    Running {
+        tasks,
+        reports,
+        dispatched,
+        stop,
+        handle,
+    }
+}
+
+fn report(t: &DeliveryTask, ok: bool) -> AttemptReport {
+    AttemptReport {
+        key: t.key.clone(),
+        attempt: Attempt {
+            attempt: t.attempt,
+            started_at_ms: 0,
+            duration_ms: 1,
+            status_code: Some(if ok { 200 } else { 500 }),
+            error: None,
+            response_body: None,
+        },
+        result: if ok {
+            AttemptResult::Delivered
+        } else {
+            AttemptResult::Failed {
+                retry_after_ms: None,
+            }
+        },
+    }
+}
+
+async fn next(r: &mut Running) -> DeliveryTask {
+    tokio::time::timeout(Duration::from_secs(5), r.tasks.recv())
+        .await
+        .expect("a task in time")
+        .expect("channel open")
+}
+
+#[tokio::test]
+async fn fans_out_retries_to_failure_and_moves_the_cursor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    store
+        .config
+        .put_webhook(webhook("wh_a", &["message.*"]))
+        .await
+        .expect("wh");
+    store
+        .config
+        .put_webhook(webhook("wh_b", &["call.offer"]))
+        .await
+        .expect("wh");
+    store
+        .log
+        .append(
+            vec![
+                event(1, "message.received"),
+                event(2, "call.offer"),
+                event(3, "chat.pin"),
+            ],
+            1,
+        )
+        .expect("append");
+    store.log.sync().await.expect("sync");
+    let mut r = start(&store);
+
+    let t1 = next(&mut r).await;
+    let t2 = next(&mut r).await;
+    assert_eq!((t1.key.seq, t1.key.webhook_id.as_str()), (1, "wh_a"));
+    assert_eq!((t2.key.seq, t2.key.webhook_id.as_str()), (2, "wh_b"));
+    assert!(String::from_utf8_lossy(&t1.envelope).contains("\"id\":\"evt_1\""));
+    r.reports.send(report(&t1, true)).await.expect("send");
+    // wh_b fails every time: 1 + retry_attempts (2) attempts, then failed.
+    let mut t = t2;
+    for n in 1..=3 {
+        assert_eq!(t.attempt, n);
+        r.reports.send(report(&t, false)).await.expect("send");
+        if n < 3 {
+            t = next(&mut r).await;
+        }
+    }
+    // The cursor passes all three events: 1 delivered, 2 recorded, 3 matched nothing.
+    tokio::time::timeout(Duration::from_secs(5), r.dispatched.wait_for(|c| *c == 3))
+        .await
+        .expect("cursor in time")
+        .expect("watch");
+    let key_b = t.key.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let rec = store.deliveries.record(&key_b).expect("record");
+        if rec.as_ref().map(|r| r.status) == Some(DeliveryStatus::Failed) {
+            assert_eq!(rec.map(|r| r.attempts), Some(3));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never failed: {rec:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    r.stop.cancel();
+    r.handle.await.expect("join");
+    assert_eq!(
+        store.deliveries.attempts(&key_b).expect("attempts").len(),
+        3
+    );
+    assert_eq!(
+        store.deliveries.attempts(&t1.key).expect("attempts").len(),
+        1
+    );
+    // The happy path wrote no record.
+    assert_eq!(store.deliveries.record(&t1.key).expect("record"), None);
+    assert_eq!(store.deliveries.cursor().expect("cursor"), 3);
+    assert!(r.tasks.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn unanswered_first_attempts_are_dispatched_again_after_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    store
+        .config
+        .put_webhook(webhook("wh_a", &["*"]))
+        .await
+        .expect("wh");
+    store
+        .log
+        .append(vec![event(1, "message.received")], 1)
+        .expect("append");
+    store.log.sync().await.expect("sync");
+    let mut r = start(&store);
+    let first = next(&mut r).await;
+    // Stop without answering: as if the process died mid-attempt.
+    r.stop.cancel();
+    r.handle.await.expect("join");
+    assert_eq!(store.deliveries.cursor().expect("cursor"), 0);
+
+    let mut r = start(&store);
+    let again = next(&mut r).await;
+    assert_eq!(again.key, first.key, "same delivery id after restart");
+    assert_eq!(again.attempt, 1);
+    r.reports.send(report(&again, true)).await.expect("send");
+    tokio::time::timeout(Duration::from_secs(5), r.dispatched.wait_for(|c| *c == 1))
+        .await
+        .expect("cursor in time")
+        .expect("watch");
+    r.stop.cancel();
+    r.handle.await.expect("join");
+}
+
+#[tokio::test]
+async fn a_spilled_delivery_in_flight_comes_back_through_its_lease() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    store
+        .config
+        .put_webhook(webhook("wh_a", &["*"]))
+        .await
+        .expect("wh");
+    store
+        .log
+        .append(vec![event(1, "message.received")], 1)
+        .expect("append");
+    store.log.sync().await.expect("sync");
+    let (task_tx, mut tasks) = mpsc::channel(8);
+    // The sender stays alive but silent: the attempt is never answered.
+    let (reports_tx, report_rx) = mpsc::channel::<AttemptReport>(8);
+    let (dispatched_tx, mut dispatched) = watch::channel(0);
+    let s = Scheduler::new(
+        store.log.clone(),
+        store.config.clone(),
+        store.deliveries.clone(),
+        Arc::new(Catalog::builtin()),
+        SchedulerConfig {
+            tick: Duration::from_millis(5),
+            spill_after: Duration::from_millis(20),
+            ..SchedulerConfig::default()
+        },
+        Duration::from_secs(1),
+    );
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let ch = SchedulerChannels {
+        tasks: task_tx,
+        reports: report_rx,
+        dispatched: dispatched_tx,
+    };
+    let handle = tokio::spawn(async move { s.run(ch, token).await.expect("run") });
+    let t = tokio::time::timeout(Duration::from_secs(5), tasks.recv())
+        .await
+        .expect("task")
+        .expect("open");
+    // Never answered: the window spills it to a record, and the cursor moves on.
+    tokio::time::timeout(Duration::from_secs(5), dispatched.wait_for(|c| *c == 1))
+        .await
+        .expect("cursor in time")
+        .expect("watch");
+    let rec = store
+        .deliveries
+        .record(&t.key)
+        .expect("record")
+        .expect("spilled record");
+    assert_eq!(rec.status, DeliveryStatus::Pending);
+    assert_eq!(rec.attempts, 0);
+    stop.cancel();
+    handle.await.expect("join");
+    drop(reports_tx);
+    assert_eq!(store.deliveries.leases().expect("leases").len(), 1);
+
+    // Restart: the lease is released at once and the same delivery is retried.
+    let mut r = start(&store);
+    let again = next(&mut r).await;
+    assert_eq!(again.key, t.key);
+    assert_eq!(again.attempt, 1);
+    r.reports.send(report(&again, true)).await.expect("send");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store
+        .deliveries
+        .record(&t.key)
+        .expect("rec")
+        .map(|r| r.status)
+        != Some(DeliveryStatus::Delivered)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never delivered");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    r.stop.cancel();
+    r.handle.await.expect("join");
+    assert!(store.deliveries.leases().expect("leases").is_empty());
+}
