@@ -1,1 +1,106 @@
-//! placeholder
+//! The REST management API of hookrelay (axum).
+//!
+//! Owns: authentication of device tokens, admin keys and the operator key
+//! ([`auth`]), the two error envelopes ([`error`]: the `/webhook` profile's
+//! and the native `/v1` one), the `/webhook` profile, tenancy routes
+//! (organizations, apps, tokens), health routes, request metrics, and the
+//! JSON fallbacks for unknown routes and methods.
+//!
+//! Must not: deliver, read the log, or know about gRPC.
+
+mod auth;
+mod body;
+mod error;
+mod profile;
+mod state;
+mod tenancy;
+mod views;
+
+pub use state::{ApiConfig, ApiState};
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::StatusCode,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Router,
+};
+use hookrelay_core::metric;
+
+/// Largest accepted request body (1 MiB); larger answers 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The REST router: every route of this crate, with JSON fallbacks, the body
+/// limit and request metrics. The server merges ingest's `/v1/events` and
+/// `/metrics` into it.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route(
+            "/webhook",
+            post(profile::configure)
+                .get(profile::get)
+                .delete(profile::delete),
+        )
+        .route("/webhook/events", get(profile::events))
+        .route("/v1/organizations", post(tenancy::create_org))
+        .route(
+            "/v1/organization/apps",
+            post(tenancy::create_app).get(tenancy::list_apps),
+        )
+        .route(
+            "/v1/organization/apps/{app_id}",
+            get(tenancy::get_app).delete(tenancy::delete_app),
+        )
+        .route(
+            "/v1/organization/apps/{app_id}/tokens",
+            post(tenancy::create_token),
+        )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+/// Finishes a router for serving: JSON 404/405 fallbacks, the body limit and
+/// request metrics. Call once, after every route is merged.
+pub fn finish(router: Router) -> Router {
+    router
+        .fallback(error::not_found_route)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(count_requests))
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<ApiState>) -> Response {
+    if state.is_ready() {
+        axum::Json(serde_json::json!({"status": "ready"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "not ready"})),
+        )
+            .into_response()
+    }
+}
+
+async fn count_requests(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let resp = next.run(req).await;
+    metrics::counter!(
+        metric::HTTP_REQUESTS,
+        "route" => route,
+        "status" => resp.status().as_u16().to_string()
+    )
+    .increment(1);
+    resp
+}
+
+#[cfg(test)]
+mod tests;

@@ -42,7 +42,9 @@ pub use json::minify_json_object;
 pub use names::{header, metric};
 pub use retry::{Backoff, RetryPolicy};
 pub use time::{now_ms, rfc3339_ms, rfc3339_now};
-pub use token::{constant_time_eq, generate_admin_key, generate_secret, hash_token, TokenHash};
+pub use token::{
+    constant_time_eq, generate_admin_key, generate_secret, hash_token, new_device_token, TokenHash,
+};
 pub use webhook::{
     FieldError, Webhook, WebhookInput, WebhookProblems, MAX_HEADERS, MAX_RETRY_ATTEMPTS,
     MAX_TIMEOUT_SECS, MAX_URL_LEN,

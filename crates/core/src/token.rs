@@ -34,6 +34,11 @@ pub fn generate_secret() -> String {
     )
 }
 
+/// A new device token: a UUID v4 (CONTRACT §1).
+pub fn new_device_token() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
 /// A new admin key: `sk_admin_` + 64 hex digits.
 pub fn generate_admin_key() -> String {
     format!("sk_admin_{}", hex::encode(random_bytes::<32>()))

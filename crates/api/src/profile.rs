@@ -1,0 +1,104 @@
+//! The `/webhook` profile (CONTRACT §4.1): one primary webhook per device.
+
+use crate::{
+    auth,
+    body::{json_object, webhook_input},
+    error::{ApiError, Profile},
+    state::ApiState,
+    views::{build_webhook, profile_webhook, Owner},
+};
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, State},
+    http::HeaderMap,
+    Json,
+};
+use hookrelay_core::{now_ms, Webhook};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+fn primary(state: &ApiState, device: &auth::Device) -> Option<Arc<Webhook>> {
+    state
+        .config
+        .webhooks_of(&device.device_id)
+        .into_iter()
+        .find(|w| w.primary)
+}
+
+fn not_configured() -> ApiError {
+    ApiError::NotFound("Webhook not configured".to_owned())
+}
+
+/// `POST /webhook`: creates or replaces the device's primary webhook.
+pub(crate) async fn configure(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Profile> {
+    let device = auth::device(&state, &headers)?;
+    let map = json_object(&headers, body)?;
+    let input = webhook_input(&map)
+        .map_err(|details| ApiError::validation("validation failed", details))?;
+    if let Err(problems) = input.validate(&state.catalog, &state.delivery, true) {
+        let available = (!problems.unknown_events.is_empty()).then(|| state.catalog.names().to_vec());
+        let message = if problems.unknown_events.is_empty() {
+            "validation failed".to_owned()
+        } else {
+            format!("unknown event names: {}", problems.unknown_events.join(", "))
+        };
+        return Err(Profile(ApiError::Validation {
+            message,
+            details: problems.details,
+            available_events: available,
+        }));
+    }
+    let existing = primary(&state, &device);
+    let owner = Owner {
+        org_id: device.org_id.clone(),
+        device_id: device.device_id.clone(),
+        primary: true,
+    };
+    let webhook = build_webhook(
+        existing.as_deref(),
+        input,
+        owner,
+        &state.delivery,
+        now_ms(),
+    );
+    let stored = state.config.put_webhook(webhook).await?;
+    Ok(Json(json!({
+        "success": true,
+        "message": "Webhook configured successfully",
+        "webhook": profile_webhook(&stored),
+    })))
+}
+
+/// `GET /webhook`.
+pub(crate) async fn get(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Profile> {
+    let device = auth::device(&state, &headers)?;
+    let w = primary(&state, &device).ok_or_else(not_configured)?;
+    Ok(Json(json!({"success": true, "webhook": profile_webhook(&w)})))
+}
+
+/// `DELETE /webhook`.
+pub(crate) async fn delete(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Profile> {
+    let device = auth::device(&state, &headers)?;
+    let w = primary(&state, &device).ok_or_else(not_configured)?;
+    state.config.delete_webhook(&w.id).await?;
+    Ok(Json(json!({"success": true, "message": "Webhook deleted successfully"})))
+}
+
+/// `GET /webhook/events`: every subscribable name.
+pub(crate) async fn events(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Profile> {
+    auth::device(&state, &headers)?;
+    Ok(Json(json!({"success": true, "events": state.catalog.names()})))
+}

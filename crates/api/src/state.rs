@@ -1,0 +1,52 @@
+//! Shared state of the handlers.
+
+use hookrelay_core::{hash_token, Catalog, DeliveryConfig, TokenHash};
+use hookrelay_store::ConfigStore;
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
+
+/// What the API needs from configuration.
+#[derive(Clone, Debug, Default)]
+pub struct ApiConfig {
+    /// The operator key (creates organizations); `None` disables those routes.
+    pub operator_key: Option<String>,
+    /// Delivery settings (`allow_http` is checked at configuration time).
+    pub delivery: DeliveryConfig,
+}
+
+/// Handler state: cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    pub(crate) config: Arc<dyn ConfigStore>,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) delivery: Arc<DeliveryConfig>,
+    pub(crate) operator_key: Option<TokenHash>,
+    ready: Arc<AtomicBool>,
+}
+
+impl ApiState {
+    /// State over a config store and catalog.
+    pub fn new(config: Arc<dyn ConfigStore>, catalog: Arc<Catalog>, api: ApiConfig) -> Self {
+        Self {
+            config,
+            catalog,
+            delivery: Arc::new(api.delivery),
+            operator_key: api
+                .operator_key
+                .filter(|k| !k.is_empty())
+                .map(|k| hash_token(&k)),
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Marks the server ready (or not: starting, draining) for `/readyz`.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}

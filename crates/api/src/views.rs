@@ -1,0 +1,86 @@
+//! JSON shapes of resources, and building a webhook from client input.
+
+use hookrelay_core::{
+    new_webhook_id, rfc3339_ms, DeliveryConfig, DeviceId, OrgId, RetryPolicy, Webhook,
+    WebhookInput,
+};
+use hookrelay_store::App;
+use serde_json::{json, Value};
+
+/// Default per-attempt timeout of a new webhook, seconds (vendor default).
+const DEFAULT_TIMEOUT_SECS: u32 = 10;
+/// Default retries of a new webhook.
+const DEFAULT_RETRY_ATTEMPTS: u32 = 3;
+
+/// The `/webhook` profile's webhook object (secret never included).
+pub(crate) fn profile_webhook(w: &Webhook) -> Value {
+    json!({
+        "id": w.id,
+        "webhook_url": w.url,
+        "enabled_events": w.events,
+        "enabled": w.active,
+        "retry_attempts": w.retry_attempts,
+        "timeout": w.timeout_secs,
+        "headers": w.headers,
+        "created_at": rfc3339_ms(w.created_at_ms),
+        "updated_at": rfc3339_ms(w.updated_at_ms),
+    })
+}
+
+/// An app as the admin routes show it.
+pub(crate) fn app(a: &App) -> Value {
+    json!({"id": a.id, "name": a.name, "created_at": rfc3339_ms(a.created_at_ms)})
+}
+
+/// Who owns a webhook being built.
+pub(crate) struct Owner {
+    pub(crate) org_id: OrgId,
+    pub(crate) device_id: DeviceId,
+    pub(crate) primary: bool,
+}
+
+/// Builds the stored webhook from validated input, replacing: omitted fields
+/// take their defaults. The id, creation time,
+/// ownership and a rotated-out secret are kept from `existing`; `secret`
+/// omitted keeps the current one, `""` removes it.
+pub(crate) fn build_webhook(
+    existing: Option<&Webhook>,
+    input: WebhookInput,
+    owner: Owner,
+    defaults: &DeliveryConfig,
+    now: i64,
+) -> Webhook {
+    let secret = match input.secret {
+        None => existing.and_then(|w| w.secret.clone()),
+        Some(s) if s.is_empty() => None,
+        Some(s) => Some(s),
+    };
+    Webhook {
+        id: existing.map_or_else(new_webhook_id, |w| w.id.clone()),
+        org_id: owner.org_id,
+        device_id: owner.device_id,
+        name: input.name.unwrap_or_default(),
+        url: input.url.unwrap_or_default(),
+        events: input.events.unwrap_or_default(),
+        active: input.active.unwrap_or(true),
+        primary: owner.primary,
+        retry_attempts: input
+            .retry_attempts
+            .and_then(|r| u32::try_from(r).ok())
+            .unwrap_or(DEFAULT_RETRY_ATTEMPTS),
+        timeout_secs: input
+            .timeout
+            .and_then(|t| u32::try_from(t).ok())
+            .unwrap_or(DEFAULT_TIMEOUT_SECS),
+        retry_policy: input.retry_policy.unwrap_or_else(|| RetryPolicy {
+            base_delay_ms: defaults.base_delay_ms.max(1),
+            ..RetryPolicy::default()
+        }),
+        headers: input.headers.unwrap_or_default(),
+        secret,
+        previous_secret: existing.and_then(|w| w.previous_secret.clone()),
+        rate_limit: input.rate_limit.and_then(|r| u32::try_from(r).ok()),
+        created_at_ms: existing.map_or(now, |w| w.created_at_ms),
+        updated_at_ms: now,
+    }
+}
