@@ -15,7 +15,10 @@ pub(crate) struct Device {
 }
 
 fn presented(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let (scheme, token) = v.trim().split_once(' ')?;
         return (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
             .then(|| token.trim());
@@ -49,9 +52,9 @@ pub(crate) fn device(state: &ApiState, headers: &HeaderMap) -> Result<Device, Ap
 pub(crate) fn admin(state: &ApiState, headers: &HeaderMap) -> Result<OrgId, ApiError> {
     match scope(state, headers)? {
         TokenScope::Admin { org_id } => Ok(org_id),
-        TokenScope::Device { .. } => {
-            Err(ApiError::Unauthorized("this route takes an admin key (sk_admin_...)"))
-        }
+        TokenScope::Device { .. } => Err(ApiError::Unauthorized(
+            "this route takes an admin key (sk_admin_...)",
+        )),
     }
 }
 

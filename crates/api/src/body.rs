@@ -37,7 +37,10 @@ pub(crate) fn json_object(
     }
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::validation("request body must be a JSON object", vec![])),
+        Ok(_) => Err(ApiError::validation(
+            "request body must be a JSON object",
+            vec![],
+        )),
         Err(e) => Err(ApiError::validation(format!("malformed JSON: {e}"), vec![])),
     }
 }
@@ -117,7 +120,10 @@ impl<'a> Fields<'a> {
         list
     }
 
-    pub(crate) fn string_map(&mut self, names: &[&'static str]) -> Option<BTreeMap<String, String>> {
+    pub(crate) fn string_map(
+        &mut self,
+        names: &[&'static str],
+    ) -> Option<BTreeMap<String, String>> {
         let (name, v) = self.get(names)?;
         let map = v.as_object().and_then(|o| {
             o.iter()

@@ -177,4 +177,3 @@ pub(crate) async fn not_found_route() -> Response {
 pub(crate) async fn method_not_allowed() -> Response {
     ApiError::MethodNotAllowed.into_format(Format::Native)
 }
-

@@ -40,11 +40,15 @@ pub(crate) async fn configure(
     let input = webhook_input(&map)
         .map_err(|details| ApiError::validation("validation failed", details))?;
     if let Err(problems) = input.validate(&state.catalog, &state.delivery, true) {
-        let available = (!problems.unknown_events.is_empty()).then(|| state.catalog.names().to_vec());
+        let available =
+            (!problems.unknown_events.is_empty()).then(|| state.catalog.names().to_vec());
         let message = if problems.unknown_events.is_empty() {
             "validation failed".to_owned()
         } else {
-            format!("unknown event names: {}", problems.unknown_events.join(", "))
+            format!(
+                "unknown event names: {}",
+                problems.unknown_events.join(", ")
+            )
         };
         return Err(Profile(ApiError::Validation {
             message,
@@ -58,13 +62,7 @@ pub(crate) async fn configure(
         device_id: device.device_id.clone(),
         primary: true,
     };
-    let webhook = build_webhook(
-        existing.as_deref(),
-        input,
-        owner,
-        &state.delivery,
-        now_ms(),
-    );
+    let webhook = build_webhook(existing.as_deref(), input, owner, &state.delivery, now_ms());
     let stored = state.config.put_webhook(webhook).await?;
     Ok(Json(json!({
         "success": true,
@@ -80,7 +78,9 @@ pub(crate) async fn get(
 ) -> Result<Json<Value>, Profile> {
     let device = auth::device(&state, &headers)?;
     let w = primary(&state, &device).ok_or_else(not_configured)?;
-    Ok(Json(json!({"success": true, "webhook": profile_webhook(&w)})))
+    Ok(Json(
+        json!({"success": true, "webhook": profile_webhook(&w)}),
+    ))
 }
 
 /// `DELETE /webhook`.
@@ -91,7 +91,9 @@ pub(crate) async fn delete(
     let device = auth::device(&state, &headers)?;
     let w = primary(&state, &device).ok_or_else(not_configured)?;
     state.config.delete_webhook(&w.id).await?;
-    Ok(Json(json!({"success": true, "message": "Webhook deleted successfully"})))
+    Ok(Json(
+        json!({"success": true, "message": "Webhook deleted successfully"}),
+    ))
 }
 
 /// `GET /webhook/events`: every subscribable name.
@@ -100,5 +102,7 @@ pub(crate) async fn events(
     headers: HeaderMap,
 ) -> Result<Json<Value>, Profile> {
     auth::device(&state, &headers)?;
-    Ok(Json(json!({"success": true, "events": state.catalog.names()})))
+    Ok(Json(
+        json!({"success": true, "events": state.catalog.names()}),
+    ))
 }

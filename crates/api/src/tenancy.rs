@@ -137,7 +137,12 @@ pub(crate) async fn list_apps(
     headers: HeaderMap,
 ) -> Result<Json<Value>, Native> {
     let org_id = auth::admin(&state, &headers)?;
-    let apps: Vec<Value> = state.config.apps_of(&org_id).iter().map(views::app).collect();
+    let apps: Vec<Value> = state
+        .config
+        .apps_of(&org_id)
+        .iter()
+        .map(views::app)
+        .collect();
     Ok(Json(json!({ "data": apps })))
 }
 

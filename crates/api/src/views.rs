@@ -1,8 +1,7 @@
 //! JSON shapes of resources, and building a webhook from client input.
 
 use hookrelay_core::{
-    new_webhook_id, rfc3339_ms, DeliveryConfig, DeviceId, OrgId, RetryPolicy, Webhook,
-    WebhookInput,
+    new_webhook_id, rfc3339_ms, DeliveryConfig, DeviceId, OrgId, RetryPolicy, Webhook, WebhookInput,
 };
 use hookrelay_store::App;
 use serde_json::{json, Value};

@@ -1,0 +1,313 @@
+//! The configuration file: one TOML document, every section owned by the
+//! crate that reads it, unknown keys rejected, environment overrides
+//! `HOOKRELAY_<SECTION>__<KEY>`.
+
+use anyhow::{bail, Context};
+use hookrelay_core::{CatalogConfig, DeliveryConfig};
+use hookrelay_ingest::IngestConfig;
+use hookrelay_scheduler::SchedulerConfig;
+use serde::{Deserialize, Serialize};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Config {
+    /// `[http]`: the REST listener.
+    pub(crate) http: HttpConfig,
+    /// `[grpc]`: the ingest listener.
+    pub(crate) grpc: GrpcConfig,
+    /// `[store]`: the data directory.
+    pub(crate) store: StoreConfig,
+    /// `[auth]`: the operator key.
+    pub(crate) auth: AuthConfig,
+    /// `[ingest]`.
+    pub(crate) ingest: IngestConfig,
+    /// `[delivery]`.
+    pub(crate) delivery: DeliveryConfig,
+    /// `[catalog]`.
+    pub(crate) catalog: CatalogConfig,
+    /// `[scheduler]`.
+    pub(crate) scheduler: SchedulerConfig,
+    /// `[log]`.
+    pub(crate) log: LogConfig,
+    /// `[shutdown]`.
+    pub(crate) shutdown: ShutdownConfig,
+}
+
+/// `[http]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct HttpConfig {
+    /// REST API, `/metrics` and health listener (default 127.0.0.1:8080; port 0 picks one).
+    pub(crate) listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// `[grpc]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct GrpcConfig {
+    /// gRPC ingest listener (default 127.0.0.1:50051; port 0 picks one).
+    pub(crate) listen: SocketAddr,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct StoreConfig {
+    /// sled data directory (default ./data; `--data-dir` overrides).
+    pub(crate) path: PathBuf,
+    /// How long settled events are kept for replay (default 7d).
+    #[serde(with = "humantime_serde")]
+    pub(crate) retention: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("./data"),
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// `[auth]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct AuthConfig {
+    /// Creates organizations (`POST /v1/organizations`); unset disables those
+    /// routes. Also read from `HOOKRELAY_OPERATOR_KEY`.
+    pub(crate) operator_key: Option<String>,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (journald, collectors).
+    Json,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct LogConfig {
+    /// A tracing filter, e.g. `info` or `hookrelay=debug,info` (default info;
+    /// `RUST_LOG` overrides).
+    pub(crate) level: String,
+    /// `text` or `json` (default text).
+    pub(crate) format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// `[shutdown]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ShutdownConfig {
+    /// Longest a graceful shutdown takes before in-flight attempts are
+    /// abandoned to their leases (default 30s).
+    #[serde(with = "humantime_serde")]
+    pub(crate) timeout: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Reads `path` (if any), applies environment overrides and checks the result.
+pub(crate) fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    let text = match path {
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read config file {}", p.display()))?,
+        None => String::new(),
+    };
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    let config = parse(&text, &vars)?;
+    let problems = check(&config);
+    if !problems.is_empty() {
+        bail!("invalid configuration:\n  {}", problems.join("\n  "));
+    }
+    Ok(config)
+}
+
+/// Parses TOML text with overrides from `vars` (`HOOKRELAY_<SECTION>__<KEY>`).
+pub(crate) fn parse(text: &str, vars: &[(String, String)]) -> anyhow::Result<Config> {
+    let mut doc: toml::Table = toml::from_str(text).context("config file is not valid TOML")?;
+    for (name, value) in vars {
+        if name == "HOOKRELAY_OPERATOR_KEY" {
+            set(
+                &mut doc,
+                "auth",
+                "operator_key",
+                toml::Value::String(value.clone()),
+            );
+            continue;
+        }
+        let Some(rest) = name.strip_prefix("HOOKRELAY_") else {
+            continue;
+        };
+        let Some((section, key)) = rest.split_once("__") else {
+            continue;
+        };
+        let v = parse_env_value(value);
+        set(
+            &mut doc,
+            &section.to_ascii_lowercase(),
+            &key.to_ascii_lowercase(),
+            v,
+        );
+    }
+    toml::Value::Table(doc)
+        .try_into()
+        .map_err(|e: toml::de::Error| anyhow::anyhow!("{}", e.message().trim()))
+        .context("invalid configuration")
+}
+
+fn set(doc: &mut toml::Table, section: &str, key: &str, v: toml::Value) {
+    let entry = doc
+        .entry(section.to_owned())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(t) = entry {
+        t.insert(key.to_owned(), v);
+    }
+}
+
+/// An environment value as TOML when it parses as one (numbers, booleans,
+/// arrays), else as a string.
+fn parse_env_value(s: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {s}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(s.to_owned()))
+}
+
+/// Every semantic problem, each naming its key.
+pub(crate) fn check(c: &Config) -> Vec<String> {
+    let mut p = Vec::new();
+    if c.ingest.max_event_bytes == 0 {
+        p.push("ingest.max_event_bytes: must be positive".to_owned());
+    }
+    if c.ingest.keys.iter().any(String::is_empty) {
+        p.push("ingest.keys: keys must not be empty strings".to_owned());
+    }
+    if c.delivery.concurrency == 0 {
+        p.push("delivery.concurrency: must be at least 1".to_owned());
+    }
+    if c.delivery.base_delay_ms == 0 {
+        p.push("delivery.base_delay_ms: must be at least 1".to_owned());
+    }
+    if c.scheduler.window_events == 0 {
+        p.push("scheduler.window_events: must be at least 1".to_owned());
+    }
+    if c.scheduler.task_channel == 0 || c.scheduler.report_channel == 0 {
+        p.push("scheduler.task_channel/report_channel: must be at least 1".to_owned());
+    }
+    if c.auth.operator_key.as_deref().is_some_and(|k| k.len() < 16) {
+        p.push("auth.operator_key: must be at least 16 characters".to_owned());
+    }
+    for name in &c.catalog.extra {
+        let ok = name.split('.').count() >= 2
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            && !name.starts_with('.')
+            && !name.ends_with('.');
+        if !ok {
+            p.push(format!(
+                "catalog.extra: {name:?} must look like \"category.name\" (lower-case letters, digits, '_', '-')"
+            ));
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_env_overrides() {
+        let vars = vec![
+            (
+                "HOOKRELAY_HTTP__LISTEN".to_owned(),
+                "127.0.0.1:9999".to_owned(),
+            ),
+            (
+                "HOOKRELAY_INGEST__KEYS".to_owned(),
+                "[\"a\", \"b\"]".to_owned(),
+            ),
+            (
+                "HOOKRELAY_DELIVERY__ALLOW_HTTP".to_owned(),
+                "true".to_owned(),
+            ),
+            (
+                "HOOKRELAY_OPERATOR_KEY".to_owned(),
+                "op-key-0123456789".to_owned(),
+            ),
+            ("UNRELATED".to_owned(), "x".to_owned()),
+        ];
+        let c = parse("[store]\nretention = \"3d\"\n", &vars).expect("parse");
+        assert_eq!(c.http.listen.port(), 9999);
+        assert_eq!(c.ingest.keys, vec!["a", "b"]);
+        assert!(c.delivery.allow_http);
+        assert_eq!(c.auth.operator_key.as_deref(), Some("op-key-0123456789"));
+        assert_eq!(c.store.retention, Duration::from_secs(3 * 86400));
+        assert_eq!(c.grpc.listen.port(), 50051);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = parse("[delivery]\nallow_htp = true\n", &[]).expect_err("typo");
+        assert!(format!("{err:#}").contains("allow_htp"), "{err:#}");
+        assert!(parse("[nope]\n", &[]).is_err());
+    }
+
+    #[test]
+    fn semantic_problems_are_all_reported() {
+        let c = parse(
+            "[delivery]\nconcurrency = 0\n[catalog]\nextra = [\"Bad Name\"]\n[auth]\noperator_key = \"short\"\n",
+            &[],
+        )
+        .expect("parse");
+        let p = check(&c);
+        assert_eq!(p.len(), 3, "{p:?}");
+    }
+
+    #[test]
+    fn the_example_config_parses() {
+        let text = include_str!("../../../deploy/hookrelay.toml");
+        let c = parse(text, &[]).expect("deploy/hookrelay.toml parses");
+        assert!(check(&c).is_empty(), "{:?}", check(&c));
+    }
+}

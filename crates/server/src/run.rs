@@ -1,0 +1,247 @@
+//! `hookrelay serve`: open the store, wire ingest, scheduler, workers and the
+//! REST API together, serve, and shut down in order.
+//!
+//! Shutdown (SIGINT/SIGTERM): stop accepting (listeners close, `/readyz`
+//! turns 503), let the committer finish the batches it already holds, stop
+//! workers taking tasks and let in-flight attempts finish until the drain
+//! deadline, then stop the scheduler (it records what it has) and flush the
+//! store. Whatever is still unanswered comes back after a restart.
+
+use crate::{config::Config, dev, telemetry};
+use anyhow::Context;
+use axum::{routing::get, Router};
+use hookrelay_api::{ApiConfig, ApiState};
+use hookrelay_core::{metric, Catalog};
+use hookrelay_ingest::{
+    proto::{ingest_service_server::IngestServiceServer, FILE_DESCRIPTOR_SET},
+    Committer, IngestGrpc, IngestKeys,
+};
+use hookrelay_scheduler::{Scheduler, SchedulerChannels};
+use hookrelay_store::Store;
+use hookrelay_worker::WorkerPool;
+use std::{sync::Arc, time::Duration};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{error, info, warn};
+
+/// Largest gRPC message accepted (a batch of events).
+const MAX_GRPC_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// Runs the server until a shutdown signal.
+pub(crate) async fn serve(mut config: Config, dev_mode: bool) -> anyhow::Result<()> {
+    let creds = if dev_mode {
+        Some(dev::prepare(&mut config)?)
+    } else {
+        None
+    };
+    let metrics = telemetry::init_metrics().context("cannot install the metrics recorder")?;
+    let path = config.store.path.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&path))
+        .await
+        .context("store open task failed")?
+        .with_context(|| format!("cannot open the store at {}", config.store.path.display()))?;
+    if let Some(c) = &creds {
+        dev::ensure(&store, c).await?;
+    }
+    let catalog = Arc::new(Catalog::with_extra(&config.catalog.extra));
+
+    let tasks = TaskTracker::new();
+    let stop_listeners = CancellationToken::new();
+    let stop_ingest = CancellationToken::new();
+    let stop_workers = CancellationToken::new();
+    let stop_scheduler = CancellationToken::new();
+
+    // Ingest → log; scheduler cursor → ingest (backlog limit).
+    let (dispatched_tx, dispatched_rx) = watch::channel(0);
+    let (committer, committer_handle) =
+        Committer::new(store.log.clone(), &config.ingest, dispatched_rx);
+    let committer_task = tasks.spawn(committer.run(stop_ingest.clone()));
+
+    // Scheduler ⇄ workers.
+    let (task_tx, task_rx) = mpsc::channel(config.scheduler.task_channel);
+    let (report_tx, report_rx) = mpsc::channel(config.scheduler.report_channel);
+    let scheduler = Scheduler::new(
+        store.log.clone(),
+        store.config.clone(),
+        store.deliveries.clone(),
+        catalog.clone(),
+        config.scheduler.clone(),
+        config.delivery.lease_margin,
+    );
+    let channels = SchedulerChannels {
+        tasks: task_tx,
+        reports: report_rx,
+        dispatched: dispatched_tx,
+    };
+    let scheduler_stop = stop_scheduler.clone();
+    let scheduler_task = tasks.spawn(async move {
+        if let Err(e) = scheduler.run(channels, scheduler_stop).await {
+            error!(error = %e, "scheduler failed");
+        }
+    });
+    let client = hookrelay_worker::build_client(config.delivery.allow_private_targets)
+        .context("cannot build the HTTP client")?;
+    let pool = Arc::new(WorkerPool::new(
+        client,
+        config.delivery.concurrency,
+        config.delivery.allow_private_targets,
+    ));
+    let pool_run = pool.clone();
+    let workers_stop = stop_workers.clone();
+    let workers_task =
+        tasks.spawn(async move { pool_run.run(task_rx, report_tx, workers_stop).await });
+
+    // gRPC.
+    let ingest = IngestGrpc::new(
+        committer_handle,
+        IngestKeys::new(&config.ingest.keys),
+        catalog.clone(),
+        config.ingest.max_event_bytes,
+        tasks.clone(),
+    );
+    let grpc_listener = tokio::net::TcpListener::bind(config.grpc.listen)
+        .await
+        .with_context(|| format!("cannot listen on grpc.listen {}", config.grpc.listen))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let (health, health_svc) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<IngestServiceServer<IngestGrpc>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("cannot build gRPC reflection")?;
+    let grpc = tonic::transport::Server::builder()
+        .add_service(
+            IngestServiceServer::new(ingest.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE),
+        )
+        .add_service(health_svc)
+        .add_service(reflection);
+    let grpc_stop = stop_listeners.clone();
+    let grpc_task = tasks.spawn(async move {
+        let incoming = TcpListenerStream::new(grpc_listener);
+        if let Err(e) = grpc
+            .serve_with_incoming_shutdown(incoming, grpc_stop.cancelled())
+            .await
+        {
+            error!(error = %e, "gRPC server failed");
+        }
+    });
+
+    // REST.
+    let api_state = ApiState::new(
+        store.config.clone(),
+        catalog.clone(),
+        ApiConfig {
+            operator_key: config.auth.operator_key.clone(),
+            delivery: config.delivery.clone(),
+        },
+    );
+    let metrics_route = Router::new().route(
+        "/metrics",
+        get(move || {
+            let m = metrics.clone();
+            async move { m.render() }
+        }),
+    );
+    let app = hookrelay_api::finish(
+        hookrelay_api::router(api_state.clone())
+            .merge(hookrelay_ingest::http_router(ingest))
+            .merge(metrics_route),
+    );
+    let http_listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on http.listen {}", config.http.listen))?;
+    let http_addr = http_listener.local_addr()?;
+    let http_stop = stop_listeners.clone();
+    let http_task = tasks.spawn(async move {
+        if let Err(e) = axum::serve(http_listener, app)
+            .with_graceful_shutdown(async move { http_stop.cancelled().await })
+            .await
+        {
+            error!(error = %e, "HTTP server failed");
+        }
+    });
+
+    // Store size gauge.
+    let gauge_store = store.clone();
+    let gauge_stop = stop_scheduler.clone();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = gauge_stop.cancelled() => break,
+            }
+            let s = gauge_store.clone();
+            if let Ok(bytes) = tokio::task::spawn_blocking(move || s.size_on_disk()).await {
+                metrics::gauge!(metric::STORE_BYTES).set(bytes as f64);
+            }
+        }
+    });
+
+    api_state.set_ready(true);
+    info!(http = %http_addr, grpc = %grpc_addr, data = %config.store.path.display(), "hookrelay started");
+    // One machine-readable line for scripts and tests.
+    println!("hookrelay listening http={http_addr} grpc={grpc_addr}");
+    if let Some(c) = &creds {
+        println!("{}", dev::banner(c, http_addr, grpc_addr));
+    }
+
+    shutdown_signal().await;
+    let deadline = tokio::time::Instant::now() + config.shutdown.timeout;
+    info!(timeout = ?config.shutdown.timeout, "shutting down");
+    api_state.set_ready(false);
+    stop_listeners.cancel();
+    let _ = tokio::time::timeout_at(deadline, async {
+        let _ = grpc_task.await;
+        let _ = http_task.await;
+    })
+    .await;
+    stop_ingest.cancel();
+    let _ = tokio::time::timeout_at(deadline, committer_task).await;
+    stop_workers.cancel();
+    let _ = workers_task.await;
+    // In-flight attempts get what is left of the deadline, minus a moment to
+    // record their outcomes.
+    let drain_deadline = deadline - Duration::from_millis(500).min(config.shutdown.timeout / 4);
+    if tokio::time::timeout_at(drain_deadline, pool.drain())
+        .await
+        .is_err()
+    {
+        warn!(
+            "shutdown deadline reached with attempts in flight; they will be retried after restart"
+        );
+    }
+    stop_scheduler.cancel();
+    let _ = tokio::time::timeout_at(deadline, scheduler_task).await;
+    tasks.close();
+    if let Err(e) = store.flush().await {
+        error!(error = %e, "final store flush failed");
+    }
+    info!("hookrelay stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
