@@ -1,1 +1,9 @@
+//! End-to-end tests: the real `hookrelay` binary, real gRPC, real HTTP
 
+#![allow(unreachable_pub)]
+//! receivers on 127.0.0.1.
+
+mod support;
+
+mod foundation;
+mod restart;

@@ -181,10 +181,7 @@ impl IngestService for IngestGrpc {
                 let mut events = Vec::with_capacity(buf.len());
                 let mut failure = None;
                 for msg in buf.drain(..) {
-                    match msg
-                        .map_err(|s| s)
-                        .and_then(|m| svc.validate(m.event, Some(index)).map_err(reject))
-                    {
+                    match msg.and_then(|m| svc.validate(m.event, Some(index)).map_err(reject)) {
                         Ok(e) => events.push(e),
                         Err(status) => {
                             failure = Some(status);

@@ -194,7 +194,10 @@ pub(crate) async fn serve(mut config: Config, dev_mode: bool) -> anyhow::Result<
     info!(timeout = ?config.shutdown.timeout, "shutting down");
     api_state.set_ready(false);
     stop_listeners.cancel();
-    let _ = tokio::time::timeout_at(deadline, async {
+    // Listeners finish the requests they hold, but an idle client connection
+    // must not eat the whole deadline (tonic waits for clients to hang up).
+    let listeners_deadline = tokio::time::Instant::now() + config.shutdown.timeout / 4;
+    let _ = tokio::time::timeout_at(listeners_deadline, async {
         let _ = grpc_task.await;
         let _ = http_task.await;
     })

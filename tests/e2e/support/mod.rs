@@ -1,0 +1,206 @@
+//! Test harness: a server builder that runs the real binary, a recording
+//! receiver, tenancy bootstrap and a gRPC publisher.
+
+#![allow(dead_code)]
+
+mod receiver;
+mod server;
+
+pub use receiver::Receiver;
+pub use server::{Server, ServerBuilder};
+
+use hookrelay_ingest::proto::{
+    ingest_service_client::IngestServiceClient, Event, PublishBatchRequest, PublishBatchResponse,
+    PublishRequest, PublishResponse,
+};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tonic::transport::Channel;
+
+/// The ingest key every test server accepts.
+pub const INGEST_KEY: &str = "test-ingest-key";
+/// The operator key every test server accepts.
+pub const OPERATOR_KEY: &str = "test-operator-key-0123456789";
+
+/// A device's credentials, obtained through the real routes.
+pub struct Tenant {
+    pub admin_key: String,
+    pub device_id: String,
+    pub token: String,
+}
+
+/// Operator → organization → app → device token, through HTTP only.
+pub async fn bootstrap(server: &Server, device_id: &str) -> Tenant {
+    let http = reqwest::Client::new();
+    let org: Value = http
+        .post(server.url("/v1/organizations"))
+        .bearer_auth(OPERATOR_KEY)
+        .json(&json!({"name": "acme"}))
+        .send()
+        .await
+        .expect("create org")
+        .error_for_status()
+        .expect("org 201")
+        .json()
+        .await
+        .expect("org json");
+    let admin_key = org["admin_key"].as_str().expect("admin_key").to_owned();
+    assert!(admin_key.starts_with("sk_admin_"));
+    let resp = http
+        .post(server.url("/v1/organization/apps"))
+        .bearer_auth(&admin_key)
+        .json(&json!({"id": device_id, "name": "phone"}))
+        .send()
+        .await
+        .expect("create app");
+    assert_eq!(resp.status(), 201);
+    let resp = http
+        .post(server.url(&format!("/v1/organization/apps/{device_id}/tokens")))
+        .header("x-api-key", &admin_key)
+        .send()
+        .await
+        .expect("create token");
+    assert_eq!(resp.status(), 201);
+    let token: Value = resp.json().await.expect("token json");
+    let token = token["token"].as_str().expect("token").to_owned();
+    assert!(
+        uuid::Uuid::parse_str(&token).is_ok(),
+        "token is a UUID: {token}"
+    );
+    Tenant {
+        admin_key,
+        device_id: device_id.to_owned(),
+        token,
+    }
+}
+
+/// `POST /webhook` with `body`; returns status and JSON.
+pub async fn configure(server: &Server, token: &str, body: Value) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(server.url("/webhook"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("POST /webhook");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("json"))
+}
+
+/// A gRPC client of the server's ingest service.
+pub async fn grpc(server: &Server) -> IngestServiceClient<Channel> {
+    IngestServiceClient::connect(format!("http://{}", server.grpc_addr))
+        .await
+        .expect("gRPC connect")
+}
+
+fn with_key<T>(msg: T, key: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    let value = format!("Bearer {key}").parse().expect("metadata value");
+    req.metadata_mut().insert("authorization", value);
+    req
+}
+
+/// An event with JSON `data`.
+pub fn event(device_id: &str, event_type: &str, data: &str) -> Event {
+    Event {
+        id: String::new(),
+        device_id: device_id.to_owned(),
+        event_type: event_type.to_owned(),
+        occurred_at: None,
+        data: data.as_bytes().to_vec(),
+    }
+}
+
+/// `Publish` with an ingest key.
+pub async fn publish_with(
+    client: &mut IngestServiceClient<Channel>,
+    key: &str,
+    e: Event,
+) -> Result<PublishResponse, tonic::Status> {
+    client
+        .publish(with_key(PublishRequest { event: Some(e) }, key))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// `Publish` with the test ingest key.
+pub async fn publish(
+    client: &mut IngestServiceClient<Channel>,
+    e: Event,
+) -> Result<PublishResponse, tonic::Status> {
+    publish_with(client, INGEST_KEY, e).await
+}
+
+/// `PublishBatch` with the test ingest key.
+pub async fn publish_batch(
+    client: &mut IngestServiceClient<Channel>,
+    events: Vec<Event>,
+) -> Result<PublishBatchResponse, tonic::Status> {
+    client
+        .publish_batch(with_key(PublishBatchRequest { events }, INGEST_KEY))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// `PublishStream`: sends every event, returns the responses and the final
+/// status (if the stream ended with an error).
+pub async fn publish_stream(
+    client: &mut IngestServiceClient<Channel>,
+    events: Vec<Event>,
+) -> (Vec<PublishResponse>, Option<tonic::Status>) {
+    let reqs: Vec<PublishRequest> = events
+        .into_iter()
+        .map(|e| PublishRequest { event: Some(e) })
+        .collect();
+    let stream = tokio_stream::iter(reqs);
+    let mut inbound = match client.publish_stream(with_key(stream, INGEST_KEY)).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return (vec![], Some(s)),
+    };
+    let mut out = Vec::new();
+    loop {
+        match inbound.message().await {
+            Ok(Some(r)) => out.push(r),
+            Ok(None) => return (out, None),
+            Err(s) => return (out, Some(s)),
+        }
+    }
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, or panics after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One sample of the Prometheus exposition, by its full series text
+/// (e.g. `hookrelay_deliveries_created_total`).
+pub async fn metric(server: &Server, series: &str) -> Option<f64> {
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}

@@ -1,0 +1,184 @@
+//! Runs the real `hookrelay` binary on free ports.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+/// Builds a test server's configuration.
+pub struct ServerBuilder {
+    data_dir: PathBuf,
+    base_delay_ms: u64,
+    extra: String,
+}
+
+impl ServerBuilder {
+    /// A server on `data_dir` (kept across restarts by the caller).
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            data_dir: data_dir.to_owned(),
+            base_delay_ms: 200,
+            extra: String::new(),
+        }
+    }
+
+    /// First retry delay of new webhooks.
+    pub fn base_delay_ms(mut self, ms: u64) -> Self {
+        self.base_delay_ms = ms;
+        self
+    }
+
+    /// Extra TOML appended to the config (whole sections).
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.extra.push_str(toml);
+        self
+    }
+
+    fn config(&self) -> String {
+        format!(
+            r#"
+[http]
+listen = "127.0.0.1:0"
+[grpc]
+listen = "127.0.0.1:0"
+[store]
+path = "{data}"
+[auth]
+operator_key = "{op}"
+[ingest]
+keys = ["{ik}"]
+[delivery]
+allow_http = true
+allow_private_targets = true
+base_delay_ms = {delay}
+[scheduler]
+tick = "10ms"
+[shutdown]
+timeout = "5s"
+{extra}
+"#,
+            data = self.data_dir.display(),
+            op = super::OPERATOR_KEY,
+            ik = super::INGEST_KEY,
+            delay = self.base_delay_ms,
+            extra = self.extra,
+        )
+    }
+
+    /// Starts the binary and waits for its listening line.
+    pub fn start(&self) -> Server {
+        let config_path = self.data_dir.with_extension("toml");
+        std::fs::write(&config_path, self.config()).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "warn,hookrelay=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn hookrelay");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Some(Ok(line)) = lines.next() {
+                if let Some(rest) = line.strip_prefix("hookrelay listening ") {
+                    let _ = tx.send(rest.to_owned());
+                }
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("hookrelay did not start within 30 s");
+            }
+        };
+        let mut http = None;
+        let mut grpc = None;
+        for part in line.split_whitespace() {
+            if let Some(a) = part.strip_prefix("http=") {
+                http = a.parse().ok();
+            } else if let Some(a) = part.strip_prefix("grpc=") {
+                grpc = a.parse().ok();
+            }
+        }
+        Server {
+            child: Some(child),
+            http_addr: http.expect("http address"),
+            grpc_addr: grpc.expect("grpc address"),
+        }
+    }
+}
+
+/// A running `hookrelay serve`; killed on drop.
+pub struct Server {
+    child: Option<Child>,
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+}
+
+impl Server {
+    /// `http://<rest addr><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http_addr, path)
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(child.id().to_string())
+                .status()
+                .expect("kill");
+            assert!(status.success(), "kill -{sig} failed");
+        }
+    }
+
+    /// SIGTERM, then waits for the exit (off the runtime, so receivers in
+    /// this process keep answering); returns whether it exited 0.
+    pub async fn stop(mut self) -> bool {
+        self.signal("TERM");
+        let child = self.child.take().expect("child");
+        tokio::task::spawn_blocking(move || wait(child, Duration::from_secs(20)))
+            .await
+            .expect("wait task")
+            .is_some_and(|s| s.success())
+    }
+
+    /// SIGKILL: a crash.
+    pub async fn kill(mut self) {
+        self.signal("KILL");
+        if let Some(child) = self.child.take() {
+            let _ = tokio::task::spawn_blocking(move || wait(child, Duration::from_secs(10))).await;
+        }
+    }
+}
+
+fn wait(mut child: Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
