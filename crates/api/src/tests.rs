@@ -1,1 +1,226 @@
+//! Router-level tests: envelopes, limits and auth, without a network.
 
+use crate::{finish, router, ApiConfig, ApiState};
+use axum::{
+    body::Body,
+    http::{Request, StatusCode},
+    Router,
+};
+use hookrelay_core::{hash_token, Catalog, DeliveryConfig, DeviceId, OrgId};
+use hookrelay_store::{App, ConfigStore, Org, Store, TokenScope};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+const OPERATOR: &str = "operator-key-0123456789";
+
+async fn app() -> (Router, Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let org = Org {
+        id: OrgId::from("org_a"),
+        name: "a".into(),
+        created_at_ms: 0,
+    };
+    store
+        .config
+        .create_org(org, hash_token("sk_admin_a"))
+        .await
+        .expect("org");
+    let app = App {
+        id: DeviceId::from("dev-a"),
+        org_id: OrgId::from("org_a"),
+        name: "a".into(),
+        created_at_ms: 0,
+    };
+    store.config.create_app(app).await.expect("app");
+    let scope = TokenScope::Device {
+        org_id: OrgId::from("org_a"),
+        device_id: DeviceId::from("dev-a"),
+    };
+    store
+        .config
+        .add_token(hash_token("tok-a"), scope)
+        .await
+        .expect("token");
+    let state = ApiState::new(
+        store.config.clone(),
+        Arc::new(Catalog::builtin()),
+        ApiConfig {
+            operator_key: Some(OPERATOR.into()),
+            delivery: DeliveryConfig::default(),
+        },
+    );
+    (finish(router(state)), store, dir)
+}
+
+async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
+    let resp = app.clone().oneshot(req).await.expect("response");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn post(path: &str, token: &str, content_type: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post(path)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", content_type)
+        .body(body.into())
+        .expect("request")
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json() {
+    let (app, _s, _d) = app().await;
+    let (status, body) = call(
+        &app,
+        Request::get("/nope").body(Body::empty()).expect("req"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "NOT_FOUND");
+    let (status, body) = call(
+        &app,
+        Request::put("/webhook").body(Body::empty()).expect("req"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["error"]["code"], "METHOD_NOT_ALLOWED");
+}
+
+#[tokio::test]
+async fn bodies_are_checked_for_type_size_and_syntax() {
+    let (app, _s, _d) = app().await;
+    let (status, body) = call(&app, post("/webhook", "tok-a", "text/plain", "{}")).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(body["error_code"], "UNSUPPORTED_MEDIA_TYPE");
+    let big = format!(r#"{{"x":"{}"}}"#, "a".repeat(crate::MAX_BODY_BYTES));
+    let (status, _) = call(&app, post("/webhook", "tok-a", "application/json", big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, body) = call(
+        &app,
+        post("/webhook", "tok-a", "application/json", "{\"a\":"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error_code"], "VALIDATION_ERROR");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("malformed JSON")),
+        "{body}"
+    );
+    let wrong_type = json!({"webhook_url": 5, "enabled_events": "message.sent"}).to_string();
+    let (status, body) = call(
+        &app,
+        post("/webhook", "tok-a", "application/json", wrong_type),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["details"].as_array().map(Vec::len), Some(2), "{body}");
+}
+
+#[tokio::test]
+async fn tokens_are_scoped_and_other_tenants_get_404() {
+    let (app, store, _d) = app().await;
+    // An admin key is not a device token.
+    let (status, _) = call(
+        &app,
+        Request::get("/webhook")
+            .header("authorization", "Bearer sk_admin_a")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Another organization's admin sees no trace of org_a's app.
+    let other = Org {
+        id: OrgId::from("org_b"),
+        name: "b".into(),
+        created_at_ms: 0,
+    };
+    store
+        .config
+        .create_org(other, hash_token("sk_admin_b"))
+        .await
+        .expect("org");
+    for req in [
+        Request::get("/v1/organization/apps/dev-a"),
+        Request::delete("/v1/organization/apps/dev-a"),
+        Request::post("/v1/organization/apps/dev-a/tokens"),
+    ] {
+        let req = req
+            .header("x-api-key", "sk_admin_b")
+            .body(Body::empty())
+            .expect("req");
+        let (status, body) = call(&app, req).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    }
+    assert!(store.config.app(&DeviceId::from("dev-a")).is_some());
+    // The operator route takes only the operator key.
+    let (status, _) = call(
+        &app,
+        post(
+            "/v1/organizations",
+            "sk_admin_a",
+            "application/json",
+            r#"{"name":"x"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = call(
+        &app,
+        post(
+            "/v1/organizations",
+            OPERATOR,
+            "application/json",
+            r#"{"name":""}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["details"][0]["field"], "name");
+}
+
+#[tokio::test]
+async fn reconfiguring_keeps_id_and_secret_unless_told() {
+    let (app, store, _d) = app().await;
+    let first = json!({"webhook_url": "https://a.example/h", "enabled_events": ["*"], "secret": "s1", "timeout": 5});
+    let (status, body) = call(
+        &app,
+        post("/webhook", "tok-a", "application/json", first.to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let id = body["webhook"]["id"].clone();
+    let second = json!({"webhook_url": "https://b.example/h", "enabled_events": ["call.*"]});
+    let (_, body) = call(
+        &app,
+        post("/webhook", "tok-a", "application/json", second.to_string()),
+    )
+    .await;
+    assert_eq!(body["webhook"]["id"], id);
+    assert_eq!(
+        body["webhook"]["timeout"], 10,
+        "omitted fields take their defaults"
+    );
+    let w = store.config.webhooks_of(&DeviceId::from("dev-a"));
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].secret.as_deref(), Some("s1"), "omitted secret is kept");
+    let third =
+        json!({"webhook_url": "https://b.example/h", "enabled_events": ["call.*"], "secret": ""});
+    call(
+        &app,
+        post("/webhook", "tok-a", "application/json", third.to_string()),
+    )
+    .await;
+    assert_eq!(
+        store.config.webhooks_of(&DeviceId::from("dev-a"))[0].secret,
+        None
+    );
+}
