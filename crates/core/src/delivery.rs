@@ -195,6 +195,16 @@ pub struct AttemptReport {
     pub result: AttemptResult,
 }
 
+/// How far delivery has come, published by the scheduler for ingest's
+/// back-pressure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The dispatch cursor: every event up to it is settled or recorded.
+    pub cursor: Seq,
+    /// Deliveries waiting for an attempt (recorded or in the window).
+    pub pending: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

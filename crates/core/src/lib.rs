@@ -34,7 +34,7 @@ pub use catalog::{Catalog, EventTypeInfo, BUILTIN_CATEGORIES, WEBHOOK_DISABLED, 
 pub use config::{CatalogConfig, DeliveryConfig};
 pub use delivery::{
     Attempt, AttemptReport, AttemptResult, DeliveryKey, DeliveryRecord, DeliveryStatus,
-    DeliveryTask, ErrorKind,
+    DeliveryTask, ErrorKind, Progress,
 };
 pub use event::{validate_event, Event, EventError, RawEvent};
 pub use ids::{new_event_id, new_org_id, new_webhook_id, DeviceId, OrgId, Seq, WebhookId};

@@ -1,13 +1,39 @@
-//! Group commit: every append waiting when the committer wakes goes into one
-//! log chunk and one flush; each waiter is answered after that flush.
+//! Group commit and idempotency.
+//!
+//! Every append waiting when the committer wakes goes into one log chunk and
+//! one flush; each waiter is answered after that flush (invariant 1). Before
+//! appending, events that carried a producer id are checked against the
+//! idempotency window: a `(device_id, id)` seen within `ingest.dedup_window`
+//! is answered with its original sequence and `duplicate = true`, and nothing
+//! is appended for it. The window is an in-memory map of 128-bit key hashes,
+//! persisted as one value per chunk beside the log and rebuilt at start.
 
 use crate::{IngestConfig, IngestError};
-use hookrelay_core::{now_ms, Event, Seq};
-use hookrelay_store::EventLog;
-use std::sync::Arc;
+use hookrelay_core::{now_ms, Event, Progress, Seq};
+use hookrelay_store::{EventLog, IdemKey};
+use sha2::{Digest, Sha256};
+use std::{
+    collections::HashMap,
+    hash::{BuildHasherDefault, Hasher},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
+
+/// How often expired idempotency keys are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// One event to append; `keyed` when the producer gave its id (only those
+/// take part in deduplication: generated ids are unique by construction).
+#[derive(Clone, Debug)]
+pub struct Incoming {
+    /// The validated event.
+    pub event: Event,
+    /// Whether `event.id` came from the producer.
+    pub keyed: bool,
+}
 
 /// One accepted event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,7 +47,7 @@ pub struct Accepted {
 }
 
 struct Request {
-    events: Vec<Event>,
+    events: Vec<Incoming>,
     reply: oneshot::Sender<Result<Vec<Accepted>, IngestError>>,
 }
 
@@ -30,25 +56,20 @@ struct Request {
 pub struct CommitterHandle {
     tx: mpsc::Sender<Request>,
     head: watch::Receiver<Seq>,
-    dispatched: watch::Receiver<Seq>,
+    progress: watch::Receiver<Progress>,
     max_backlog: u64,
+    max_pending: u64,
 }
 
 impl CommitterHandle {
     /// Appends `events` atomically (all or none) and answers once they are
-    /// durable. Refuses with [`IngestError::Overloaded`] when the fan-out
-    /// backlog is over the limit, appending nothing.
-    pub async fn append(&self, events: Vec<Event>) -> Result<Vec<Accepted>, IngestError> {
+    /// durable. Refuses with [`IngestError::Overloaded`], appending nothing,
+    /// when the fan-out backlog or the pending deliveries are over their limits.
+    pub async fn append(&self, events: Vec<Incoming>) -> Result<Vec<Accepted>, IngestError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let backlog = self.backlog();
-        if backlog > self.max_backlog {
-            return Err(IngestError::Overloaded {
-                backlog,
-                limit: self.max_backlog,
-            });
-        }
+        self.check_load()?;
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Request { events, reply })
@@ -57,10 +78,60 @@ impl CommitterHandle {
         answer.await.map_err(|_| IngestError::ShuttingDown)?
     }
 
-    /// Durable events not yet fanned out.
-    pub fn backlog(&self) -> u64 {
-        self.head.borrow().saturating_sub(*self.dispatched.borrow())
+    fn check_load(&self) -> Result<(), IngestError> {
+        let progress = *self.progress.borrow();
+        let backlog = self.head.borrow().saturating_sub(progress.cursor);
+        if backlog > self.max_backlog {
+            return Err(IngestError::Overloaded {
+                what: "unfanned events",
+                current: backlog,
+                limit: self.max_backlog,
+            });
+        }
+        if progress.pending > self.max_pending {
+            return Err(IngestError::Overloaded {
+                what: "pending deliveries",
+                current: progress.pending,
+                limit: self.max_pending,
+            });
+        }
+        Ok(())
     }
+}
+
+/// A pass-through hasher: idempotency keys are already uniform hashes.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+type Seen = HashMap<IdemKey, (Seq, i64), BuildHasherDefault<KeyHasher>>;
+
+/// The idempotency key of `(device_id, id)`. Device ids cannot contain
+/// control characters, so the NUL separator is unambiguous.
+pub fn idempotency_key(device_id: &str, id: &str) -> IdemKey {
+    let mut h = Sha256::new();
+    h.update(device_id.as_bytes());
+    h.update([0u8]);
+    h.update(id.as_bytes());
+    let digest = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    u128::from_be_bytes(b)
 }
 
 /// The single task that writes the log.
@@ -68,34 +139,63 @@ pub struct Committer {
     rx: mpsc::Receiver<Request>,
     log: Arc<dyn EventLog>,
     max_batch_events: usize,
+    window_ms: i64,
+    seen: Seen,
+}
+
+/// How one event of a commit is answered.
+enum Answer {
+    /// Appended at this offset of the chunk.
+    New(u32),
+    /// Seen before, at this sequence.
+    Duplicate(Seq),
+    /// A repeat of the event at this offset of the same chunk.
+    RepeatInCommit(u32),
 }
 
 impl Committer {
-    /// A committer over `log`; `dispatched` watches the scheduler's cursor
-    /// (for the backlog limit).
+    /// A committer over `log`; `progress` watches the scheduler (for the
+    /// back-pressure limits).
     pub fn new(
         log: Arc<dyn EventLog>,
         config: &IngestConfig,
-        dispatched: watch::Receiver<Seq>,
+        progress: watch::Receiver<Progress>,
     ) -> (Self, CommitterHandle) {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let handle = CommitterHandle {
             tx,
             head: log.durable_head(),
-            dispatched,
+            progress,
             max_backlog: config.max_backlog,
+            max_pending: config.max_pending_deliveries,
         };
         let committer = Self {
             rx,
             log,
             max_batch_events: config.max_batch_events.max(1),
+            window_ms: i64::try_from(config.dedup_window.as_millis()).unwrap_or(i64::MAX / 2),
+            seen: Seen::default(),
         };
         (committer, handle)
     }
 
-    /// Commits until `shutdown`; then stops taking new requests, commits the
-    /// ones already queued, and returns.
+    /// Rebuilds the idempotency window from the log, then commits until
+    /// `shutdown`; then stops taking new requests, commits the ones already
+    /// queued, and returns.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        let since = now_ms().saturating_sub(self.window_ms);
+        match self.log.recent_keys(since) {
+            Ok(keys) => {
+                for (k, seq, at) in keys {
+                    self.seen.insert(k, (seq, at));
+                }
+                info!(keys = self.seen.len(), "idempotency window loaded");
+            }
+            Err(e) => {
+                error!(error = %e, "cannot load the idempotency window; duplicates may be appended")
+            }
+        }
+        let mut last_prune = Instant::now();
         let mut batch: Vec<Request> = Vec::new();
         loop {
             let first = tokio::select! {
@@ -118,39 +218,87 @@ impl Committer {
                 }
             }
             self.commit(&mut batch).await;
+            if last_prune.elapsed() >= PRUNE_EVERY {
+                self.prune();
+                last_prune = Instant::now();
+            }
         }
         info!("ingest committer stopped");
     }
 
-    async fn commit(&self, batch: &mut Vec<Request>) {
-        let mut all = Vec::with_capacity(batch.iter().map(|r| r.events.len()).sum());
-        let mut ids = Vec::with_capacity(batch.len());
-        for r in batch.iter_mut() {
-            ids.push(r.events.iter().map(|e| e.id.clone()).collect::<Vec<_>>());
-            all.append(&mut r.events);
+    fn prune(&mut self) {
+        let cutoff = now_ms().saturating_sub(self.window_ms);
+        self.seen.retain(|_, (_, at)| *at >= cutoff);
+        if let Err(e) = self.log.prune_keys(cutoff) {
+            error!(error = %e, "pruning idempotency keys failed");
         }
-        let n = all.len();
-        let result = match self.log.append(all, now_ms()) {
-            Ok(first) => match self.log.sync().await {
-                Ok(()) => Ok(first),
+    }
+
+    async fn commit(&mut self, batch: &mut Vec<Request>) {
+        let now = now_ms();
+        let cutoff = now.saturating_sub(self.window_ms);
+        let total = batch.iter().map(|r| r.events.len()).sum();
+        let mut events = Vec::with_capacity(total);
+        let mut keys: Vec<(IdemKey, u32)> = Vec::new();
+        let mut in_batch: HashMap<IdemKey, u32, BuildHasherDefault<KeyHasher>> = HashMap::default();
+        let mut answers: Vec<Vec<(String, Answer)>> = Vec::with_capacity(batch.len());
+        for r in batch.iter_mut() {
+            let mut mine = Vec::with_capacity(r.events.len());
+            for inc in r.events.drain(..) {
+                let id = inc.event.id.clone();
+                if inc.keyed {
+                    let k = idempotency_key(&inc.event.device_id, &inc.event.id);
+                    if let Some((seq, _)) = self.seen.get(&k).filter(|(_, at)| *at >= cutoff) {
+                        mine.push((id, Answer::Duplicate(*seq)));
+                        continue;
+                    }
+                    if let Some(offset) = in_batch.get(&k) {
+                        // Same key twice in one commit: the second is a duplicate of the first.
+                        mine.push((id, Answer::RepeatInCommit(*offset)));
+                        continue;
+                    }
+                    let offset = events.len() as u32;
+                    in_batch.insert(k, offset);
+                    keys.push((k, offset));
+                }
+                mine.push((id, Answer::New(events.len() as u32)));
+                events.push(inc.event);
+            }
+            answers.push(mine);
+        }
+        let n = events.len();
+        let result = if n == 0 {
+            Ok(0)
+        } else {
+            match self.log.append(events, keys.clone(), now) {
+                Ok(first) => self.log.sync().await.map(|()| first),
                 Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
+            }
         };
         match result {
             Ok(first) => {
-                let mut seq = first;
-                for (r, ids) in batch.drain(..).zip(ids) {
-                    let accepted = ids
+                for (k, offset) in keys {
+                    self.seen.insert(k, (first + u64::from(offset), now));
+                }
+                for (r, mine) in batch.drain(..).zip(answers) {
+                    let accepted = mine
                         .into_iter()
-                        .map(|event_id| {
-                            let a = Accepted {
+                        .map(|(event_id, a)| match a {
+                            Answer::New(off) => Accepted {
+                                event_id,
+                                sequence: first + u64::from(off),
+                                duplicate: false,
+                            },
+                            Answer::RepeatInCommit(off) => Accepted {
+                                event_id,
+                                sequence: first + u64::from(off),
+                                duplicate: true,
+                            },
+                            Answer::Duplicate(seq) => Accepted {
                                 event_id,
                                 sequence: seq,
-                                duplicate: false,
-                            };
-                            seq += 1;
-                            a
+                                duplicate: true,
+                            },
                         })
                         .collect();
                     // A producer that went away no longer needs its answer.
@@ -164,5 +312,16 @@ impl Committer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_separate_device_and_id() {
+        assert_ne!(idempotency_key("ab", "c"), idempotency_key("a", "bc"));
+        assert_eq!(idempotency_key("a", "b"), idempotency_key("a", "b"));
     }
 }

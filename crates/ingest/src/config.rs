@@ -20,6 +20,9 @@ pub struct IngestConfig {
     /// Events logged but not yet fanned out above which publishing answers
     /// RESOURCE_EXHAUSTED (default 1,000,000).
     pub max_backlog: u64,
+    /// Pending deliveries above which publishing answers RESOURCE_EXHAUSTED
+    /// (default 5,000,000).
+    pub max_pending_deliveries: u64,
     /// Most events gathered into one group commit (default 16384).
     pub max_batch_events: usize,
     /// Append requests that may wait for the committer (default 4096); when
@@ -34,6 +37,7 @@ impl Default for IngestConfig {
             max_event_bytes: 256 * 1024,
             dedup_window: Duration::from_secs(24 * 3600),
             max_backlog: 1_000_000,
+            max_pending_deliveries: 5_000_000,
             max_batch_events: 16_384,
             queue_capacity: 4096,
         }

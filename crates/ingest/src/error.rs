@@ -21,11 +21,13 @@ pub enum IngestError {
     /// The request carried no event at all.
     #[error("{0}: is required")]
     Missing(&'static str),
-    /// The fan-out backlog is over `ingest.max_backlog`.
-    #[error("backlog of {backlog} events is over the limit of {limit}; retry later")]
+    /// The fan-out backlog or the pending deliveries are over their limit.
+    #[error("{current} {what} are over the limit of {limit}; retry later")]
     Overloaded {
-        /// Current backlog.
-        backlog: u64,
+        /// Which limit.
+        what: &'static str,
+        /// Current value.
+        current: u64,
         /// Configured limit.
         limit: u64,
     },

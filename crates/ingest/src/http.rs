@@ -1,7 +1,7 @@
 //! `POST /v1/events`: HTTP ingest for producers without gRPC, sharing the gRPC
 //! path's validation, group commit and acknowledgement rule.
 
-use crate::{IngestError, IngestGrpc};
+use crate::{Incoming, IngestError, IngestGrpc};
 use axum::{
     body::Bytes,
     extract::State,
@@ -127,6 +127,7 @@ async fn publish(State(svc): State<IngestGrpc>, headers: HeaderMap, body: Bytes)
     let mut events = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         let index = is_array.then_some(i);
+        let keyed = item.id.as_deref().is_some_and(|id| !id.is_empty());
         let raw = RawEvent {
             id: item.id.unwrap_or_default(),
             device_id: item.device_id.unwrap_or_default(),
@@ -138,7 +139,7 @@ async fn publish(State(svc): State<IngestGrpc>, headers: HeaderMap, body: Bytes)
                 .unwrap_or_default(),
         };
         match validate_event(raw, &svc.catalog, svc.max_event_bytes, now) {
-            Ok(e) => events.push(e),
+            Ok(event) => events.push(Incoming { event, keyed }),
             Err(source) => return ingest_error(IngestError::Invalid { index, source }),
         }
     }

@@ -25,7 +25,7 @@ pub mod proto {
 }
 
 pub use auth::IngestKeys;
-pub use committer::{Accepted, Committer, CommitterHandle};
+pub use committer::{idempotency_key, Accepted, Committer, CommitterHandle, Incoming};
 pub use config::IngestConfig;
 pub use error::IngestError;
 pub use http::router as http_router;

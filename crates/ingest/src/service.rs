@@ -6,17 +6,17 @@ use crate::{
         ingest_service_server::IngestService, Event as ProtoEvent, PublishBatchRequest,
         PublishBatchResponse, PublishRequest, PublishResponse,
     },
-    Accepted, CommitterHandle, IngestError, IngestKeys,
+    Accepted, CommitterHandle, Incoming, IngestError, IngestKeys,
 };
-use hookrelay_core::{metric, now_ms, validate_event, Catalog, Event, RawEvent};
+use hookrelay_core::{metric, now_ms, validate_event, Catalog, RawEvent};
 use std::{pin::Pin, sync::Arc};
 use tokio::sync::mpsc;
 use tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 
-/// Most stream requests gathered into one append.
-const STREAM_BATCH: usize = 1024;
+/// Most stream requests buffered between the reader and the appender.
+const STREAM_BUFFER: usize = 1024;
 
 /// The gRPC ingest service.
 #[derive(Clone)]
@@ -25,6 +25,8 @@ pub struct IngestGrpc {
     pub(crate) keys: Arc<IngestKeys>,
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) max_event_bytes: usize,
+    /// Most stream requests gathered into one append.
+    stream_batch: usize,
     tasks: TaskTracker,
 }
 
@@ -34,14 +36,15 @@ impl IngestGrpc {
         committer: CommitterHandle,
         keys: IngestKeys,
         catalog: Arc<Catalog>,
-        max_event_bytes: usize,
+        config: &crate::IngestConfig,
         tasks: TaskTracker,
     ) -> Self {
         Self {
             committer,
             keys: Arc::new(keys),
             catalog,
-            max_event_bytes,
+            max_event_bytes: config.max_event_bytes,
+            stream_batch: config.max_batch_events.clamp(1, STREAM_BUFFER),
             tasks,
         }
     }
@@ -62,7 +65,7 @@ impl IngestGrpc {
         &self,
         event: Option<ProtoEvent>,
         index: Option<usize>,
-    ) -> Result<Event, IngestError> {
+    ) -> Result<Incoming, IngestError> {
         let e = event.ok_or(IngestError::Missing("event"))?;
         let occurred_at_ms = match e.occurred_at {
             None => None,
@@ -74,6 +77,7 @@ impl IngestGrpc {
                 },
             })?),
         };
+        let keyed = !e.id.is_empty();
         let raw = RawEvent {
             id: e.id,
             device_id: e.device_id,
@@ -82,10 +86,11 @@ impl IngestGrpc {
             data: e.data,
         };
         validate_event(raw, &self.catalog, self.max_event_bytes, now_ms())
+            .map(|event| Incoming { event, keyed })
             .map_err(|source| IngestError::Invalid { index, source })
     }
 
-    async fn append(&self, events: Vec<Event>) -> Result<Vec<Accepted>, Status> {
+    async fn append(&self, events: Vec<Incoming>) -> Result<Vec<Accepted>, Status> {
         let n = events.len() as u64;
         let accepted = self.committer.append(events).await.map_err(reject)?;
         metrics::counter!(metric::EVENTS_INGESTED, "source" => "grpc").increment(n);
@@ -163,8 +168,8 @@ impl IngestService for IngestGrpc {
         let mut inbound = req.into_inner();
         // Reader → processor, bounded: a producer that runs ahead waits on
         // HTTP/2 flow control once this fills.
-        let (in_tx, mut in_rx) = mpsc::channel::<Result<PublishRequest, Status>>(STREAM_BATCH);
-        let (out_tx, out_rx) = mpsc::channel::<Result<PublishResponse, Status>>(STREAM_BATCH);
+        let (in_tx, mut in_rx) = mpsc::channel::<Result<PublishRequest, Status>>(STREAM_BUFFER);
+        let (out_tx, out_rx) = mpsc::channel::<Result<PublishResponse, Status>>(STREAM_BUFFER);
         self.tasks.spawn(async move {
             while let Some(msg) = inbound.next().await {
                 let stop = msg.is_err();
@@ -176,8 +181,9 @@ impl IngestService for IngestGrpc {
         let svc = self.clone();
         self.tasks.spawn(async move {
             let mut index = 0usize;
-            let mut buf = Vec::with_capacity(STREAM_BATCH);
-            while in_rx.recv_many(&mut buf, STREAM_BATCH).await > 0 {
+            let batch = svc.stream_batch;
+            let mut buf = Vec::with_capacity(batch);
+            while in_rx.recv_many(&mut buf, batch).await > 0 {
                 let mut events = Vec::with_capacity(buf.len());
                 let mut failure = None;
                 for msg in buf.drain(..) {

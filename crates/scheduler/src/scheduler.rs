@@ -6,8 +6,8 @@ use crate::{
     SchedulerConfig,
 };
 use hookrelay_core::{
-    metric, now_ms, signing, AttemptReport, AttemptResult, Catalog, DeliveryKey, DeliveryRecord,
-    DeliveryStatus, DeliveryTask, DeviceId, Seq, Webhook,
+    metric, now_ms, signing, Attempt, AttemptReport, AttemptResult, Catalog, DeliveryKey,
+    DeliveryRecord, DeliveryStatus, DeliveryTask, DeviceId, ErrorKind, Progress, Seq, Webhook,
 };
 use hookrelay_store::{
     ConfigStore, DeliveryStore, DeliveryWrite, DueEntry, DueKind, EventLog, LoggedEvent, StoreError,
@@ -30,8 +30,8 @@ pub struct SchedulerChannels {
     pub tasks: mpsc::Sender<DeliveryTask>,
     /// Attempt outcomes, from the workers.
     pub reports: mpsc::Receiver<AttemptReport>,
-    /// The dispatch cursor, for ingest's backlog limit.
-    pub dispatched: watch::Sender<Seq>,
+    /// The dispatch cursor and pending count, for ingest's back-pressure.
+    pub progress: watch::Sender<Progress>,
 }
 
 /// What the scheduler remembers of a delivery it has queued or in flight.
@@ -41,6 +41,8 @@ struct Active {
     /// The lease's due time once the delivery has a record; `None` while it
     /// is a first attempt held only by the window.
     lease_at: Option<i64>,
+    /// When the attempt was handed to the workers (`None` while queued here).
+    sent_at_ms: Option<i64>,
     event_id: Arc<str>,
     event_type: Arc<str>,
     created_at_ms: i64,
@@ -68,6 +70,8 @@ pub struct Scheduler {
     unrecorded: i64,
     /// Last sequence popped from the window by a spill, for the cursor.
     spilled_to: Option<Seq>,
+    /// The persisted dispatch cursor.
+    cursor: Seq,
 }
 
 fn lease_ms(w: Option<&Webhook>, margin_ms: i64) -> i64 {
@@ -104,6 +108,7 @@ impl Scheduler {
             pending_records: 0,
             unrecorded: 0,
             spilled_to: None,
+            cursor: 0,
         }
     }
 
@@ -116,7 +121,6 @@ impl Scheduler {
         shutdown: CancellationToken,
     ) -> Result<(), StoreError> {
         self.recover()?;
-        let _ = ch.dispatched.send(self.next_read - 1);
         let mut reports = Vec::with_capacity(256);
         let mut next_tick = tokio::time::Instant::now();
         loop {
@@ -127,8 +131,9 @@ impl Scheduler {
                 self.update_gauges();
                 next_tick = tokio::time::Instant::now() + self.cfg.tick;
             }
-            self.advance_cursor(&ch.dispatched);
+            self.advance_cursor();
             self.flush();
+            self.publish_progress(&ch.progress);
             if !self.send_ready(&ch.tasks) {
                 break;
             }
@@ -147,6 +152,7 @@ impl Scheduler {
                 permit = ch.tasks.reserve(), if !self.queue.is_empty() => match permit {
                     Ok(p) => {
                         if let Some(t) = self.queue.pop_front() {
+                            self.mark_sent(&t.key);
                             p.send(t);
                         }
                     }
@@ -163,8 +169,9 @@ impl Scheduler {
         while let Ok(r) = ch.reports.try_recv() {
             self.on_report(r);
         }
-        self.advance_cursor(&ch.dispatched);
+        self.advance_cursor();
         self.flush();
+        self.publish_progress(&ch.progress);
         info!(in_flight = self.active.len(), "scheduler stopped");
         Ok(())
     }
@@ -173,12 +180,31 @@ impl Scheduler {
         self.window.len() < self.cfg.window_events && self.queue.len() < self.cfg.max_queued
     }
 
+    fn mark_sent(&mut self, key: &DeliveryKey) {
+        if let Some(a) = self.active.get_mut(key) {
+            a.sent_at_ms = Some(now_ms());
+        }
+    }
+
+    fn publish_progress(&self, tx: &watch::Sender<Progress>) {
+        let p = Progress {
+            cursor: self.cursor,
+            pending: (self.pending_records + self.unrecorded).max(0) as u64,
+        };
+        tx.send_if_modified(|old| {
+            let changed = *old != p;
+            *old = p;
+            changed
+        });
+    }
+
     /// Sends queued tasks while the channel has room; `false` if the workers
     /// are gone.
     fn send_ready(&mut self, tx: &mpsc::Sender<DeliveryTask>) -> bool {
         while let Some(task) = self.queue.pop_front() {
+            let key = task.key.clone();
             match tx.try_send(task) {
-                Ok(()) => {}
+                Ok(()) => self.mark_sent(&key),
                 Err(TrySendError::Full(task)) => {
                     self.queue.push_front(task);
                     return true;
@@ -193,6 +219,7 @@ impl Scheduler {
     /// deliveries are due now.
     fn recover(&mut self) -> Result<(), StoreError> {
         let cursor = self.store.cursor()?;
+        self.cursor = cursor;
         self.next_read = cursor + 1;
         self.recovery_horizon = *self.head.borrow();
         let now = now_ms();
@@ -279,6 +306,7 @@ impl Scheduler {
                     Active {
                         attempt: 1,
                         lease_at: None,
+                        sent_at_ms: None,
                         event_id: event_id.clone(),
                         event_type: event_type.clone(),
                         created_at_ms: e.appended_at_ms,
@@ -384,8 +412,32 @@ impl Scheduler {
         for e in self.store.due(now, self.cfg.due_batch)? {
             let webhook = self.config.webhook(&e.key.webhook_id);
             if let Some(a) = self.active.get_mut(&e.key) {
-                // Queued or in flight here. An expired lease is extended: the
-                // worker's own timeout will answer before long.
+                if e.kind == DueKind::Lease && a.lease_at == Some(e.at_ms) {
+                    if let Some(sent) = a.sent_at_ms {
+                        // Handed to a worker and unanswered past timeout +
+                        // margin: the attempt is lost (a hung worker); it
+                        // counts as a timeout and the policy decides what next.
+                        let report = AttemptReport {
+                            key: e.key.clone(),
+                            attempt: Attempt {
+                                attempt: a.attempt,
+                                started_at_ms: sent,
+                                duration_ms: u32::try_from(now - sent).unwrap_or(u32::MAX),
+                                status_code: None,
+                                error: Some(ErrorKind::Timeout),
+                                response_body: Some("lease expired without an answer".into()),
+                            },
+                            result: AttemptResult::Failed {
+                                retry_after_ms: None,
+                            },
+                        };
+                        warn!(delivery = %e.key.id(), attempt = a.attempt, "lease expired in flight; counted as a timeout");
+                        self.on_report(report);
+                        continue;
+                    }
+                }
+                // Still queued here (not yet handed to a worker): the lease is
+                // extended. A stale scheduled entry is dropped.
                 self.writes
                     .push(DeliveryWrite::Undue(e.at_ms, e.key.clone()));
                 if e.kind == DueKind::Lease {
@@ -459,6 +511,7 @@ impl Scheduler {
             Active {
                 attempt: rec.attempts + 1,
                 lease_at: Some(lease),
+                sent_at_ms: None,
                 event_id: event_id.clone(),
                 event_type: ev.event_type.as_str().into(),
                 created_at_ms: rec.created_at_ms,
@@ -530,11 +583,11 @@ impl Scheduler {
         }
     }
 
-    fn advance_cursor(&mut self, dispatched: &watch::Sender<Seq>) {
+    fn advance_cursor(&mut self) {
         let popped = self.window.pop_settled().max(self.spilled_to.take());
         if let Some(seq) = popped {
             self.writes.push(DeliveryWrite::Cursor(seq));
-            let _ = dispatched.send(seq);
+            self.cursor = seq;
         }
     }
 

@@ -3,7 +3,7 @@
 use crate::{Scheduler, SchedulerChannels, SchedulerConfig};
 use hookrelay_core::{
     Attempt, AttemptReport, AttemptResult, Catalog, DeliveryStatus, DeliveryTask, DeviceId, Event,
-    OrgId, RetryPolicy, Webhook, WebhookId,
+    OrgId, Progress, RetryPolicy, Webhook, WebhookId,
 };
 use hookrelay_store::{ConfigStore, DeliveryStore, EventLog, Store};
 use std::{sync::Arc, time::Duration};
@@ -48,7 +48,7 @@ fn event(i: u32, ty: &str) -> Event {
 struct Running {
     tasks: mpsc::Receiver<DeliveryTask>,
     reports: mpsc::Sender<AttemptReport>,
-    dispatched: watch::Receiver<u64>,
+    progress: watch::Receiver<Progress>,
     stop: CancellationToken,
     handle: tokio::task::JoinHandle<()>,
 }
@@ -56,7 +56,7 @@ struct Running {
 fn start(store: &Store) -> Running {
     let (task_tx, tasks) = mpsc::channel(64);
     let (reports, report_rx) = mpsc::channel(64);
-    let (dispatched_tx, dispatched) = watch::channel(0);
+    let (progress_tx, progress) = watch::channel(Progress::default());
     let s = Scheduler::new(
         store.log.clone(),
         store.config.clone(),
@@ -73,7 +73,7 @@ fn start(store: &Store) -> Running {
     let ch = SchedulerChannels {
         tasks: task_tx,
         reports: report_rx,
-        dispatched: dispatched_tx,
+        progress: progress_tx,
     };
     let handle = tokio::spawn(async move {
         s.run(ch, token).await.expect("scheduler");
@@ -81,7 +81,7 @@ fn start(store: &Store) -> Running {
     Running {
         tasks,
         reports,
-        dispatched,
+        progress,
         stop,
         handle,
     }
@@ -137,6 +137,7 @@ async fn fans_out_retries_to_failure_and_moves_the_cursor() {
                 event(2, "call.offer"),
                 event(3, "chat.pin"),
             ],
+            vec![],
             1,
         )
         .expect("append");
@@ -159,10 +160,13 @@ async fn fans_out_retries_to_failure_and_moves_the_cursor() {
         }
     }
     // The cursor passes all three events: 1 delivered, 2 recorded, 3 matched nothing.
-    tokio::time::timeout(Duration::from_secs(5), r.dispatched.wait_for(|c| *c == 3))
-        .await
-        .expect("cursor in time")
-        .expect("watch");
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        r.progress.wait_for(|p| p.cursor == 3),
+    )
+    .await
+    .expect("cursor in time")
+    .expect("watch");
     let key_b = t.key.clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
@@ -204,7 +208,7 @@ async fn unanswered_first_attempts_are_dispatched_again_after_restart() {
         .expect("wh");
     store
         .log
-        .append(vec![event(1, "message.received")], 1)
+        .append(vec![event(1, "message.received")], vec![], 1)
         .expect("append");
     store.log.sync().await.expect("sync");
     let mut r = start(&store);
@@ -219,10 +223,13 @@ async fn unanswered_first_attempts_are_dispatched_again_after_restart() {
     assert_eq!(again.key, first.key, "same delivery id after restart");
     assert_eq!(again.attempt, 1);
     r.reports.send(report(&again, true)).await.expect("send");
-    tokio::time::timeout(Duration::from_secs(5), r.dispatched.wait_for(|c| *c == 1))
-        .await
-        .expect("cursor in time")
-        .expect("watch");
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        r.progress.wait_for(|p| p.cursor == 1),
+    )
+    .await
+    .expect("cursor in time")
+    .expect("watch");
     r.stop.cancel();
     r.handle.await.expect("join");
 }
@@ -238,13 +245,13 @@ async fn a_spilled_delivery_in_flight_comes_back_through_its_lease() {
         .expect("wh");
     store
         .log
-        .append(vec![event(1, "message.received")], 1)
+        .append(vec![event(1, "message.received")], vec![], 1)
         .expect("append");
     store.log.sync().await.expect("sync");
     let (task_tx, mut tasks) = mpsc::channel(8);
     // The sender stays alive but silent: the attempt is never answered.
     let (reports_tx, report_rx) = mpsc::channel::<AttemptReport>(8);
-    let (dispatched_tx, mut dispatched) = watch::channel(0);
+    let (progress_tx, mut progress) = watch::channel(Progress::default());
     let s = Scheduler::new(
         store.log.clone(),
         store.config.clone(),
@@ -262,7 +269,7 @@ async fn a_spilled_delivery_in_flight_comes_back_through_its_lease() {
     let ch = SchedulerChannels {
         tasks: task_tx,
         reports: report_rx,
-        dispatched: dispatched_tx,
+        progress: progress_tx,
     };
     let handle = tokio::spawn(async move { s.run(ch, token).await.expect("run") });
     let t = tokio::time::timeout(Duration::from_secs(5), tasks.recv())
@@ -270,7 +277,7 @@ async fn a_spilled_delivery_in_flight_comes_back_through_its_lease() {
         .expect("task")
         .expect("open");
     // Never answered: the window spills it to a record, and the cursor moves on.
-    tokio::time::timeout(Duration::from_secs(5), dispatched.wait_for(|c| *c == 1))
+    tokio::time::timeout(Duration::from_secs(5), progress.wait_for(|p| p.cursor == 1))
         .await
         .expect("cursor in time")
         .expect("watch");
@@ -306,4 +313,81 @@ async fn a_spilled_delivery_in_flight_comes_back_through_its_lease() {
     r.stop.cancel();
     r.handle.await.expect("join");
     assert!(store.deliveries.leases().expect("leases").is_empty());
+}
+
+#[tokio::test]
+async fn an_expired_lease_makes_a_hung_attempt_due_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let mut w = webhook("wh_a", &["*"]);
+    w.timeout_secs = 1;
+    store.config.put_webhook(w).await.expect("wh");
+    store
+        .log
+        .append(vec![event(1, "message.received")], vec![], 1)
+        .expect("append");
+    store.log.sync().await.expect("sync");
+    let (task_tx, mut tasks) = mpsc::channel(8);
+    let (reports_tx, report_rx) = mpsc::channel::<AttemptReport>(8);
+    let (progress_tx, _progress) = watch::channel(Progress::default());
+    let s = Scheduler::new(
+        store.log.clone(),
+        store.config.clone(),
+        store.deliveries.clone(),
+        Arc::new(Catalog::builtin()),
+        SchedulerConfig {
+            tick: Duration::from_millis(5),
+            spill_after: Duration::from_millis(20),
+            ..SchedulerConfig::default()
+        },
+        // Lease = timeout (1 s) + no margin.
+        Duration::ZERO,
+    );
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let ch = SchedulerChannels {
+        tasks: task_tx,
+        reports: report_rx,
+        progress: progress_tx,
+    };
+    let handle = tokio::spawn(async move { s.run(ch, token).await.expect("run") });
+    let first = tokio::time::timeout(Duration::from_secs(5), tasks.recv())
+        .await
+        .expect("task")
+        .expect("open");
+    assert_eq!(first.attempt, 1);
+    // The worker hangs: no report. The lease expires and attempt 2 is dispatched.
+    let second = tokio::time::timeout(Duration::from_secs(5), tasks.recv())
+        .await
+        .expect("task")
+        .expect("open");
+    assert_eq!(second.key, first.key);
+    assert_eq!(second.attempt, 2);
+    // A late answer to attempt 1 changes nothing; attempt 2's success delivers.
+    reports_tx.send(report(&first, true)).await.expect("send");
+    reports_tx.send(report(&second, true)).await.expect("send");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store
+        .deliveries
+        .record(&first.key)
+        .expect("rec")
+        .map(|r| r.status)
+        != Some(DeliveryStatus::Delivered)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never delivered");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.cancel();
+    handle.await.expect("join");
+    let rec = store
+        .deliveries
+        .record(&first.key)
+        .expect("rec")
+        .expect("record");
+    assert_eq!(rec.attempts, 2);
+    let log = store.deliveries.attempts(&first.key).expect("attempts");
+    assert_eq!(log.len(), 2);
+    assert!(tasks.try_recv().is_err(), "no third attempt");
+    // Attempt 1's entry holds its real (late) outcome, not the synthetic timeout.
+    assert_eq!(log[0].status_code, Some(200));
 }

@@ -76,6 +76,9 @@ pub(crate) struct StoreConfig {
     /// How long settled events are kept for replay (default 7d).
     #[serde(with = "humantime_serde")]
     pub(crate) retention: Duration,
+    /// How often the background compaction pass runs (default 30s).
+    #[serde(with = "humantime_serde")]
+    pub(crate) compact_interval: Duration,
 }
 
 impl Default for StoreConfig {
@@ -83,6 +86,7 @@ impl Default for StoreConfig {
         Self {
             path: PathBuf::from("./data"),
             retention: Duration::from_secs(7 * 24 * 3600),
+            compact_interval: Duration::from_secs(30),
         }
     }
 }
@@ -220,6 +224,9 @@ pub(crate) fn check(c: &Config) -> Vec<String> {
     }
     if c.ingest.keys.iter().any(String::is_empty) {
         p.push("ingest.keys: keys must not be empty strings".to_owned());
+    }
+    if c.store.compact_interval.is_zero() {
+        p.push("store.compact_interval: must be positive".to_owned());
     }
     if c.delivery.concurrency == 0 {
         p.push("delivery.concurrency: must be at least 1".to_owned());

@@ -11,7 +11,7 @@ use crate::{config::Config, dev, telemetry};
 use anyhow::Context;
 use axum::{routing::get, Router};
 use hookrelay_api::{ApiConfig, ApiState};
-use hookrelay_core::{metric, Catalog};
+use hookrelay_core::{metric, Catalog, Progress};
 use hookrelay_ingest::{
     proto::{ingest_service_server::IngestServiceServer, FILE_DESCRIPTOR_SET},
     Committer, IngestGrpc, IngestKeys,
@@ -52,10 +52,10 @@ pub(crate) async fn serve(mut config: Config, dev_mode: bool) -> anyhow::Result<
     let stop_workers = CancellationToken::new();
     let stop_scheduler = CancellationToken::new();
 
-    // Ingest → log; scheduler cursor → ingest (backlog limit).
-    let (dispatched_tx, dispatched_rx) = watch::channel(0);
+    // Ingest → log; scheduler progress → ingest (back-pressure).
+    let (progress_tx, progress_rx) = watch::channel(Progress::default());
     let (committer, committer_handle) =
-        Committer::new(store.log.clone(), &config.ingest, dispatched_rx);
+        Committer::new(store.log.clone(), &config.ingest, progress_rx);
     let committer_task = tasks.spawn(committer.run(stop_ingest.clone()));
 
     // Scheduler ⇄ workers.
@@ -72,7 +72,7 @@ pub(crate) async fn serve(mut config: Config, dev_mode: bool) -> anyhow::Result<
     let channels = SchedulerChannels {
         tasks: task_tx,
         reports: report_rx,
-        dispatched: dispatched_tx,
+        progress: progress_tx,
     };
     let scheduler_stop = stop_scheduler.clone();
     let scheduler_task = tasks.spawn(async move {
@@ -97,7 +97,7 @@ pub(crate) async fn serve(mut config: Config, dev_mode: bool) -> anyhow::Result<
         committer_handle,
         IngestKeys::new(&config.ingest.keys),
         catalog.clone(),
-        config.ingest.max_event_bytes,
+        &config.ingest,
         tasks.clone(),
     );
     let grpc_listener = tokio::net::TcpListener::bind(config.grpc.listen)
@@ -164,22 +164,12 @@ pub(crate) async fn serve(mut config: Config, dev_mode: bool) -> anyhow::Result<
         }
     });
 
-    // Store size gauge.
-    let gauge_store = store.clone();
-    let gauge_stop = stop_scheduler.clone();
-    tasks.spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(10));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = gauge_stop.cancelled() => break,
-            }
-            let s = gauge_store.clone();
-            if let Ok(bytes) = tokio::task::spawn_blocking(move || s.size_on_disk()).await {
-                metrics::gauge!(metric::STORE_BYTES).set(bytes as f64);
-            }
-        }
-    });
+    tasks.spawn(maintain(
+        store.clone(),
+        config.store.retention,
+        config.store.compact_interval,
+        stop_scheduler.clone(),
+    ));
 
     api_state.set_ready(true);
     info!(http = %http_addr, grpc = %grpc_addr, data = %config.store.path.display(), "hookrelay started");
@@ -225,6 +215,46 @@ pub(crate) async fn serve(mut config: Config, dev_mode: bool) -> anyhow::Result<
     }
     info!("hookrelay stopped");
     Ok(())
+}
+
+/// Retention and the store-size gauge: one compaction pass per interval
+/// (small batches, off the runtime threads), the gauge every pass.
+async fn maintain(store: Store, retention: Duration, interval: Duration, stop: CancellationToken) {
+    /// Chunks and attempt entries handled per pass: bounded work per tick.
+    const MAX_CHUNKS: usize = 256;
+    const MAX_ATTEMPTS: usize = 100_000;
+    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX / 2);
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => break,
+        }
+        let s = store.clone();
+        let before = hookrelay_core::now_ms().saturating_sub(retention_ms);
+        let pass = tokio::task::spawn_blocking(move || {
+            let stats = s.compact(before, MAX_CHUNKS, MAX_ATTEMPTS);
+            (stats, s.size_on_disk())
+        })
+        .await;
+        match pass {
+            Ok((Ok(stats), bytes)) => {
+                if stats.chunks > 0 || stats.attempts > 0 {
+                    info!(
+                        chunks = stats.chunks,
+                        events = stats.events,
+                        records = stats.records,
+                        attempts = stats.attempts,
+                        horizon = stats.horizon,
+                        "retention removed old events"
+                    );
+                }
+                metrics::gauge!(metric::STORE_BYTES).set(bytes as f64);
+            }
+            Ok((Err(e), _)) => error!(error = %e, "compaction pass failed"),
+            Err(e) => error!(error = %e, "compaction task panicked"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

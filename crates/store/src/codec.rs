@@ -32,6 +32,22 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T
     }
 }
 
+/// The start of an encoded [`crate::Chunk`]: its append time and event
+/// count, read without decoding the events (bincode writes struct fields in
+/// order, and a `Vec` as its length followed by the items).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct ChunkHead {
+    /// Append time, unix ms.
+    pub appended_at_ms: i64,
+    /// Number of events.
+    pub len: u64,
+}
+
+/// Reads the [`ChunkHead`] of an encoded chunk.
+pub fn decode_chunk_head(bytes: &[u8]) -> Result<ChunkHead, StoreError> {
+    decode(bytes, "event chunk")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +70,28 @@ mod tests {
         assert!(decode::<Event>(&other, "event").is_err());
         assert!(decode::<Event>(&[], "event").is_err());
         assert!(decode::<Event>(&bytes[..bytes.len() - 1], "event").is_err());
+    }
+
+    #[test]
+    fn chunk_head_reads_time_and_count_only() {
+        let e = Event {
+            id: "evt_1".into(),
+            device_id: "d".into(),
+            event_type: "message.received".into(),
+            occurred_at_ms: 3,
+            data: "{}".into(),
+        };
+        let bytes = encode(&crate::Chunk {
+            appended_at_ms: 1_781_827_200_123,
+            events: vec![e.clone(), e.clone(), e],
+        });
+        let head = decode_chunk_head(&bytes).expect("head");
+        assert_eq!(
+            head,
+            ChunkHead {
+                appended_at_ms: 1_781_827_200_123,
+                len: 3
+            }
+        );
     }
 }

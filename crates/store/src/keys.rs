@@ -52,6 +52,14 @@ pub(crate) fn attempt(k: &DeliveryKey, attempt: u32) -> Vec<u8> {
     out
 }
 
+/// The event sequence of an attempt key (the 8 bytes after the webhook id
+/// and its NUL terminator; webhook ids contain no NUL).
+pub(crate) fn attempt_seq(k: &[u8]) -> Option<u64> {
+    let nul = k.iter().position(|b| *b == 0)?;
+    let seq = k.get(nul + 1..nul + 9)?;
+    Some(u64::from_be_bytes(seq.try_into().ok()?))
+}
+
 pub(crate) fn attempt_prefix(wh: &WebhookId) -> Vec<u8> {
     let mut out = Vec::with_capacity(wh.as_str().len() + 17);
     out.extend_from_slice(wh.as_str().as_bytes());

@@ -18,6 +18,7 @@
 //! | --- | --- | --- |
 //! | `meta` | `format_version`, `dispatch_cursor` | u8 / u64 |
 //! | `events` | first seq of the chunk (u64) | [`Chunk`] |
+//! | `event_keys` | first seq of the chunk | [`ChunkKeys`]: idempotency keys |
 //! | `deliveries` | seq ++ generation ++ webhook id | `DeliveryRecord` |
 //! | `due` | due ms (u64) ++ delivery key | 1 byte: 0 scheduled, 1 lease |
 //! | `attempts` | webhook id ++ 0 ++ seq ++ generation ++ attempt | `Attempt` |
@@ -38,11 +39,13 @@ mod deliveries;
 mod error;
 mod keys;
 mod log;
+mod retention;
 
 pub use config::{App, ConfigStore, Org, TokenScope};
 pub use deliveries::{DeliveryStore, DeliveryWrite, DueEntry, DueKind};
 pub use error::StoreError;
-pub use log::{Chunk, EventLog, LoggedEvent};
+pub use log::{Chunk, ChunkKeys, EventLog, IdemKey, LoggedEvent};
+pub use retention::CompactStats;
 
 use std::{future::Future, path::Path, pin::Pin, sync::Arc};
 
@@ -59,6 +62,7 @@ pub struct Store {
     pub config: Arc<config::SledConfig>,
     /// Delivery state.
     pub deliveries: Arc<deliveries::SledDeliveries>,
+    retention: Arc<retention::Retention>,
 }
 
 impl Store {
@@ -93,11 +97,13 @@ impl Store {
         let log = Arc::new(log::SledLog::open(&db)?);
         let config = Arc::new(config::SledConfig::open(&db)?);
         let deliveries = Arc::new(deliveries::SledDeliveries::open(&db, meta)?);
+        let retention = Arc::new(retention::Retention::new(log.first_seq()?));
         Ok(Self {
             db,
             log,
             config,
             deliveries,
+            retention,
         })
     }
 

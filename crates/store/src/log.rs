@@ -29,11 +29,34 @@ pub struct LoggedEvent {
     pub event: Arc<Event>,
 }
 
+/// The idempotency key of an event: a 128-bit hash of `(device_id, id)`.
+pub type IdemKey = u128;
+
+/// Idempotency keys of one chunk, persisted beside it (one value per chunk).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkKeys {
+    /// When the chunk was appended (unix ms).
+    pub appended_at_ms: i64,
+    /// `(key, offset in the chunk)` of the events that carried a producer id.
+    pub keys: Vec<(IdemKey, u32)>,
+}
+
 /// The durable event log.
 pub trait EventLog: Send + Sync + 'static {
-    /// Appends `events` as one atomic chunk and returns the first sequence.
-    /// Not durable until [`EventLog::sync`] completes.
-    fn append(&self, events: Vec<Event>, appended_at_ms: i64) -> Result<Seq, StoreError>;
+    /// Appends `events` as one atomic chunk and returns the first sequence;
+    /// `keys` are the idempotency keys of the events that carried a producer
+    /// id, by offset. Not durable until [`EventLog::sync`] completes.
+    fn append(
+        &self,
+        events: Vec<Event>,
+        keys: Vec<(IdemKey, u32)>,
+        appended_at_ms: i64,
+    ) -> Result<Seq, StoreError>;
+    /// Every idempotency key of chunks appended at or after `since_ms`, with
+    /// its sequence and append time (to rebuild the dedup window at start).
+    fn recent_keys(&self, since_ms: i64) -> Result<Vec<(IdemKey, Seq, i64)>, StoreError>;
+    /// Drops persisted keys of chunks appended before `before_ms`.
+    fn prune_keys(&self, before_ms: i64) -> Result<usize, StoreError>;
     /// Makes every append so far durable, then advances [`EventLog::durable_head`].
     fn sync(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Up to `max` events with sequence ≥ `from`, in order, no further than
@@ -47,6 +70,7 @@ pub trait EventLog: Send + Sync + 'static {
 pub struct SledLog {
     db: sled::Db,
     tree: sled::Tree,
+    keys: sled::Tree,
     /// Next sequence to assign; the mutex also serialises appends.
     next: Mutex<Seq>,
     /// Highest sequence appended (not necessarily durable).
@@ -57,6 +81,7 @@ pub struct SledLog {
 impl SledLog {
     pub(crate) fn open(db: &sled::Db) -> Result<Self, StoreError> {
         let tree = db.open_tree("events")?;
+        let keys = db.open_tree("event_keys")?;
         let last = match tree.last()? {
             Some((k, v)) => {
                 let first = seq_of(&k)?;
@@ -68,10 +93,16 @@ impl SledLog {
         Ok(Self {
             db: db.clone(),
             tree,
+            keys,
             next: Mutex::new(last + 1),
             appended: AtomicU64::new(last),
             durable: watch::Sender::new(last),
         })
+    }
+
+    /// First sequence still in the log, if any.
+    pub fn first_seq(&self) -> Result<Option<Seq>, StoreError> {
+        self.tree.first()?.map(|(k, _)| seq_of(&k)).transpose()
     }
 
     /// Highest appended sequence.
@@ -87,8 +118,16 @@ fn seq_of(key: &[u8]) -> Result<Seq, StoreError> {
 }
 
 impl EventLog for SledLog {
-    fn append(&self, events: Vec<Event>, appended_at_ms: i64) -> Result<Seq, StoreError> {
+    fn append(
+        &self,
+        events: Vec<Event>,
+        keys: Vec<(IdemKey, u32)>,
+        appended_at_ms: i64,
+    ) -> Result<Seq, StoreError> {
         let n = events.len() as u64;
+        if n == 0 {
+            return Ok(*self.next.lock().unwrap_or_else(|p| p.into_inner()));
+        }
         let value = codec::encode(&Chunk {
             appended_at_ms,
             events,
@@ -96,6 +135,15 @@ impl EventLog for SledLog {
         let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
         let first = *next;
         self.tree.insert(first.to_be_bytes(), value)?;
+        // Written after the chunk: recovery keeps a prefix of the write
+        // order, so a surviving key never points past the log.
+        if !keys.is_empty() {
+            let value = codec::encode(&ChunkKeys {
+                appended_at_ms,
+                keys,
+            });
+            self.keys.insert(first.to_be_bytes(), value)?;
+        }
         *next = first + n;
         self.appended.store(first + n - 1, Ordering::Release);
         Ok(first)
@@ -154,6 +202,43 @@ impl EventLog for SledLog {
     fn durable_head(&self) -> watch::Receiver<Seq> {
         self.durable.subscribe()
     }
+
+    fn recent_keys(&self, since_ms: i64) -> Result<Vec<(IdemKey, Seq, i64)>, StoreError> {
+        let last = self.last_seq();
+        let mut out = Vec::new();
+        for item in self.keys.iter() {
+            let (k, v) = item?;
+            let first = seq_of(&k)?;
+            let chunk: ChunkKeys = codec::decode(&v, "event keys")?;
+            if chunk.appended_at_ms < since_ms {
+                continue;
+            }
+            for (key, offset) in chunk.keys {
+                let seq = first + u64::from(offset);
+                if seq <= last {
+                    out.push((key, seq, chunk.appended_at_ms));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn prune_keys(&self, before_ms: i64) -> Result<usize, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for item in self.keys.iter() {
+            let (k, v) = item?;
+            let chunk: ChunkKeys = codec::decode(&v, "event keys")?;
+            // Chunks are appended in time order: stop at the first young one.
+            if chunk.appended_at_ms >= before_ms {
+                break;
+            }
+            batch.remove(k);
+            n += 1;
+        }
+        self.keys.apply_batch(batch)?;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -177,8 +262,15 @@ mod tests {
         {
             let store = Store::open(dir.path()).expect("open");
             let log = &store.log;
-            assert_eq!(log.append((0..3).map(ev).collect(), 10).ok(), Some(1));
-            assert_eq!(log.append((3..7).map(ev).collect(), 20).ok(), Some(4));
+            assert_eq!(
+                log.append((0..3).map(ev).collect(), vec![(11, 2)], 10).ok(),
+                Some(1)
+            );
+            assert_eq!(
+                log.append((3..7).map(ev).collect(), vec![(12, 0), (13, 3)], 20)
+                    .ok(),
+                Some(4)
+            );
             // Nothing is readable before it is durable.
             assert!(log.read(1, 100).expect("read").is_empty());
             log.sync().await.expect("sync");
@@ -196,7 +288,14 @@ mod tests {
         }
         let store = Store::open(dir.path()).expect("reopen");
         assert_eq!(*store.log.durable_head().borrow(), 7);
-        assert_eq!(store.log.append(vec![ev(8)], 30).ok(), Some(8));
+        assert_eq!(
+            store.log.recent_keys(0).expect("keys"),
+            vec![(11, 3, 10), (12, 4, 20), (13, 7, 20)]
+        );
+        assert_eq!(store.log.recent_keys(15).expect("keys").len(), 2);
+        assert_eq!(store.log.prune_keys(15).expect("prune"), 1);
+        assert_eq!(store.log.recent_keys(0).expect("keys").len(), 2);
+        assert_eq!(store.log.append(vec![ev(8)], vec![], 30).ok(), Some(8));
     }
 
     #[test]
