@@ -5,5 +5,7 @@
 
 mod support;
 
+mod crash;
+mod durability;
 mod foundation;
 mod restart;

@@ -141,6 +141,8 @@ pub struct Committer {
     max_batch_events: usize,
     window_ms: i64,
     seen: Seen,
+    #[cfg(feature = "ack-before-flush")]
+    last_sync: Instant,
 }
 
 /// How one event of a commit is answered.
@@ -175,6 +177,8 @@ impl Committer {
             max_batch_events: config.max_batch_events.max(1),
             window_ms: i64::try_from(config.dedup_window.as_millis()).unwrap_or(i64::MAX / 2),
             seen: Seen::default(),
+            #[cfg(feature = "ack-before-flush")]
+            last_sync: Instant::now(),
         };
         (committer, handle)
     }
@@ -267,51 +271,80 @@ impl Committer {
             answers.push(mine);
         }
         let n = events.len();
-        let result = if n == 0 {
-            Ok(0)
+        let first = if n == 0 {
+            0
         } else {
             match self.log.append(events, keys.clone(), now) {
-                Ok(first) => self.log.sync().await.map(|()| first),
-                Err(e) => Err(e),
+                Ok(first) => first,
+                Err(e) => return fail(batch, &e, n),
             }
         };
-        match result {
-            Ok(first) => {
-                for (k, offset) in keys {
-                    self.seen.insert(k, (first + u64::from(offset), now));
-                }
-                for (r, mine) in batch.drain(..).zip(answers) {
-                    let accepted = mine
-                        .into_iter()
-                        .map(|(event_id, a)| match a {
-                            Answer::New(off) => Accepted {
-                                event_id,
-                                sequence: first + u64::from(off),
-                                duplicate: false,
-                            },
-                            Answer::RepeatInCommit(off) => Accepted {
-                                event_id,
-                                sequence: first + u64::from(off),
-                                duplicate: true,
-                            },
-                            Answer::Duplicate(seq) => Accepted {
-                                event_id,
-                                sequence: seq,
-                                duplicate: true,
-                            },
-                        })
-                        .collect();
-                    // A producer that went away no longer needs its answer.
-                    let _ = r.reply.send(Ok(accepted));
-                }
-            }
-            Err(e) => {
-                error!(error = %e, events = n, "appending to the event log failed");
-                for r in batch.drain(..) {
-                    let _ = r.reply.send(Err(IngestError::Unavailable(e.to_string())));
+        // Fault injection for the crash test's self-check only: answer at
+        // append and flush lazily (every 250 ms), breaking invariant 1 the way
+        // an engine that "flushes periodically" does.
+        #[cfg(feature = "ack-before-flush")]
+        {
+            self.remember(&keys, first, now);
+            answer(batch, answers, first);
+            if self.last_sync.elapsed() >= Duration::from_millis(250) {
+                self.last_sync = Instant::now();
+                if let Err(e) = self.log.sync().await {
+                    error!(error = %e, "flush failed after answering (ack-before-flush build)");
                 }
             }
         }
+        #[cfg(not(feature = "ack-before-flush"))]
+        {
+            if n > 0 {
+                if let Err(e) = self.log.sync().await {
+                    return fail(batch, &e, n);
+                }
+            }
+            self.remember(&keys, first, now);
+            answer(batch, answers, first);
+        }
+    }
+
+    fn remember(&mut self, keys: &[(IdemKey, u32)], first: Seq, now: i64) {
+        for (k, offset) in keys {
+            self.seen.insert(*k, (first + u64::from(*offset), now));
+        }
+    }
+}
+
+/// Answers every request of a committed batch; `first` is the chunk's first sequence.
+fn answer(batch: &mut Vec<Request>, answers: Vec<Vec<(String, Answer)>>, first: Seq) {
+    for (r, mine) in batch.drain(..).zip(answers) {
+        let accepted = mine
+            .into_iter()
+            .map(|(event_id, a)| match a {
+                Answer::New(off) => Accepted {
+                    event_id,
+                    sequence: first + u64::from(off),
+                    duplicate: false,
+                },
+                Answer::RepeatInCommit(off) => Accepted {
+                    event_id,
+                    sequence: first + u64::from(off),
+                    duplicate: true,
+                },
+                Answer::Duplicate(seq) => Accepted {
+                    event_id,
+                    sequence: seq,
+                    duplicate: true,
+                },
+            })
+            .collect();
+        // A producer that went away no longer needs its answer.
+        let _ = r.reply.send(Ok(accepted));
+    }
+}
+
+/// Answers every request of a failed batch with UNAVAILABLE.
+fn fail(batch: &mut Vec<Request>, e: &hookrelay_store::StoreError, n: usize) {
+    error!(error = %e, events = n, "appending to the event log failed");
+    for r in batch.drain(..) {
+        let _ = r.reply.send(Err(IngestError::Unavailable(e.to_string())));
     }
 }
 

@@ -7,7 +7,7 @@ mod receiver;
 mod server;
 
 pub use receiver::Receiver;
-pub use server::{Server, ServerBuilder};
+pub use server::{free_port, Server, ServerBuilder};
 
 use hookrelay_ingest::proto::{
     ingest_service_client::IngestServiceClient, Event, PublishBatchRequest, PublishBatchResponse,

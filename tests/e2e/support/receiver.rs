@@ -36,6 +36,8 @@ struct Inner {
     got: Vec<Received>,
     script: VecDeque<u16>,
     default_status: u16,
+    /// While set, requests wait (unanswered) until it is closed.
+    hold: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// A receiver on 127.0.0.1; stops when dropped.
@@ -51,6 +53,11 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
+    let hold = inner.lock().expect("lock").hold.clone();
+    if let Some(gate) = hold {
+        // A closed semaphore lets every waiter through, present and future.
+        let _ = gate.acquire().await;
+    }
     let mut g = inner.lock().expect("lock");
     let status = g.script.pop_front().unwrap_or(g.default_status);
     g.got.push(Received {
@@ -106,6 +113,18 @@ impl Receiver {
     /// The answer once the script is used up.
     pub fn set_default(&self, status: u16) {
         self.inner.lock().expect("lock").default_status = status;
+    }
+
+    /// Holds every request unanswered until [`Receiver::release`].
+    pub fn hold(&self) {
+        self.inner.lock().expect("lock").hold = Some(Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+
+    /// Answers the held requests and stops holding.
+    pub fn release(&self) {
+        if let Some(gate) = self.inner.lock().expect("lock").hold.take() {
+            gate.close();
+        }
     }
 
     pub fn received(&self) -> Vec<Received> {

@@ -12,7 +12,18 @@ use std::{
 pub struct ServerBuilder {
     data_dir: PathBuf,
     base_delay_ms: u64,
-    extra: String,
+    env: Vec<(String, String)>,
+    http_port: u16,
+    grpc_port: u16,
+}
+
+/// A port that was free a moment ago (for servers that must come back on
+/// the same address after a restart).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 impl ServerBuilder {
@@ -21,8 +32,17 @@ impl ServerBuilder {
         Self {
             data_dir: data_dir.to_owned(),
             base_delay_ms: 200,
-            extra: String::new(),
+            env: Vec::new(),
+            http_port: 0,
+            grpc_port: 0,
         }
+    }
+
+    /// Fixed ports, kept across restarts.
+    pub fn ports(mut self, http: u16, grpc: u16) -> Self {
+        self.http_port = http;
+        self.grpc_port = grpc;
+        self
     }
 
     /// First retry delay of new webhooks.
@@ -31,9 +51,17 @@ impl ServerBuilder {
         self
     }
 
-    /// Extra TOML appended to the config (whole sections).
-    pub fn extra(mut self, toml: &str) -> Self {
-        self.extra.push_str(toml);
+    /// Sets `section.key` through its environment override
+    /// (`HOOKRELAY_<SECTION>__<KEY>`), e.g. `set("ingest", "max_backlog", "3")`.
+    pub fn set(mut self, section: &str, key: &str, value: &str) -> Self {
+        self.env.push((
+            format!(
+                "HOOKRELAY_{}__{}",
+                section.to_uppercase(),
+                key.to_uppercase()
+            ),
+            value.to_owned(),
+        ));
         self
     }
 
@@ -41,9 +69,9 @@ impl ServerBuilder {
         format!(
             r#"
 [http]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:{http}"
 [grpc]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:{grpc}"
 [store]
 path = "{data}"
 [auth]
@@ -58,13 +86,13 @@ base_delay_ms = {delay}
 tick = "10ms"
 [shutdown]
 timeout = "5s"
-{extra}
 "#,
             data = self.data_dir.display(),
+            http = self.http_port,
+            grpc = self.grpc_port,
             op = super::OPERATOR_KEY,
             ik = super::INGEST_KEY,
             delay = self.base_delay_ms,
-            extra = self.extra,
         )
     }
 
@@ -77,6 +105,7 @@ timeout = "5s"
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "warn,hookrelay=info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

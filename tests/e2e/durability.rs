@@ -1,0 +1,171 @@
+//! Idempotency across restarts, and back-pressure that loses nothing.
+
+use crate::support::*;
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test]
+async fn duplicates_are_answered_with_the_original_sequence_across_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let receiver = Receiver::start().await;
+    let server = ServerBuilder::new(&data).start();
+    let tenant = bootstrap(&server, "dev-d").await;
+    let (status, _) = configure(
+        &server,
+        &tenant.token,
+        json!({"webhook_url": receiver.url("/"), "enabled_events": ["*"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut client = grpc(&server).await;
+    let keyed = |id: &str, device: &str| {
+        let mut e = event(device, "message.received", "{}");
+        e.id = id.to_owned();
+        e
+    };
+    let a = publish(&mut client, keyed("order-1", "dev-d"))
+        .await
+        .expect("publish");
+    assert_eq!((a.sequence, a.duplicate), (1, false));
+    let again = publish(&mut client, keyed("order-1", "dev-d"))
+        .await
+        .expect("publish");
+    assert_eq!(
+        (again.sequence, again.duplicate, again.event_id.as_str()),
+        (1, true, "order-1")
+    );
+    let batch = publish_batch(&mut client, vec![keyed("x", "dev-d"), keyed("x", "dev-d")])
+        .await
+        .expect("batch");
+    let got: Vec<(u64, bool)> = batch
+        .results
+        .iter()
+        .map(|r| (r.sequence, r.duplicate))
+        .collect();
+    assert_eq!(got, vec![(2, false), (2, true)]);
+    receiver.wait_for(2, 10).await;
+
+    assert!(server.stop().await);
+    let server = ServerBuilder::new(&data).start();
+    let mut client = grpc(&server).await;
+    let after = publish(&mut client, keyed("order-1", "dev-d"))
+        .await
+        .expect("publish");
+    assert_eq!(
+        (after.sequence, after.duplicate),
+        (1, true),
+        "remembered across the restart"
+    );
+    let other = publish(&mut client, keyed("order-1", "dev-e"))
+        .await
+        .expect("publish");
+    assert_eq!(
+        (other.sequence, other.duplicate),
+        (3, false),
+        "keys are per device"
+    );
+    // HTTP ingest shares the window.
+    let resp: serde_json::Value = reqwest::Client::new()
+        .post(server.url("/v1/events"))
+        .bearer_auth(INGEST_KEY)
+        .json(&json!({"id": "x", "device_id": "dev-d", "event": "message.sent", "data": {}}))
+        .send()
+        .await
+        .expect("POST")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(resp["results"][0]["duplicate"], true);
+    assert_eq!(resp["results"][0]["sequence"], 2);
+    eventually(10, "fan-out of everything", || async {
+        (metric(&server, "hookrelay_fanout_lag_events").await == Some(0.0)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        receiver.count(),
+        2,
+        "duplicates were never appended nor delivered"
+    );
+}
+
+#[tokio::test]
+async fn back_pressure_refuses_new_events_and_loses_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data"))
+        .set("ingest", "max_pending_deliveries", "3")
+        .start();
+    let receiver = Receiver::start().await;
+    receiver.hold();
+    let tenant = bootstrap(&server, "dev-p").await;
+    let (status, _) = configure(
+        &server,
+        &tenant.token,
+        json!({"webhook_url": receiver.url("/"), "enabled_events": ["*"], "timeout": 30}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut client = grpc(&server).await;
+    let mut accepted = Vec::new();
+    let mut refused = None;
+    for i in 0..200 {
+        match publish(
+            &mut client,
+            event("dev-p", "message.sent", &format!(r#"{{"i":{i}}}"#)),
+        )
+        .await
+        {
+            Ok(ack) => accepted.push(ack.event_id),
+            Err(status) => {
+                refused = Some(status);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = refused.expect("publishing was refused once deliveries piled up");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("pending deliveries"),
+        "{}",
+        refused.message()
+    );
+    let resp = reqwest::Client::new()
+        .post(server.url("/v1/events"))
+        .bearer_auth(INGEST_KEY)
+        .json(&json!({"device_id": "dev-p", "event": "message.sent", "data": {}}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    // Nothing refused was appended.
+    assert_eq!(
+        metric(&server, "hookrelay_log_sequence").await,
+        Some(accepted.len() as f64)
+    );
+
+    receiver.release();
+    eventually(20, "every accepted event delivered", || async {
+        let got: std::collections::HashSet<String> = receiver
+            .received()
+            .iter()
+            .map(|r| r.header("webhook-id").to_owned())
+            .collect();
+        accepted.iter().all(|id| got.contains(id)).then_some(())
+    })
+    .await;
+    // And publishing works again.
+    eventually(10, "back-pressure to lift", || async {
+        let mut c = client.clone();
+        publish(&mut c, event("dev-p", "message.sent", "{}"))
+            .await
+            .ok()
+    })
+    .await;
+}
