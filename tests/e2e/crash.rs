@@ -93,7 +93,7 @@ async fn produce(
                 if tx.send(PublishRequest { event: Some(e) }).await.is_err() {
                     break;
                 }
-                if n % 20 == 0 {
+                if n.is_multiple_of(20) {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }
