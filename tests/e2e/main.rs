@@ -8,4 +8,5 @@ mod support;
 mod crash;
 mod durability;
 mod foundation;
+mod resources;
 mod restart;

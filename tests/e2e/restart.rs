@@ -38,7 +38,7 @@ async fn undelivered_events_survive(crash: bool) {
 
     receiver.set_default(200);
     let server = ServerBuilder::new(&data).base_delay_ms(400).start();
-    eventually(20, "every event delivered after restart", || async {
+    eventually(60, "every event delivered after restart", || async {
         let ok: std::collections::HashSet<String> = receiver
             .received()
             .into_iter()

@@ -15,6 +15,7 @@ mod profile;
 mod state;
 mod tenancy;
 mod views;
+mod webhooks;
 
 pub use state::{ApiConfig, ApiState};
 
@@ -55,6 +56,28 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/v1/organization/apps/{app_id}/tokens",
             post(tenancy::create_token),
+        )
+        .route(
+            "/v1/webhooks",
+            get(webhooks::d_list).post(webhooks::d_create),
+        )
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::d_get)
+                .put(webhooks::d_put)
+                .patch(webhooks::d_patch)
+                .delete(webhooks::d_delete),
+        )
+        .route(
+            "/v1/organization/apps/{app_id}/webhooks",
+            get(webhooks::a_list).post(webhooks::a_create),
+        )
+        .route(
+            "/v1/organization/apps/{app_id}/webhooks/{id}",
+            get(webhooks::a_get)
+                .put(webhooks::a_put)
+                .patch(webhooks::a_patch)
+                .delete(webhooks::a_delete),
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

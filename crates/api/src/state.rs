@@ -8,12 +8,24 @@ use std::sync::{
 };
 
 /// What the API needs from configuration.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ApiConfig {
     /// The operator key (creates organizations); `None` disables those routes.
     pub operator_key: Option<String>,
     /// Delivery settings (`allow_http` is checked at configuration time).
     pub delivery: DeliveryConfig,
+    /// Most webhooks one app may have (default 20).
+    pub max_webhooks_per_app: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            operator_key: None,
+            delivery: DeliveryConfig::default(),
+            max_webhooks_per_app: 20,
+        }
+    }
 }
 
 /// Handler state: cheap to clone.
@@ -23,6 +35,7 @@ pub struct ApiState {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) delivery: Arc<DeliveryConfig>,
     pub(crate) operator_key: Option<TokenHash>,
+    pub(crate) max_webhooks_per_app: usize,
     ready: Arc<AtomicBool>,
 }
 
@@ -37,6 +50,7 @@ impl ApiState {
                 .operator_key
                 .filter(|k| !k.is_empty())
                 .map(|k| hash_token(&k)),
+            max_webhooks_per_app: api.max_webhooks_per_app.max(1),
             ready: Arc::new(AtomicBool::new(false)),
         }
     }

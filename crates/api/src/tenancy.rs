@@ -123,7 +123,7 @@ pub(crate) async fn create_app(
 }
 
 /// An app of the caller's organization, or 404 (never 403).
-fn own_app(state: &ApiState, org: &OrgId, app_id: &str) -> Result<App, ApiError> {
+pub(crate) fn own_app(state: &ApiState, org: &OrgId, app_id: &str) -> Result<App, ApiError> {
     state
         .config
         .app(&DeviceId::from(app_id))

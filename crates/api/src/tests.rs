@@ -50,6 +50,7 @@ async fn app() -> (Router, Store, tempfile::TempDir) {
         ApiConfig {
             operator_key: Some(OPERATOR.into()),
             delivery: DeliveryConfig::default(),
+            max_webhooks_per_app: 3,
         },
     );
     (finish(router(state)), store, dir)

@@ -26,6 +26,41 @@ pub(crate) fn profile_webhook(w: &Webhook) -> Value {
     })
 }
 
+/// The `/v1` webhook object (secret never included).
+pub(crate) fn webhook(w: &Webhook) -> Value {
+    json!({
+        "id": w.id,
+        "name": w.name,
+        "url": w.url,
+        "events": w.events,
+        "active": w.active,
+        "retry_attempts": w.retry_attempts,
+        "timeout": w.timeout_secs,
+        "retry_policy": w.retry_policy,
+        "headers": w.headers,
+        "rate_limit": w.rate_limit,
+        "created_at": rfc3339_ms(w.created_at_ms),
+        "updated_at": rfc3339_ms(w.updated_at_ms),
+    })
+}
+
+/// PATCH: the existing webhook's fields, overlaid with what `input` carries.
+/// The secret stays out (`None` keeps it), unless `input` sets or clears it.
+pub(crate) fn merged(w: &Webhook, input: WebhookInput) -> WebhookInput {
+    WebhookInput {
+        url: input.url.or_else(|| Some(w.url.clone())),
+        events: input.events.or_else(|| Some(w.events.clone())),
+        active: input.active.or(Some(w.active)),
+        retry_attempts: input.retry_attempts.or(Some(i64::from(w.retry_attempts))),
+        timeout: input.timeout.or(Some(i64::from(w.timeout_secs))),
+        secret: input.secret,
+        headers: input.headers.or_else(|| Some(w.headers.clone())),
+        name: input.name.or_else(|| Some(w.name.clone())),
+        retry_policy: input.retry_policy.or_else(|| Some(w.retry_policy.clone())),
+        rate_limit: input.rate_limit.or(w.rate_limit.map(i64::from)),
+    }
+}
+
 /// An app as the admin routes show it.
 pub(crate) fn app(a: &App) -> Value {
     json!({"id": a.id, "name": a.name, "created_at": rfc3339_ms(a.created_at_ms)})

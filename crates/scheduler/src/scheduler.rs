@@ -151,7 +151,7 @@ impl Scheduler {
                 }
                 permit = ch.tasks.reserve(), if !self.queue.is_empty() => match permit {
                     Ok(p) => {
-                        if let Some(t) = self.queue.pop_front() {
+                        if let Some(t) = self.next_sendable() {
                             self.mark_sent(&t.key);
                             p.send(t);
                         }
@@ -180,6 +180,40 @@ impl Scheduler {
         self.window.len() < self.cfg.window_events && self.queue.len() < self.cfg.max_queued
     }
 
+    /// The next queued task with its webhook's configuration as of now
+    /// (invariant 5: every attempt uses the current URL, headers, secret and
+    /// timeout). Tasks whose webhook was deleted or deactivated are cancelled
+    /// here instead of sent.
+    fn next_sendable(&mut self) -> Option<DeliveryTask> {
+        while let Some(mut task) = self.queue.pop_front() {
+            match self.config.webhook(&task.key.webhook_id) {
+                Some(w) if w.active => {
+                    task.webhook = w;
+                    return Some(task);
+                }
+                _ => self.cancel(&task.key),
+            }
+        }
+        None
+    }
+
+    /// Ends a queued delivery whose webhook is gone or inactive.
+    fn cancel(&mut self, key: &DeliveryKey) {
+        let Some(a) = self.active.remove(key) else {
+            return;
+        };
+        let now = now_ms();
+        if let Some(lease) = a.lease_at {
+            self.writes.push(DeliveryWrite::Undue(lease, key.clone()));
+            self.pending_records -= 1;
+        } else {
+            self.window.settle(key);
+            self.unrecorded -= 1;
+        }
+        let rec = self.record_for(&a, a.attempt - 1, DeliveryStatus::Cancelled, now);
+        self.writes.push(DeliveryWrite::Record(key.clone(), rec));
+    }
+
     fn mark_sent(&mut self, key: &DeliveryKey) {
         if let Some(a) = self.active.get_mut(key) {
             a.sent_at_ms = Some(now_ms());
@@ -201,7 +235,7 @@ impl Scheduler {
     /// Sends queued tasks while the channel has room; `false` if the workers
     /// are gone.
     fn send_ready(&mut self, tx: &mpsc::Sender<DeliveryTask>) -> bool {
-        while let Some(task) = self.queue.pop_front() {
+        while let Some(task) = self.next_sendable() {
             let key = task.key.clone();
             match tx.try_send(task) {
                 Ok(()) => self.mark_sent(&key),

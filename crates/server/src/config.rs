@@ -21,6 +21,8 @@ pub(crate) struct Config {
     pub(crate) store: StoreConfig,
     /// `[auth]`: the operator key.
     pub(crate) auth: AuthConfig,
+    /// `[api]`: REST API limits.
+    pub(crate) api: ApiSection,
     /// `[ingest]`.
     pub(crate) ingest: IngestConfig,
     /// `[delivery]`.
@@ -98,6 +100,22 @@ pub(crate) struct AuthConfig {
     /// Creates organizations (`POST /v1/organizations`); unset disables those
     /// routes. Also read from `HOOKRELAY_OPERATOR_KEY`.
     pub(crate) operator_key: Option<String>,
+}
+
+/// `[api]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ApiSection {
+    /// Most webhooks one app may have (default 20).
+    pub(crate) max_webhooks_per_app: usize,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        Self {
+            max_webhooks_per_app: 20,
+        }
+    }
 }
 
 /// Log output format.
@@ -227,6 +245,9 @@ pub(crate) fn check(c: &Config) -> Vec<String> {
     }
     if c.store.compact_interval.is_zero() {
         p.push("store.compact_interval: must be positive".to_owned());
+    }
+    if c.api.max_webhooks_per_app == 0 {
+        p.push("api.max_webhooks_per_app: must be at least 1".to_owned());
     }
     if c.delivery.concurrency == 0 {
         p.push("delivery.concurrency: must be at least 1".to_owned());

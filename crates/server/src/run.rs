@@ -136,6 +136,7 @@ pub(crate) async fn serve(mut config: Config, dev_mode: bool) -> anyhow::Result<
         ApiConfig {
             operator_key: config.auth.operator_key.clone(),
             delivery: config.delivery.clone(),
+            max_webhooks_per_app: config.api.max_webhooks_per_app,
         },
     );
     let metrics_route = Router::new().route(

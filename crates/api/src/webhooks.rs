@@ -1,0 +1,314 @@
+//! The `/v1` webhook resource, for a device token (`/v1/webhooks…`) and for an
+//! admin key (`/v1/organization/apps/{app_id}/webhooks…`). Both resolve to a
+//! [`Scope`] (organization + device); everything else is shared.
+
+use crate::{
+    auth,
+    body::{json_object, webhook_input},
+    error::{ApiError, Native},
+    state::ApiState,
+    views::{self, build_webhook, Owner},
+};
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    Json,
+};
+use hookrelay_core::{now_ms, DeviceId, FieldError, OrgId, Webhook, WebhookId, WebhookInput};
+use serde_json::{json, Value};
+use std::{collections::HashMap, sync::Arc};
+
+/// Whose webhooks a request manages.
+pub(crate) struct Scope {
+    pub(crate) org_id: OrgId,
+    pub(crate) device_id: DeviceId,
+}
+
+/// A device token's own device.
+pub(crate) fn device_scope(state: &ApiState, headers: &HeaderMap) -> Result<Scope, ApiError> {
+    let d = auth::device(state, headers)?;
+    Ok(Scope {
+        org_id: d.org_id,
+        device_id: d.device_id,
+    })
+}
+
+/// An admin key's app, by path; 404 when the app is not the organization's.
+pub(crate) fn app_scope(
+    state: &ApiState,
+    headers: &HeaderMap,
+    app_id: &str,
+) -> Result<Scope, ApiError> {
+    let org_id = auth::admin(state, headers)?;
+    let app = crate::tenancy::own_app(state, &org_id, app_id)?;
+    Ok(Scope {
+        org_id,
+        device_id: app.id,
+    })
+}
+
+/// A webhook of the scope's device, or 404 (never 403).
+pub(crate) fn own_webhook(
+    state: &ApiState,
+    scope: &Scope,
+    id: &str,
+) -> Result<Arc<Webhook>, ApiError> {
+    state
+        .config
+        .webhook(&WebhookId::from(id))
+        .filter(|w| w.device_id == scope.device_id && w.org_id == scope.org_id)
+        .ok_or_else(|| ApiError::NotFound("webhook not found".to_owned()))
+}
+
+fn page_param(
+    q: &HashMap<String, String>,
+    name: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, FieldError> {
+    match q.get(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| FieldError {
+                field: name.to_owned(),
+                message: format!(
+                    "must be an integer between {} and {}",
+                    range.start(),
+                    range.end()
+                ),
+            }),
+    }
+}
+
+fn validate(state: &ApiState, input: &WebhookInput, require: bool) -> Result<(), ApiError> {
+    input
+        .validate(&state.catalog, &state.delivery, require)
+        .map_err(|p| {
+            let available = (!p.unknown_events.is_empty()).then(|| state.catalog.names().to_vec());
+            ApiError::Validation {
+                message: "validation failed".to_owned(),
+                details: p.details,
+                available_events: available,
+            }
+        })
+}
+
+fn parse_input(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<WebhookInput, ApiError> {
+    let map = json_object(headers, body)?;
+    webhook_input(&map).map_err(|details| ApiError::validation("validation failed", details))
+}
+
+async fn list(
+    state: &ApiState,
+    scope: &Scope,
+    q: &HashMap<String, String>,
+) -> Result<Value, ApiError> {
+    let limit = page_param(q, "limit", 20, 1..=100);
+    let page = page_param(q, "page", 1, 1..=1_000_000);
+    let (limit, page) = match (limit, page) {
+        (Ok(l), Ok(p)) => (l, p),
+        (l, p) => {
+            let details = [l.err(), p.err()].into_iter().flatten().collect();
+            return Err(ApiError::validation("invalid pagination", details));
+        }
+    };
+    let all = state.config.webhooks_of(&scope.device_id);
+    let data: Vec<Value> = all
+        .iter()
+        .skip(((page - 1) * limit) as usize)
+        .take(limit as usize)
+        .map(|w| views::webhook(w))
+        .collect();
+    Ok(json!({"data": data, "page": page, "limit": limit, "total": all.len()}))
+}
+
+async fn create(
+    state: &ApiState,
+    scope: Scope,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Value, ApiError> {
+    let input = parse_input(headers, body)?;
+    validate(state, &input, true)?;
+    let count = state.config.webhooks_of(&scope.device_id).len();
+    if count >= state.max_webhooks_per_app {
+        return Err(ApiError::validation(
+            format!("the app already has {count} webhooks, the most allowed"),
+            vec![FieldError {
+                field: "url".into(),
+                message: "webhook limit per app reached".into(),
+            }],
+        ));
+    }
+    let owner = Owner {
+        org_id: scope.org_id,
+        device_id: scope.device_id,
+        primary: false,
+    };
+    let w = build_webhook(None, input, owner, &state.delivery, now_ms());
+    let stored = state.config.put_webhook(w).await?;
+    Ok(views::webhook(&stored))
+}
+
+/// `PUT` (replace: omitted fields take their defaults) or `PATCH` (merge:
+/// omitted fields keep their values).
+async fn update(
+    state: &ApiState,
+    scope: Scope,
+    id: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    merge: bool,
+) -> Result<Value, ApiError> {
+    let existing = own_webhook(state, &scope, id)?;
+    let input = parse_input(headers, body)?;
+    let input = if merge {
+        validate(state, &input, false)?;
+        views::merged(&existing, input)
+    } else {
+        input
+    };
+    validate(state, &input, true)?;
+    let owner = Owner {
+        org_id: scope.org_id,
+        device_id: scope.device_id,
+        primary: existing.primary,
+    };
+    let w = build_webhook(Some(&existing), input, owner, &state.delivery, now_ms());
+    let stored = state.config.put_webhook(w).await?;
+    Ok(views::webhook(&stored))
+}
+
+async fn delete(state: &ApiState, scope: Scope, id: &str) -> Result<Value, ApiError> {
+    let w = own_webhook(state, &scope, id)?;
+    state.config.delete_webhook(&w.id).await?;
+    Ok(json!({"success": true}))
+}
+
+type Body = Result<Bytes, BytesRejection>;
+type Q = Query<HashMap<String, String>>;
+
+// Device-token routes.
+
+pub(crate) async fn d_list(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    Query(q): Q,
+) -> Result<Json<Value>, Native> {
+    let scope = device_scope(&s, &h)?;
+    Ok(Json(list(&s, &scope, &q).await?))
+}
+
+pub(crate) async fn d_create(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    b: Body,
+) -> Result<(StatusCode, Json<Value>), Native> {
+    let scope = device_scope(&s, &h)?;
+    Ok((StatusCode::CREATED, Json(create(&s, scope, &h, b).await?)))
+}
+
+pub(crate) async fn d_get(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Native> {
+    let scope = device_scope(&s, &h)?;
+    Ok(Json(views::webhook(own_webhook(&s, &scope, &id)?.as_ref())))
+}
+
+pub(crate) async fn d_put(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    b: Body,
+) -> Result<Json<Value>, Native> {
+    let scope = device_scope(&s, &h)?;
+    Ok(Json(update(&s, scope, &id, &h, b, false).await?))
+}
+
+pub(crate) async fn d_patch(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    b: Body,
+) -> Result<Json<Value>, Native> {
+    let scope = device_scope(&s, &h)?;
+    Ok(Json(update(&s, scope, &id, &h, b, true).await?))
+}
+
+pub(crate) async fn d_delete(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Native> {
+    let scope = device_scope(&s, &h)?;
+    Ok(Json(delete(&s, scope, &id).await?))
+}
+
+// Admin-key routes.
+
+pub(crate) async fn a_list(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    Path(app): Path<String>,
+    Query(q): Q,
+) -> Result<Json<Value>, Native> {
+    let scope = app_scope(&s, &h, &app)?;
+    Ok(Json(list(&s, &scope, &q).await?))
+}
+
+pub(crate) async fn a_create(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    Path(app): Path<String>,
+    b: Body,
+) -> Result<(StatusCode, Json<Value>), Native> {
+    let scope = app_scope(&s, &h, &app)?;
+    Ok((StatusCode::CREATED, Json(create(&s, scope, &h, b).await?)))
+}
+
+pub(crate) async fn a_get(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    Path((app, id)): Path<(String, String)>,
+) -> Result<Json<Value>, Native> {
+    let scope = app_scope(&s, &h, &app)?;
+    Ok(Json(views::webhook(own_webhook(&s, &scope, &id)?.as_ref())))
+}
+
+pub(crate) async fn a_put(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    Path((app, id)): Path<(String, String)>,
+    b: Body,
+) -> Result<Json<Value>, Native> {
+    let scope = app_scope(&s, &h, &app)?;
+    Ok(Json(update(&s, scope, &id, &h, b, false).await?))
+}
+
+pub(crate) async fn a_patch(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    Path((app, id)): Path<(String, String)>,
+    b: Body,
+) -> Result<Json<Value>, Native> {
+    let scope = app_scope(&s, &h, &app)?;
+    Ok(Json(update(&s, scope, &id, &h, b, true).await?))
+}
+
+pub(crate) async fn a_delete(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    Path((app, id)): Path<(String, String)>,
+) -> Result<Json<Value>, Native> {
+    let scope = app_scope(&s, &h, &app)?;
+    Ok(Json(delete(&s, scope, &id).await?))
+}

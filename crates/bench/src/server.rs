@@ -1,0 +1,218 @@
+//! Starts a real `hookrelay serve` (release build) for a scenario and sets up
+//! tenants and webhooks through its API.
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+pub(crate) const INGEST_KEY: &str = "bench-ingest-key";
+const OPERATOR_KEY: &str = "bench-operator-key-0123456789";
+
+/// A running server process.
+pub(crate) struct Server {
+    child: Option<Child>,
+    pub(crate) http: SocketAddr,
+    pub(crate) grpc: SocketAddr,
+    client: reqwest::Client,
+}
+
+/// Server settings a scenario may change.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ServerOptions {
+    /// `HOOKRELAY_<SECTION>__<KEY>` overrides.
+    pub(crate) env: Vec<(String, String)>,
+}
+
+impl ServerOptions {
+    pub(crate) fn set(mut self, section: &str, key: &str, value: &str) -> Self {
+        self.env.push((
+            format!(
+                "HOOKRELAY_{}__{}",
+                section.to_uppercase(),
+                key.to_uppercase()
+            ),
+            value.to_owned(),
+        ));
+        self
+    }
+}
+
+/// The `hookrelay` binary beside this one (`target/release/`).
+pub(crate) fn default_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("hookrelay")))
+        .unwrap_or_else(|| PathBuf::from("hookrelay"))
+}
+
+impl Server {
+    pub(crate) fn start(bin: &Path, data_dir: &Path, opts: &ServerOptions) -> anyhow::Result<Self> {
+        let config = format!(
+            r#"
+[http]
+listen = "127.0.0.1:0"
+[grpc]
+listen = "127.0.0.1:0"
+[store]
+path = "{}"
+[auth]
+operator_key = "{OPERATOR_KEY}"
+[ingest]
+keys = ["{INGEST_KEY}"]
+[delivery]
+allow_http = true
+allow_private_targets = true
+[log]
+level = "warn"
+"#,
+            data_dir.display()
+        );
+        let config_path = data_dir.with_extension("toml");
+        std::fs::write(&config_path, config)?;
+        let mut child = Command::new(bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "cannot start {} (build it with cargo build --release)",
+                    bin.display()
+                )
+            })?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("hookrelay listening ") {
+                    let _ = tx.send(rest.to_owned());
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .context("server did not start within 60 s")?;
+        let mut http = None;
+        let mut grpc = None;
+        for part in line.split_whitespace() {
+            if let Some(a) = part.strip_prefix("http=") {
+                http = a.parse().ok();
+            } else if let Some(a) = part.strip_prefix("grpc=") {
+                grpc = a.parse().ok();
+            }
+        }
+        let (Some(http), Some(grpc)) = (http, grpc) else {
+            bail!("unexpected listening line: {line}");
+        };
+        Ok(Self {
+            child: Some(child),
+            http,
+            grpc,
+            client: reqwest::Client::new(),
+        })
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    async fn post(&self, path: &str, key: &str, body: Value) -> anyhow::Result<Value> {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("POST {path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    /// Creates an organization; returns its admin key.
+    pub(crate) async fn organization(&self) -> anyhow::Result<String> {
+        let org = self
+            .post("/v1/organizations", OPERATOR_KEY, json!({"name": "bench"}))
+            .await?;
+        org["admin_key"]
+            .as_str()
+            .map(str::to_owned)
+            .context("no admin key")
+    }
+
+    /// Creates app `device` and returns a device token for it.
+    pub(crate) async fn device(&self, admin: &str, device: &str) -> anyhow::Result<String> {
+        self.post(
+            "/v1/organization/apps",
+            admin,
+            json!({"id": device, "name": device}),
+        )
+        .await?;
+        let t = self
+            .post(
+                &format!("/v1/organization/apps/{device}/tokens"),
+                admin,
+                json!({}),
+            )
+            .await?;
+        t["token"].as_str().map(str::to_owned).context("no token")
+    }
+
+    /// Points the device's primary webhook at `url`.
+    pub(crate) async fn webhook(
+        &self,
+        token: &str,
+        url: &str,
+        timeout_s: u32,
+    ) -> anyhow::Result<()> {
+        self.post(
+            "/webhook",
+            token,
+            json!({"webhook_url": url, "enabled_events": ["*"], "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "timeout": timeout_s}),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Creates an extra (non-primary) webhook on the device through the
+    /// admin API.
+    pub(crate) async fn extra_webhook(
+        &self,
+        admin: &str,
+        device: &str,
+        url: &str,
+    ) -> anyhow::Result<()> {
+        self.post(
+            &format!("/v1/organization/apps/{device}/webhooks"),
+            admin,
+            json!({"url": url, "events": ["*"], "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! The receiving side: a hyper server on 127.0.0.1 that answers 200, counts,
+//! and measures event-to-arrival latency from the `"t":<unix µs>` the
+//! producers put in each event's data. A "dead" sink accepts connections and
+//! never answers.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{body::Incoming, server::conn::http1, service::service_fn, Request, Response};
+use hyper_util::rt::TokioIo;
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+};
+use tokio::net::TcpListener;
+
+/// Counts and latencies of one sink.
+#[derive(Default)]
+pub(crate) struct SinkStats {
+    pub(crate) count: AtomicU64,
+    /// Event-to-arrival latencies, µs.
+    pub(crate) latencies: Mutex<Vec<u64>>,
+    /// Arrival time of the last delivery, µs since the epoch.
+    pub(crate) last_arrival_us: AtomicU64,
+}
+
+pub(crate) fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Reads `"t":<digits>` out of a delivery body without parsing the JSON.
+fn sent_at(body: &[u8]) -> Option<u64> {
+    let pos = body.windows(4).position(|w| w == b"\"t\":")?;
+    let digits = &body[pos + 4..];
+    let end = digits
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
+}
+
+/// Starts a sink answering 200; returns its address and stats.
+pub(crate) async fn start() -> anyhow::Result<(SocketAddr, Arc<SinkStats>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let stats = Arc::new(SinkStats::default());
+    let s = stats.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let s = s.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let s = s.clone();
+                    async move {
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let now = now_us();
+                        if let Some(t) = sent_at(&body) {
+                            if let Ok(mut l) = s.latencies.lock() {
+                                l.push(now.saturating_sub(t));
+                            }
+                        }
+                        s.count.fetch_add(1, Ordering::Relaxed);
+                        s.last_arrival_us.fetch_max(now, Ordering::Relaxed);
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok((addr, stats))
+}
+
+/// Starts a sink that accepts connections and never answers.
+pub(crate) async fn start_dead() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_the_send_time() {
+        assert_eq!(
+            super::sent_at(br#"{"data":{"t":1234,"pad":"x"}}"#),
+            Some(1234)
+        );
+        assert_eq!(super::sent_at(b"{}"), None);
+    }
+}
