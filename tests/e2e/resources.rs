@@ -261,3 +261,210 @@ async fn a_new_url_takes_effect_at_the_next_retry() {
         "no attempt went to the old URL after the change"
     );
 }
+
+fn hmac_b64(key: &[u8], msg: &[u8]) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(key).expect("key");
+    m.update(msg);
+    base64::engine::general_purpose::STANDARD.encode(m.finalize().into_bytes())
+}
+
+#[tokio::test]
+async fn delivery_log_retry_test_replay_and_rotation_through_http() {
+    use reqwest::Method as M;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data"))
+        .base_delay_ms(50)
+        .start();
+    let ok = Receiver::start().await;
+    let flaky = Receiver::start().await;
+    flaky.set_default(500);
+    let t = bootstrap(&server, "dev-1").await;
+    let (_, good) = call(M::POST, &server, "/v1/webhooks", &t.token,
+        Some(json!({"url": ok.url("/"), "events": ["message.*"], "secret": "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}))).await;
+    let (_, bad) = call(
+        M::POST,
+        &server,
+        "/v1/webhooks",
+        &t.token,
+        Some(json!({"url": flaky.url("/"), "events": ["message.sent"], "retry_attempts": 1})),
+    )
+    .await;
+    let good_id = good["id"].as_str().expect("id").to_owned();
+    let bad_id = bad["id"].as_str().expect("id").to_owned();
+    let mut client = grpc(&server).await;
+    publish(&mut client, event("dev-1", "message.sent", r#"{"n":1}"#))
+        .await
+        .expect("publish");
+    ok.wait_for(1, 10).await;
+    flaky.wait_for(2, 10).await;
+
+    // The failing delivery ends `failed` after 1 + 1 attempts, with its log.
+    let failed = eventually(10, "the failed delivery listed", || async {
+        let (_, list) = call(
+            M::GET,
+            &server,
+            &format!("/v1/webhooks/{bad_id}/deliveries?status=failed"),
+            &t.token,
+            None,
+        )
+        .await;
+        list["data"].as_array().and_then(|d| d.first().cloned())
+    })
+    .await;
+    assert_eq!(failed["attempts"], 2);
+    assert_eq!(failed["last_status_code"], 500);
+    assert_eq!(failed["last_error"], "http_5xx");
+    assert_eq!(failed["event"], "message.sent");
+    let dlv = failed["id"].as_str().expect("id").to_owned();
+    let (status, detail) = call(
+        M::GET,
+        &server,
+        &format!("/v1/deliveries/{dlv}"),
+        &t.token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{detail}");
+    let log = detail["attempt_log"].as_array().expect("attempt_log");
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0]["status_code"], 500);
+    assert!(log[0]["duration_ms"].is_number() && log[0]["started_at"].is_string());
+    // The healthy one is listed as delivered (no record on the happy path).
+    let (_, list) = call(
+        M::GET,
+        &server,
+        &format!("/v1/webhooks/{good_id}/deliveries"),
+        &t.token,
+        None,
+    )
+    .await;
+    assert_eq!(list["data"][0]["status"], "delivered");
+    assert_eq!(list["next_cursor"], Value::Null);
+
+    // A manual retry after the receiver recovers.
+    flaky.set_default(200);
+    let (status, _) = call(
+        M::POST,
+        &server,
+        &format!("/v1/deliveries/{dlv}/retry"),
+        &t.token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    eventually(10, "the retried delivery delivered", || async {
+        let (_, d) = call(
+            M::GET,
+            &server,
+            &format!("/v1/deliveries/{dlv}"),
+            &t.token,
+            None,
+        )
+        .await;
+        (d["status"] == "delivered").then_some(())
+    })
+    .await;
+    assert_eq!(flaky.received().last().map(|r| r.status), Some(200));
+    // Another tenant cannot see or retry it.
+    let other = bootstrap(&server, "dev-2").await;
+    for (m, path) in [
+        (M::GET, format!("/v1/deliveries/{dlv}")),
+        (M::POST, format!("/v1/deliveries/{dlv}/retry")),
+        (M::GET, format!("/v1/webhooks/{bad_id}/deliveries")),
+    ] {
+        let (status, _) = call(m, &server, &path, &other.token, None).await;
+        assert_eq!(status, 404, "{path}");
+    }
+
+    // A test send reaches only that webhook, whatever its filter.
+    let before = flaky.count();
+    let (status, sent) = call(
+        M::POST,
+        &server,
+        &format!("/v1/webhooks/{good_id}/test"),
+        &t.token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{sent}");
+    let got = ok.wait_for(2, 10).await;
+    assert_eq!(got[1].json()["event"], "webhook.test");
+    assert_eq!(flaky.count(), before);
+
+    // Replay the past window to the good webhook: the message.sent event again
+    // (same event id), not the test event.
+    let since = "2000-01-01T00:00:00Z";
+    let (status, r) = call(
+        M::POST,
+        &server,
+        &format!("/v1/webhooks/{good_id}/replay"),
+        &t.token,
+        Some(json!({"since": since})),
+    )
+    .await;
+    assert_eq!((status, r["replayed"].as_u64()), (202, Some(1)), "{r}");
+    let got = ok.wait_for(3, 10).await;
+    assert_eq!(got[2].header("webhook-id"), got[0].header("webhook-id"));
+    let (status, _) = call(
+        M::POST,
+        &server,
+        &format!("/v1/webhooks/{good_id}/replay"),
+        &t.token,
+        Some(json!({"since": "yesterday"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // Rotation: the new secret is returned once; both sign during the grace period.
+    let (status, rot) = call(
+        M::POST,
+        &server,
+        &format!("/v1/webhooks/{good_id}/rotate-secret"),
+        &t.token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let new_secret = rot["secret"].as_str().expect("secret").to_owned();
+    assert!(new_secret.starts_with("whsec_"));
+    publish(&mut client, event("dev-1", "message.read", "{}"))
+        .await
+        .expect("publish");
+    let got = ok.wait_for(4, 10).await;
+    let d = &got[3];
+    let sigs: Vec<&str> = d.header("webhook-signature").split(' ').collect();
+    assert_eq!(
+        sigs.len(),
+        2,
+        "new and old signatures during the grace period"
+    );
+    let msg = format!(
+        "{}.{}.{}",
+        d.header("webhook-id"),
+        d.header("webhook-timestamp"),
+        String::from_utf8_lossy(&d.body)
+    );
+    use base64::Engine;
+    let new_key = base64::engine::general_purpose::STANDARD
+        .decode(&new_secret[6..])
+        .expect("b64");
+    let old_key = vec![0u8; 32];
+    assert_eq!(
+        sigs[0],
+        format!("v1,{}", hmac_b64(&new_key, msg.as_bytes()))
+    );
+    assert_eq!(
+        sigs[1],
+        format!("v1,{}", hmac_b64(&old_key, msg.as_bytes()))
+    );
+
+    let (status, types) = call(M::GET, &server, "/v1/event-types", &t.token, None).await;
+    assert_eq!(status, 200);
+    let first = &types["data"][0];
+    assert_eq!(
+        (first["name"].as_str(), first["category"].as_str()),
+        (Some("message.received"), Some("Messages"))
+    );
+}

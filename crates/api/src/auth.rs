@@ -38,6 +38,11 @@ fn scope(state: &ApiState, headers: &HeaderMap) -> Result<TokenScope, ApiError> 
         .ok_or(ApiError::Unauthorized("invalid API token"))
 }
 
+/// Any valid device token or admin key.
+pub(crate) fn any(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
+    scope(state, headers).map(|_| ())
+}
+
 /// A device token, for the device's own webhooks.
 pub(crate) fn device(state: &ApiState, headers: &HeaderMap) -> Result<Device, ApiError> {
     match scope(state, headers)? {

@@ -10,6 +10,7 @@
 
 mod auth;
 mod body;
+mod deliveries;
 mod error;
 mod profile;
 mod state;
@@ -17,7 +18,7 @@ mod tenancy;
 mod views;
 mod webhooks;
 
-pub use state::{ApiConfig, ApiState};
+pub use state::{ApiConfig, ApiDeps, ApiState};
 
 use axum::{
     extract::{MatchedPath, Request, State},
@@ -79,6 +80,13 @@ pub fn router(state: ApiState) -> Router {
                 .patch(webhooks::a_patch)
                 .delete(webhooks::a_delete),
         )
+        .route("/v1/webhooks/{id}/deliveries", get(deliveries::list))
+        .route("/v1/webhooks/{id}/test", post(deliveries::test))
+        .route("/v1/webhooks/{id}/replay", post(deliveries::replay))
+        .route("/v1/webhooks/{id}/rotate-secret", post(deliveries::rotate))
+        .route("/v1/deliveries/{id}", get(deliveries::get))
+        .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
+        .route("/v1/event-types", get(deliveries::event_types))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)

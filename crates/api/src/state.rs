@@ -1,7 +1,7 @@
 //! Shared state of the handlers.
 
 use hookrelay_core::{hash_token, Catalog, DeliveryConfig, TokenHash};
-use hookrelay_store::ConfigStore;
+use hookrelay_store::{ConfigStore, DeliveryControl, DeliveryStore, EventLog};
 use std::sync::{
     atomic::{AtomicBool, Ordering},
     Arc,
@@ -28,10 +28,27 @@ impl Default for ApiConfig {
     }
 }
 
+/// The stores and services the handlers use.
+pub struct ApiDeps {
+    /// Configuration (tenants, tokens, webhooks).
+    pub config: Arc<dyn ConfigStore>,
+    /// The event log (test sends, event details).
+    pub log: Arc<dyn EventLog>,
+    /// Delivery state (listings, attempt logs).
+    pub deliveries: Arc<dyn DeliveryStore>,
+    /// The scheduler (retry, replay).
+    pub control: Arc<dyn DeliveryControl>,
+    /// The event catalog.
+    pub catalog: Arc<Catalog>,
+}
+
 /// Handler state: cheap to clone.
 #[derive(Clone)]
 pub struct ApiState {
     pub(crate) config: Arc<dyn ConfigStore>,
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) deliveries: Arc<dyn DeliveryStore>,
+    pub(crate) control: Arc<dyn DeliveryControl>,
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) delivery: Arc<DeliveryConfig>,
     pub(crate) operator_key: Option<TokenHash>,
@@ -40,11 +57,14 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    /// State over a config store and catalog.
-    pub fn new(config: Arc<dyn ConfigStore>, catalog: Arc<Catalog>, api: ApiConfig) -> Self {
+    /// State over the stores and services of `deps`.
+    pub fn new(deps: ApiDeps, api: ApiConfig) -> Self {
         Self {
-            config,
-            catalog,
+            config: deps.config,
+            log: deps.log,
+            deliveries: deps.deliveries,
+            control: deps.control,
+            catalog: deps.catalog,
             delivery: Arc::new(api.delivery),
             operator_key: api
                 .operator_key

@@ -1,19 +1,39 @@
 //! Router-level tests: envelopes, limits and auth, without a network.
 
-use crate::{finish, router, ApiConfig, ApiState};
+use crate::{finish, router, ApiConfig, ApiDeps, ApiState};
 use axum::{
     body::Body,
     http::{Request, StatusCode},
     Router,
 };
 use hookrelay_core::{hash_token, Catalog, DeliveryConfig, DeviceId, OrgId};
-use hookrelay_store::{App, ConfigStore, Org, Store, TokenScope};
+use hookrelay_store::{
+    App, BoxFuture, ConfigStore, ControlError, DeliveryControl, Org, Store, TokenScope,
+};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tower::ServiceExt;
 
 const OPERATOR: &str = "operator-key-0123456789";
+
+/// These tests never reach the scheduler.
+struct NoScheduler;
+
+impl DeliveryControl for NoScheduler {
+    fn retry(&self, _: hookrelay_core::DeliveryKey) -> BoxFuture<'_, Result<(), ControlError>> {
+        Box::pin(async { Err(ControlError::Unavailable) })
+    }
+
+    fn replay(
+        &self,
+        _: hookrelay_core::WebhookId,
+        _: i64,
+        _: i64,
+    ) -> BoxFuture<'_, Result<u64, ControlError>> {
+        Box::pin(async { Err(ControlError::Unavailable) })
+    }
+}
 
 async fn app() -> (Router, Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -44,9 +64,15 @@ async fn app() -> (Router, Store, tempfile::TempDir) {
         .add_token(hash_token("tok-a"), scope)
         .await
         .expect("token");
+    let deps = ApiDeps {
+        config: store.config.clone(),
+        log: store.log.clone(),
+        deliveries: store.deliveries.clone(),
+        control: Arc::new(NoScheduler),
+        catalog: Arc::new(Catalog::builtin()),
+    };
     let state = ApiState::new(
-        store.config.clone(),
-        Arc::new(Catalog::builtin()),
+        deps,
         ApiConfig {
             operator_key: Some(OPERATOR.into()),
             delivery: DeliveryConfig::default(),

@@ -24,6 +24,9 @@ pub struct DeliveryConfig {
     pub rotation_grace: Duration,
     /// Attempts in flight at once across all webhooks (default 256).
     pub concurrency: usize,
+    /// Attempts in flight at once to one target host (`scheme://host:port`)
+    /// (default 16): a slow or dead host holds at most these.
+    pub per_host_concurrency: usize,
     /// Extra time past a webhook's timeout before an in-flight attempt's lease
     /// expires and the delivery is due again (default 30s).
     #[serde(with = "humantime_serde")]
@@ -39,6 +42,7 @@ impl Default for DeliveryConfig {
             allow_private_targets: false,
             rotation_grace: Duration::from_secs(24 * 3600),
             concurrency: 256,
+            per_host_concurrency: 16,
             lease_margin: Duration::from_secs(30),
             base_delay_ms: 1000,
         }

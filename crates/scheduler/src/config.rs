@@ -27,6 +27,11 @@ pub struct SchedulerConfig {
     pub task_channel: usize,
     /// Capacity of the worker → scheduler report channel (default 1024).
     pub report_channel: usize,
+    /// Capacity of the API → scheduler command channel (default 64).
+    pub command_channel: usize,
+    /// Most tasks waiting in memory per target host (default 1024); the rest
+    /// wait on disk until the host would reach them.
+    pub lane_queue: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -39,6 +44,8 @@ impl Default for SchedulerConfig {
             max_queued: 4096,
             task_channel: 256,
             report_channel: 1024,
+            command_channel: 64,
+            lane_queue: 1024,
         }
     }
 }

@@ -14,10 +14,11 @@
 //! Must not: perform HTTP, or talk to ingest except through the cursor watch.
 
 mod config;
+mod lanes;
 mod scheduler;
 mod window;
 
 pub use config::SchedulerConfig;
-pub use scheduler::{Scheduler, SchedulerChannels};
+pub use scheduler::{Scheduler, SchedulerChannels, SchedulerHandle};
 #[cfg(test)]
 mod tests;

@@ -2,8 +2,8 @@
 
 use crate::{Scheduler, SchedulerChannels, SchedulerConfig};
 use hookrelay_core::{
-    Attempt, AttemptReport, AttemptResult, Catalog, DeliveryStatus, DeliveryTask, DeviceId, Event,
-    OrgId, Progress, RetryPolicy, Webhook, WebhookId,
+    Attempt, AttemptReport, AttemptResult, Catalog, DeliveryConfig, DeliveryStatus, DeliveryTask,
+    DeviceId, Event, OrgId, Progress, RetryPolicy, Webhook, WebhookId,
 };
 use hookrelay_store::{ConfigStore, DeliveryStore, EventLog, Store};
 use std::{sync::Arc, time::Duration};
@@ -66,7 +66,10 @@ fn start(store: &Store) -> Running {
             tick: Duration::from_millis(5),
             ..SchedulerConfig::default()
         },
-        Duration::from_secs(1),
+        &DeliveryConfig {
+            lease_margin: Duration::from_secs(1),
+            ..DeliveryConfig::default()
+        },
     );
     let stop = CancellationToken::new();
     let token = stop.clone();
@@ -262,7 +265,10 @@ async fn a_spilled_delivery_in_flight_comes_back_through_its_lease() {
             spill_after: Duration::from_millis(20),
             ..SchedulerConfig::default()
         },
-        Duration::from_secs(1),
+        &DeliveryConfig {
+            lease_margin: Duration::from_secs(1),
+            ..DeliveryConfig::default()
+        },
     );
     let stop = CancellationToken::new();
     let token = stop.clone();
@@ -341,7 +347,10 @@ async fn an_expired_lease_makes_a_hung_attempt_due_again() {
             ..SchedulerConfig::default()
         },
         // Lease = timeout (1 s) + no margin.
-        Duration::ZERO,
+        &DeliveryConfig {
+            lease_margin: Duration::ZERO,
+            ..DeliveryConfig::default()
+        },
     );
     let stop = CancellationToken::new();
     let token = stop.clone();
@@ -363,8 +372,9 @@ async fn an_expired_lease_makes_a_hung_attempt_due_again() {
         .expect("open");
     assert_eq!(second.key, first.key);
     assert_eq!(second.attempt, 2);
-    // A late answer to attempt 1 changes nothing; attempt 2's success delivers.
-    reports_tx.send(report(&first, true)).await.expect("send");
+    // A late failure of attempt 1 changes nothing (it must not count as
+    // attempt 2's outcome and schedule a third); attempt 2's success delivers.
+    reports_tx.send(report(&first, false)).await.expect("send");
     reports_tx.send(report(&second, true)).await.expect("send");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while store
@@ -389,5 +399,5 @@ async fn an_expired_lease_makes_a_hung_attempt_due_again() {
     assert_eq!(log.len(), 2);
     assert!(tasks.try_recv().is_err(), "no third attempt");
     // Attempt 1's entry holds its real (late) outcome, not the synthetic timeout.
-    assert_eq!(log[0].status_code, Some(200));
+    assert_eq!(log[0].status_code, Some(500));
 }

@@ -10,7 +10,7 @@
 use crate::{config::Config, dev, telemetry};
 use anyhow::Context;
 use axum::{routing::get, Router};
-use hookrelay_api::{ApiConfig, ApiState};
+use hookrelay_api::{ApiConfig, ApiDeps, ApiState};
 use hookrelay_core::{metric, Catalog, Progress};
 use hookrelay_ingest::{
     proto::{ingest_service_server::IngestServiceServer, FILE_DESCRIPTOR_SET},
@@ -67,8 +67,9 @@ pub(crate) async fn serve(mut config: Config, dev_mode: bool) -> anyhow::Result<
         store.deliveries.clone(),
         catalog.clone(),
         config.scheduler.clone(),
-        config.delivery.lease_margin,
+        &config.delivery,
     );
+    let scheduler_handle = scheduler.handle();
     let channels = SchedulerChannels {
         tasks: task_tx,
         reports: report_rx,
@@ -131,8 +132,13 @@ pub(crate) async fn serve(mut config: Config, dev_mode: bool) -> anyhow::Result<
 
     // REST.
     let api_state = ApiState::new(
-        store.config.clone(),
-        catalog.clone(),
+        ApiDeps {
+            config: store.config.clone(),
+            log: store.log.clone(),
+            deliveries: store.deliveries.clone(),
+            control: Arc::new(scheduler_handle),
+            catalog: catalog.clone(),
+        },
         ApiConfig {
             operator_key: config.auth.operator_key.clone(),
             delivery: config.delivery.clone(),

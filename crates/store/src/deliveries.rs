@@ -58,13 +58,14 @@ pub trait DeliveryStore: Send + Sync + 'static {
     fn leases(&self) -> Result<Vec<DueEntry>, StoreError>;
     /// The attempt log of one delivery, in order.
     fn attempts(&self, key: &DeliveryKey) -> Result<Vec<Attempt>, StoreError>;
-    /// Attempts of a webhook's deliveries, in log order, from an optional
-    /// exclusive start key (for listings).
-    fn webhook_attempts(
+    /// A webhook's deliveries that have attempts, in log order, after
+    /// `(seq, generation)` when given (for cursor pagination).
+    fn webhook_deliveries(
         &self,
         webhook: &WebhookId,
+        after: Option<(Seq, u32)>,
         max: usize,
-    ) -> Result<Vec<(DeliveryKey, Attempt)>, StoreError>;
+    ) -> Result<Vec<DeliveryKey>, StoreError>;
     /// The dispatch cursor (0 before anything was dispatched).
     fn cursor(&self) -> Result<Seq, StoreError>;
     /// Number of due entries (pending deliveries with a record).
@@ -176,28 +177,54 @@ impl DeliveryStore for SledDeliveries {
             .collect()
     }
 
-    fn webhook_attempts(
+    fn webhook_deliveries(
         &self,
         webhook: &WebhookId,
+        after: Option<(Seq, u32)>,
         max: usize,
-    ) -> Result<Vec<(DeliveryKey, Attempt)>, StoreError> {
+    ) -> Result<Vec<DeliveryKey>, StoreError> {
         let prefix = keys::attempt_prefix(webhook);
-        let mut out = Vec::new();
-        for item in self.attempts.scan_prefix(&prefix).take(max) {
-            let (k, v) = item?;
+        let mut start = prefix.clone();
+        if let Some((seq, generation)) = after {
+            // Past every attempt of the `after` delivery.
+            start.extend_from_slice(&seq.to_be_bytes());
+            start.extend_from_slice(&generation.to_be_bytes());
+            start.extend_from_slice(&[0xff; 4]);
+        }
+        let mut out: Vec<DeliveryKey> = Vec::new();
+        for item in self.attempts.range(start..) {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
             let rest = &k[prefix.len()..];
             if rest.len() != 16 {
                 return Err(StoreError::Corrupt {
                     what: "attempt key",
                 });
             }
-            let mut dk = Vec::with_capacity(12 + webhook.as_str().len());
-            dk.extend_from_slice(&rest[..12]);
-            dk.extend_from_slice(webhook.as_str().as_bytes());
-            let key = keys::parse_delivery(&dk).ok_or(StoreError::Corrupt {
-                what: "attempt key",
-            })?;
-            out.push((key, codec::decode(&v, "attempt")?));
+            let seq =
+                Seq::from_be_bytes(rest[..8].try_into().map_err(|_| StoreError::Corrupt {
+                    what: "attempt key",
+                })?);
+            let generation =
+                u32::from_be_bytes(rest[8..12].try_into().map_err(|_| StoreError::Corrupt {
+                    what: "attempt key",
+                })?);
+            if out
+                .last()
+                .is_some_and(|l| l.seq == seq && l.generation == generation)
+            {
+                continue;
+            }
+            if out.len() == max {
+                break;
+            }
+            out.push(DeliveryKey {
+                seq,
+                generation,
+                webhook_id: webhook.clone(),
+            });
         }
         Ok(out)
     }
@@ -299,12 +326,18 @@ mod tests {
             d.attempts(&key(1)).expect("att"),
             vec![attempt(1), attempt(2)]
         );
-        assert_eq!(
-            d.webhook_attempts(&key(1).webhook_id, 10)
-                .expect("att")
-                .len(),
-            2
-        );
+        d.apply(vec![DeliveryWrite::Attempt(key(4), attempt(1))])
+            .expect("apply");
+        let wh = key(1).webhook_id;
+        let all = d.webhook_deliveries(&wh, None, 10).expect("list");
+        assert_eq!(all.iter().map(|k| k.seq).collect::<Vec<_>>(), vec![1, 4]);
+        assert_eq!(d.webhook_deliveries(&wh, None, 1).expect("list").len(), 1);
+        let next = d.webhook_deliveries(&wh, Some((1, 0)), 10).expect("list");
+        assert_eq!(next.iter().map(|k| k.seq).collect::<Vec<_>>(), vec![4]);
+        assert!(d
+            .webhook_deliveries(&WebhookId::from("wh_"), None, 10)
+            .expect("list")
+            .is_empty());
         assert_eq!(d.cursor().expect("cursor"), 7);
         d.apply(vec![DeliveryWrite::Undue(100, key(2))])
             .expect("apply");

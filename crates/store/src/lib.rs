@@ -35,6 +35,7 @@
 
 pub mod codec;
 mod config;
+mod control;
 mod deliveries;
 mod error;
 mod keys;
@@ -42,6 +43,7 @@ mod log;
 mod retention;
 
 pub use config::{App, ConfigStore, Org, TokenScope};
+pub use control::{ControlError, DeliveryControl};
 pub use deliveries::{DeliveryStore, DeliveryWrite, DueEntry, DueKind};
 pub use error::StoreError;
 pub use log::{Chunk, ChunkKeys, EventLog, IdemKey, LoggedEvent};

@@ -1,22 +1,25 @@
 //! The scheduler loop: fan-out from the log, reports from the workers, the
 //! due-index scan, spilling, and the dispatch cursor.
 
+mod commands;
+
+pub use commands::SchedulerHandle;
+
 use crate::{
+    lanes::{host_of, Lanes},
     window::{Window, WindowEvent},
     SchedulerConfig,
 };
+use commands::Command;
 use hookrelay_core::{
-    metric, now_ms, signing, Attempt, AttemptReport, AttemptResult, Catalog, DeliveryKey,
-    DeliveryRecord, DeliveryStatus, DeliveryTask, DeviceId, ErrorKind, Progress, Seq, Webhook,
+    metric, now_ms, signing, Attempt, AttemptReport, AttemptResult, Catalog, DeliveryConfig,
+    DeliveryKey, DeliveryRecord, DeliveryStatus, DeliveryTask, DeviceId, ErrorKind, Progress, Seq,
+    Webhook, WebhookId, WEBHOOK_TEST,
 };
 use hookrelay_store::{
     ConfigStore, DeliveryStore, DeliveryWrite, DueEntry, DueKind, EventLog, LoggedEvent, StoreError,
 };
-use std::{
-    collections::{HashMap, VecDeque},
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, sync::Arc, time::Instant};
 use tokio::sync::{
     mpsc::{self, error::TrySendError},
     watch,
@@ -43,6 +46,8 @@ struct Active {
     lease_at: Option<i64>,
     /// When the attempt was handed to the workers (`None` while queued here).
     sent_at_ms: Option<i64>,
+    /// The lane (target host) it is queued or in flight in.
+    host: Arc<str>,
     event_id: Arc<str>,
     event_type: Arc<str>,
     created_at_ms: i64,
@@ -61,8 +66,10 @@ pub struct Scheduler {
     next_read: Seq,
     /// Events up to here may have records from before the last restart.
     recovery_horizon: Seq,
-    queue: VecDeque<DeliveryTask>,
+    lanes: Lanes,
     active: HashMap<DeliveryKey, Active>,
+    commands: tokio::sync::mpsc::Receiver<Command>,
+    handle: SchedulerHandle,
     writes: Vec<DeliveryWrite>,
     /// Deliveries with a pending record (due index entries).
     pending_records: i64,
@@ -80,17 +87,20 @@ fn lease_ms(w: Option<&Webhook>, margin_ms: i64) -> i64 {
 }
 
 impl Scheduler {
-    /// A scheduler over the three stores. `lease_margin` is added to a
-    /// webhook's timeout to give an attempt's lease.
+    /// A scheduler over the three stores. From `delivery` it takes the lease
+    /// margin (added to a webhook's timeout to give an attempt's lease) and
+    /// the per-host concurrency limit.
     pub fn new(
         log: Arc<dyn EventLog>,
         config: Arc<dyn ConfigStore>,
         store: Arc<dyn DeliveryStore>,
         catalog: Arc<Catalog>,
         cfg: SchedulerConfig,
-        lease_margin: Duration,
+        delivery: &DeliveryConfig,
     ) -> Self {
         let head = log.durable_head();
+        let lease_margin = delivery.lease_margin;
+        let (handle, commands) = SchedulerHandle::new(cfg.command_channel);
         Self {
             log,
             config,
@@ -102,14 +112,21 @@ impl Scheduler {
             window: Window::default(),
             next_read: 1,
             recovery_horizon: 0,
-            queue: VecDeque::new(),
+            lanes: Lanes::new(delivery.per_host_concurrency),
             active: HashMap::new(),
+            commands,
+            handle,
             writes: Vec::new(),
             pending_records: 0,
             unrecorded: 0,
             spilled_to: None,
             cursor: 0,
         }
+    }
+
+    /// The handle the API uses to retry and replay deliveries.
+    pub fn handle(&self) -> SchedulerHandle {
+        self.handle.clone()
     }
 
     /// Runs until `shutdown`, then takes the reports still waiting, writes
@@ -128,6 +145,7 @@ impl Scheduler {
             if tokio::time::Instant::now() >= next_tick {
                 self.scan_due()?;
                 self.spill();
+                self.defer_overflow();
                 self.update_gauges();
                 next_tick = tokio::time::Instant::now() + self.cfg.tick;
             }
@@ -149,15 +167,16 @@ impl Scheduler {
                         self.on_report(r);
                     }
                 }
-                permit = ch.tasks.reserve(), if !self.queue.is_empty() => match permit {
+                permit = ch.tasks.reserve(), if self.lanes.has_sendable() => match permit {
                     Ok(p) => {
-                        if let Some(t) = self.next_sendable() {
+                        if let Some((_, t)) = self.next_sendable() {
                             self.mark_sent(&t.key);
                             p.send(t);
                         }
                     }
                     Err(_) => break,
                 },
+                Some(cmd) = self.commands.recv() => self.on_command(cmd),
                 changed = self.head.changed(), if room => {
                     if changed.is_err() {
                         break;
@@ -177,24 +196,66 @@ impl Scheduler {
     }
 
     fn has_room(&self) -> bool {
-        self.window.len() < self.cfg.window_events && self.queue.len() < self.cfg.max_queued
+        self.window.len() < self.cfg.window_events && self.lanes.len() < self.cfg.max_queued
     }
 
     /// The next queued task with its webhook's configuration as of now
     /// (invariant 5: every attempt uses the current URL, headers, secret and
     /// timeout). Tasks whose webhook was deleted or deactivated are cancelled
     /// here instead of sent.
-    fn next_sendable(&mut self) -> Option<DeliveryTask> {
-        while let Some(mut task) = self.queue.pop_front() {
+    fn next_sendable(&mut self) -> Option<(Arc<str>, DeliveryTask)> {
+        while let Some((host, mut task)) = self.lanes.pop() {
             match self.config.webhook(&task.key.webhook_id) {
                 Some(w) if w.active => {
                     task.webhook = w;
-                    return Some(task);
+                    return Some((host, task));
                 }
-                _ => self.cancel(&task.key),
+                _ => {
+                    self.lanes.done(&host, 0);
+                    self.cancel(&task.key);
+                }
             }
         }
         None
+    }
+
+    /// Queues a task in its host's lane.
+    fn enqueue(&mut self, task: DeliveryTask) {
+        let host = host_of(&task.webhook.url);
+        if let Some(a) = self.active.get_mut(&task.key) {
+            a.host = host.clone();
+        }
+        self.lanes.push(host, task);
+    }
+
+    /// Moves what waits beyond a lane's queue cap to disk (a pending record
+    /// due when the lane would reach it), without spending an attempt.
+    fn defer_overflow(&mut self) {
+        for (task, wait_ms) in self.lanes.overflow(self.cfg.lane_queue) {
+            self.defer(&task.key, wait_ms.clamp(1000, 60_000));
+        }
+    }
+
+    fn defer(&mut self, key: &DeliveryKey, delay_ms: i64) {
+        let Some(a) = self.active.remove(key) else {
+            return;
+        };
+        let now = now_ms();
+        if let Some(lease) = a.lease_at {
+            self.writes.push(DeliveryWrite::Undue(lease, key.clone()));
+        } else {
+            self.window.settle(key);
+            self.unrecorded -= 1;
+            self.pending_records += 1;
+        }
+        let mut rec = self.record_for(&a, a.attempt - 1, DeliveryStatus::Pending, now);
+        rec.next_attempt_ms = now + delay_ms;
+        self.writes.push(DeliveryWrite::Record(key.clone(), rec));
+        self.writes.push(DeliveryWrite::Due(DueEntry {
+            at_ms: now + delay_ms,
+            key: key.clone(),
+            kind: DueKind::Scheduled,
+        }));
     }
 
     /// Ends a queued delivery whose webhook is gone or inactive.
@@ -235,12 +296,12 @@ impl Scheduler {
     /// Sends queued tasks while the channel has room; `false` if the workers
     /// are gone.
     fn send_ready(&mut self, tx: &mpsc::Sender<DeliveryTask>) -> bool {
-        while let Some(task) = self.next_sendable() {
+        while let Some((host, task)) = self.next_sendable() {
             let key = task.key.clone();
             match tx.try_send(task) {
                 Ok(()) => self.mark_sent(&key),
                 Err(TrySendError::Full(task)) => {
-                    self.queue.push_front(task);
+                    self.lanes.unpop(host, task);
                     return true;
                 }
                 Err(TrySendError::Closed(_)) => return false,
@@ -303,12 +364,21 @@ impl Scheduler {
 
     fn fan_out(&mut self, e: LoggedEvent) -> Result<(), StoreError> {
         let ev = &e.event;
-        let matching: Vec<Arc<Webhook>> = self
-            .config
-            .webhooks_of(&DeviceId::from(ev.device_id.as_str()))
-            .into_iter()
-            .filter(|w| w.active && self.catalog.matches_any(&w.events, &ev.event_type))
-            .collect();
+        let device = DeviceId::from(ev.device_id.as_str());
+        let matching: Vec<Arc<Webhook>> = if ev.event_type == WEBHOOK_TEST {
+            // A test event goes to the one webhook named in it, whatever its filter.
+            test_target(&ev.data)
+                .and_then(|id| self.config.webhook(&id))
+                .filter(|w| w.active && w.device_id == device)
+                .into_iter()
+                .collect()
+        } else {
+            self.config
+                .webhooks_of(&device)
+                .into_iter()
+                .filter(|w| w.active && self.catalog.matches_any(&w.events, &ev.event_type))
+                .collect()
+        };
         let mut unsettled = Vec::with_capacity(matching.len());
         if !matching.is_empty() {
             let envelope: Arc<[u8]> = signing::envelope(
@@ -341,12 +411,13 @@ impl Scheduler {
                         attempt: 1,
                         lease_at: None,
                         sent_at_ms: None,
+                        host: Arc::from(""),
                         event_id: event_id.clone(),
                         event_type: event_type.clone(),
                         created_at_ms: e.appended_at_ms,
                     },
                 );
-                self.queue.push_back(DeliveryTask {
+                self.enqueue(DeliveryTask {
                     key: key.clone(),
                     attempt: 1,
                     event_id: event_id.clone(),
@@ -391,10 +462,17 @@ impl Scheduler {
         let now = now_ms();
         self.writes
             .push(DeliveryWrite::Attempt(r.key.clone(), r.attempt.clone()));
+        if self.active.get(&r.key).map(|a| a.attempt) != Some(r.attempt.attempt) {
+            // An attempt whose lease expired (and was counted as a timeout)
+            // answered late: its real outcome replaces the log entry; the
+            // delivery has moved on.
+            warn!(delivery = %r.key.id(), attempt = r.attempt.attempt, "late report of a superseded attempt; attempt logged only");
+            return;
+        }
         let Some(a) = self.active.remove(&r.key) else {
-            warn!(delivery = %r.key.id(), "report for a delivery not in flight; attempt logged only");
             return;
         };
+        self.lanes.done(&a.host, r.attempt.duration_ms);
         if let Some(lease) = a.lease_at {
             self.writes.push(DeliveryWrite::Undue(lease, r.key.clone()));
             self.pending_records -= 1;
@@ -439,7 +517,7 @@ impl Scheduler {
     }
 
     fn scan_due(&mut self) -> Result<(), StoreError> {
-        if self.queue.len() >= self.cfg.max_queued {
+        if self.lanes.len() >= self.cfg.max_queued {
             return Ok(());
         }
         let now = now_ms();
@@ -546,12 +624,13 @@ impl Scheduler {
                 attempt: rec.attempts + 1,
                 lease_at: Some(lease),
                 sent_at_ms: None,
+                host: Arc::from(""),
                 event_id: event_id.clone(),
                 event_type: ev.event_type.as_str().into(),
                 created_at_ms: rec.created_at_ms,
             },
         );
-        self.queue.push_back(DeliveryTask {
+        self.enqueue(DeliveryTask {
             key: key.clone(),
             attempt: rec.attempts + 1,
             event_id,
@@ -644,4 +723,10 @@ impl Scheduler {
         metrics::gauge!(metric::DELIVERIES_PENDING)
             .set((self.pending_records + self.unrecorded).max(0) as f64);
     }
+}
+
+/// The webhook a `webhook.test` event is for: its data's `webhook_id`.
+fn test_target(data: &str) -> Option<WebhookId> {
+    let v: serde_json::Value = serde_json::from_str(data).ok()?;
+    v.get("webhook_id")?.as_str().map(WebhookId::from)
 }

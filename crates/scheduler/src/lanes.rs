@@ -1,0 +1,316 @@
+//! Fair dispatch: tasks wait in per-host lanes, and inside a lane in
+//! per-webhook queues. Lanes are served round-robin, each up to its
+//! concurrency limit, so one slow or dead host holds at most its own slots
+//! (invariant 6), and inside a host one webhook with a huge backlog takes
+//! turns with the others.
+
+use hookrelay_core::{DeliveryTask, WebhookId};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+};
+
+/// The lane key of a URL: `scheme://host:port` (lower-cased), or the whole
+/// URL if it does not parse that way.
+pub(crate) fn host_of(url: &str) -> Arc<str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let scheme = url.split_once("://").map_or("", |(s, _)| s);
+    format!("{scheme}://{authority}")
+        .to_ascii_lowercase()
+        .into()
+}
+
+#[derive(Default)]
+struct Lane {
+    /// Per-webhook queues, served in turn.
+    queues: HashMap<WebhookId, VecDeque<DeliveryTask>>,
+    turns: VecDeque<WebhookId>,
+    queued: usize,
+    in_flight: usize,
+    /// In the ready ring.
+    ready: bool,
+    /// Exponential moving average of attempt durations, ms.
+    avg_ms: f64,
+}
+
+impl Lane {
+    fn push(&mut self, task: DeliveryTask, front: bool) {
+        let wh = task.key.webhook_id.clone();
+        let q = self.queues.entry(wh.clone()).or_default();
+        if q.is_empty() {
+            if front {
+                self.turns.push_front(wh);
+            } else {
+                self.turns.push_back(wh);
+            }
+        }
+        if front {
+            q.push_front(task);
+        } else {
+            q.push_back(task);
+        }
+        self.queued += 1;
+    }
+
+    fn pop(&mut self) -> Option<DeliveryTask> {
+        let wh = self.turns.pop_front()?;
+        let q = self.queues.get_mut(&wh)?;
+        let task = q.pop_front();
+        if q.is_empty() {
+            self.queues.remove(&wh);
+        } else {
+            self.turns.push_back(wh);
+        }
+        if task.is_some() {
+            self.queued -= 1;
+        }
+        task
+    }
+
+    /// Removes up to `n` tasks from the longest queues' backs.
+    fn trim(&mut self, n: usize) -> Vec<DeliveryTask> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let Some(longest) = self
+                .queues
+                .iter()
+                .max_by_key(|(_, q)| q.len())
+                .map(|(w, _)| w.clone())
+            else {
+                break;
+            };
+            let Some(q) = self.queues.get_mut(&longest) else {
+                break;
+            };
+            let take = (n - out.len()).min(q.len().saturating_sub(q.len() / 2).max(1));
+            for _ in 0..take {
+                if let Some(t) = q.pop_back() {
+                    out.push(t);
+                }
+            }
+            if q.is_empty() {
+                self.queues.remove(&longest);
+                self.turns.retain(|w| w != &longest);
+            }
+        }
+        self.queued -= out.len();
+        out
+    }
+}
+
+/// Every lane, and the ring of lanes that can send now.
+pub(crate) struct Lanes {
+    lanes: HashMap<Arc<str>, Lane>,
+    ready: VecDeque<Arc<str>>,
+    per_host: usize,
+    queued: usize,
+}
+
+impl Lanes {
+    pub(crate) fn new(per_host: usize) -> Self {
+        Self {
+            lanes: HashMap::new(),
+            ready: VecDeque::new(),
+            per_host: per_host.max(1),
+            queued: 0,
+        }
+    }
+
+    /// Tasks waiting in all lanes.
+    pub(crate) fn len(&self) -> usize {
+        self.queued
+    }
+
+    /// Whether some lane can send now.
+    pub(crate) fn has_sendable(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    fn mark_ready(&mut self, host: &Arc<str>, front: bool) {
+        if let Some(lane) = self.lanes.get_mut(host) {
+            if !lane.ready && lane.queued > 0 && lane.in_flight < self.per_host {
+                lane.ready = true;
+                if front {
+                    self.ready.push_front(host.clone());
+                } else {
+                    self.ready.push_back(host.clone());
+                }
+            }
+        }
+    }
+
+    /// Queues a task in `host`'s lane.
+    pub(crate) fn push(&mut self, host: Arc<str>, task: DeliveryTask) {
+        self.lanes
+            .entry(host.clone())
+            .or_default()
+            .push(task, false);
+        self.queued += 1;
+        self.mark_ready(&host, false);
+    }
+
+    /// The next task to send, round-robin over lanes with free slots; the
+    /// lane's in-flight count includes it from now on.
+    pub(crate) fn pop(&mut self) -> Option<(Arc<str>, DeliveryTask)> {
+        while let Some(host) = self.ready.pop_front() {
+            let Some(lane) = self.lanes.get_mut(&host) else {
+                continue;
+            };
+            lane.ready = false;
+            let Some(task) = lane.pop() else { continue };
+            lane.in_flight += 1;
+            self.queued -= 1;
+            self.mark_ready(&host, false);
+            return Some((host, task));
+        }
+        None
+    }
+
+    /// Puts back a task that could not be sent after [`Lanes::pop`].
+    pub(crate) fn unpop(&mut self, host: Arc<str>, task: DeliveryTask) {
+        if let Some(lane) = self.lanes.get_mut(&host) {
+            lane.in_flight = lane.in_flight.saturating_sub(1);
+            lane.push(task, true);
+            self.queued += 1;
+            if lane.ready {
+                // Already in the ring; it keeps its place.
+            } else {
+                self.mark_ready(&host, true);
+            }
+        }
+    }
+
+    /// An attempt of `host` finished after `duration_ms`.
+    pub(crate) fn done(&mut self, host: &Arc<str>, duration_ms: u32) {
+        let Some(lane) = self.lanes.get_mut(host) else {
+            return;
+        };
+        lane.in_flight = lane.in_flight.saturating_sub(1);
+        lane.avg_ms = if lane.avg_ms == 0.0 {
+            f64::from(duration_ms)
+        } else {
+            0.8 * lane.avg_ms + 0.2 * f64::from(duration_ms)
+        };
+        if lane.queued == 0 && lane.in_flight == 0 {
+            self.lanes.remove(host);
+            return;
+        }
+        self.mark_ready(host, false);
+    }
+
+    /// Tasks beyond `cap` per lane, taken from the longest webhook queues,
+    /// with how long the lane would take to reach them (ms): they are better
+    /// kept on disk until then.
+    pub(crate) fn overflow(&mut self, cap: usize) -> Vec<(DeliveryTask, i64)> {
+        let per_host = self.per_host as f64;
+        let mut out = Vec::new();
+        for lane in self.lanes.values_mut() {
+            if lane.queued > cap {
+                let wait_ms = (lane.queued as f64 * lane.avg_ms.max(1.0) / per_host) as i64;
+                let trimmed = lane.trim(lane.queued - cap);
+                out.extend(trimmed.into_iter().map(|t| (t, wait_ms)));
+            }
+        }
+        self.queued -= out.len();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hookrelay_core::{DeliveryKey, DeviceId, OrgId, RetryPolicy, Webhook};
+
+    fn task(wh: &str, seq: u64) -> DeliveryTask {
+        let webhook = Arc::new(Webhook {
+            id: WebhookId::from(wh),
+            org_id: OrgId::from("o"),
+            device_id: DeviceId::from("d"),
+            name: String::new(),
+            url: "https://x".into(),
+            events: vec![],
+            active: true,
+            primary: false,
+            retry_attempts: 0,
+            timeout_secs: 1,
+            retry_policy: RetryPolicy::default(),
+            headers: Default::default(),
+            secret: None,
+            previous_secret: None,
+            rate_limit: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        });
+        DeliveryTask {
+            key: DeliveryKey {
+                seq,
+                generation: 0,
+                webhook_id: WebhookId::from(wh),
+            },
+            attempt: 1,
+            event_id: "e".into(),
+            envelope: Arc::from(&b"{}"[..]),
+            webhook,
+            occurred_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn hosts_are_scheme_host_port() {
+        assert_eq!(
+            &*host_of("https://Example.com:8443/a?b#c"),
+            "https://example.com:8443"
+        );
+        assert_eq!(&*host_of("http://u:p@h/x"), "http://h");
+        assert_eq!(&*host_of("https://h"), "https://h");
+    }
+
+    #[test]
+    fn a_busy_host_keeps_only_its_own_slots() {
+        let mut l = Lanes::new(2);
+        let dead: Arc<str> = "http://dead".into();
+        let ok: Arc<str> = "http://ok".into();
+        for i in 0..10 {
+            l.push(dead.clone(), task("wh_dead", i));
+        }
+        for i in 0..3 {
+            l.push(ok.clone(), task("wh_ok", 100 + i));
+        }
+        let sent: Vec<Arc<str>> = std::iter::from_fn(|| l.pop().map(|(h, _)| h)).collect();
+        // Two for each host, then both are at their limit.
+        assert_eq!(sent.iter().filter(|h| **h == dead).count(), 2);
+        assert_eq!(sent.iter().filter(|h| **h == ok).count(), 2);
+        l.done(&ok, 1);
+        assert_eq!(
+            l.pop().map(|(h, t)| (h, t.key.seq)),
+            Some((ok.clone(), 102))
+        );
+        assert!(l.pop().is_none(), "dead is still at its limit");
+        assert_eq!(l.len(), 8);
+    }
+
+    #[test]
+    fn webhooks_of_one_host_take_turns_and_overflow_comes_from_the_longest() {
+        let mut l = Lanes::new(100);
+        let h: Arc<str> = "http://h".into();
+        for i in 0..6 {
+            l.push(h.clone(), task("wh_big", i));
+        }
+        l.push(h.clone(), task("wh_small", 50));
+        let order: Vec<u64> = (0..3)
+            .filter_map(|_| l.pop().map(|(_, t)| t.key.seq))
+            .collect();
+        assert_eq!(order, vec![0, 50, 1]);
+        let spilled = l.overflow(2);
+        assert_eq!(spilled.len(), 2);
+        assert!(spilled
+            .iter()
+            .all(|(t, _)| t.key.webhook_id.as_str() == "wh_big"));
+        assert_eq!(l.len(), 2);
+        let (h2, t) = l.pop().expect("task");
+        l.unpop(h2, t.clone());
+        assert_eq!(l.pop().map(|(_, x)| x.key.seq), Some(t.key.seq));
+    }
+}
