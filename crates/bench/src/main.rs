@@ -21,6 +21,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// Loopback addresses the sink listens on (127.0.0.1 … 127.0.0.10): webhooks
+/// are spread over them as customers' endpoints are spread over hosts.
+const SINK_HOSTS: u8 = 10;
+
 #[derive(Parser)]
 #[command(
     name = "hookrelay-bench",
@@ -163,12 +167,16 @@ async fn run(scenario: Scenario, bin: PathBuf) -> anyhow::Result<Outcome> {
             size,
         } => {
             let server = Server::start(&bin, &data, &ServerOptions::default())?;
-            let (addr, stats) = sink::start().await?;
+            let (addrs, stats) = sink::start(SINK_HOSTS).await?;
             let admin = server.organization().await?;
             for d in 0..devices {
                 let token = server.device(&admin, &format!("dev-{d}")).await?;
                 server
-                    .webhook(&token, &format!("http://{addr}/d{d}"), 10)
+                    .webhook(
+                        &token,
+                        &format!("http://{}/d{d}", addrs[d as usize % addrs.len()]),
+                        10,
+                    )
                     .await?;
             }
             let start_us = sink::now_us();
@@ -208,15 +216,19 @@ async fn run(scenario: Scenario, bin: PathBuf) -> anyhow::Result<Outcome> {
             size,
         } => {
             let server = Server::start(&bin, &data, &ServerOptions::default())?;
-            let (addr, stats) = sink::start().await?;
+            let (addrs, stats) = sink::start(SINK_HOSTS).await?;
             let admin = server.organization().await?;
             let token = server.device(&admin, "fan").await?;
             server
-                .webhook(&token, &format!("http://{addr}/w0"), 10)
+                .webhook(&token, &format!("http://{}/w0", addrs[0]), 10)
                 .await?;
             for w in 1..webhooks {
                 server
-                    .extra_webhook(&admin, "fan", &format!("http://{addr}/w{w}"))
+                    .extra_webhook(
+                        &admin,
+                        "fan",
+                        &format!("http://{}/w{w}", addrs[w as usize % addrs.len()]),
+                    )
                     .await?;
             }
             let start_us = sink::now_us();
@@ -247,12 +259,16 @@ async fn run(scenario: Scenario, bin: PathBuf) -> anyhow::Result<Outcome> {
             size,
         } => {
             let server = Server::start(&bin, &data, &ServerOptions::default())?;
-            let (addr, stats) = sink::start().await?;
+            let (addrs, stats) = sink::start(SINK_HOSTS).await?;
             let admin = server.organization().await?;
             for d in 0..devices {
                 let token = server.device(&admin, &format!("dev-{d}")).await?;
                 server
-                    .webhook(&token, &format!("http://{addr}/d{d}"), 10)
+                    .webhook(
+                        &token,
+                        &format!("http://{}/d{d}", addrs[d as usize % addrs.len()]),
+                        10,
+                    )
                     .await?;
             }
             let events = (rate * seconds as f64) as u64;
@@ -336,13 +352,17 @@ async fn dead_endpoint_run(
     timeout: u32,
 ) -> anyhow::Result<(f64, Outcome)> {
     let server = Server::start(bin, data, &ServerOptions::default())?;
-    let (addr, stats) = sink::start().await?;
+    let (addrs, stats) = sink::start(SINK_HOSTS).await?;
     let dead_addr = sink::start_dead().await?;
     let admin = server.organization().await?;
     for d in 0..healthy {
         let token = server.device(&admin, &format!("ok-{d}")).await?;
         server
-            .webhook(&token, &format!("http://{addr}/d{d}"), timeout)
+            .webhook(
+                &token,
+                &format!("http://{}/d{d}", addrs[d as usize % addrs.len()]),
+                timeout,
+            )
             .await?;
     }
     for d in 0..dead {

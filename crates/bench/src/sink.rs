@@ -45,12 +45,22 @@ fn sent_at(body: &[u8]) -> Option<u64> {
     std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
 }
 
-/// Starts a sink answering 200; returns its address and stats.
-pub(crate) async fn start() -> anyhow::Result<(SocketAddr, Arc<SinkStats>)> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
+/// Starts a sink answering 200 on `hosts` loopback addresses (127.0.0.1,
+/// 127.0.0.2, …: distinct hosts, as distinct customers' endpoints are),
+/// all counting into one [`SinkStats`].
+pub(crate) async fn start(hosts: u8) -> anyhow::Result<(Vec<SocketAddr>, Arc<SinkStats>)> {
     let stats = Arc::new(SinkStats::default());
-    let s = stats.clone();
+    let mut addrs = Vec::new();
+    for h in 1..=hosts.max(1) {
+        addrs.push(start_on(std::net::Ipv4Addr::new(127, 0, 0, h), stats.clone()).await?);
+    }
+    Ok((addrs, stats))
+}
+
+async fn start_on(ip: std::net::Ipv4Addr, stats: Arc<SinkStats>) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind((ip, 0)).await?;
+    let addr = listener.local_addr()?;
+    let s = stats;
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -86,12 +96,12 @@ pub(crate) async fn start() -> anyhow::Result<(SocketAddr, Arc<SinkStats>)> {
             });
         }
     });
-    Ok((addr, stats))
+    Ok(addr)
 }
 
 /// Starts a sink that accepts connections and never answers.
 pub(crate) async fn start_dead() -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let listener = TcpListener::bind("127.0.0.200:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         let mut held = Vec::new();

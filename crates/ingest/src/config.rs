@@ -23,7 +23,7 @@ pub struct IngestConfig {
     /// Pending deliveries above which publishing answers RESOURCE_EXHAUSTED
     /// (default 5,000,000).
     pub max_pending_deliveries: u64,
-    /// Most events gathered into one group commit (default 16384).
+    /// Most events gathered into one group commit (default 4096).
     pub max_batch_events: usize,
     /// Append requests that may wait for the committer (default 4096); when
     /// full, publishers wait (back-pressure on the connection).
@@ -38,7 +38,7 @@ impl Default for IngestConfig {
             dedup_window: Duration::from_secs(24 * 3600),
             max_backlog: 1_000_000,
             max_pending_deliveries: 5_000_000,
-            max_batch_events: 16_384,
+            max_batch_events: 4096,
             queue_capacity: 4096,
         }
     }

@@ -11,7 +11,8 @@ pub struct SchedulerConfig {
     /// at most this many events times their webhooks are held at once.
     pub window_events: usize,
     /// How long the oldest event may hold the window before its unsettled
-    /// deliveries are written to disk so the cursor can move on (default 2s).
+    /// deliveries are written to disk so the cursor can move on (default 30s).
+    /// A full window also spills, when the window is what stops reading.
     #[serde(with = "humantime_serde")]
     pub spill_after: Duration,
     /// How often the due index is scanned when nothing else wakes the
@@ -38,7 +39,7 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         Self {
             window_events: 8192,
-            spill_after: Duration::from_secs(2),
+            spill_after: Duration::from_secs(30),
             tick: Duration::from_millis(50),
             due_batch: 1024,
             max_queued: 4096,

@@ -145,6 +145,19 @@ pub(crate) async fn serve(mut config: Config, dev_mode: bool) -> anyhow::Result<
             max_webhooks_per_app: config.api.max_webhooks_per_app,
         },
     );
+    // Without the exporter's own HTTP listener nobody drains histogram
+    // samples into buckets between scrapes: do it here, or memory grows.
+    let upkeep = metrics.clone();
+    let upkeep_stop = stop_scheduler.clone();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => upkeep.run_upkeep(),
+                () = upkeep_stop.cancelled() => break,
+            }
+        }
+    });
     let metrics_route = Router::new().route(
         "/metrics",
         get(move || {

@@ -49,7 +49,7 @@ pub enum DeliveryWrite {
 /// Delivery-state storage.
 pub trait DeliveryStore: Send + Sync + 'static {
     /// Applies writes in order (records, due, attempts, cursor), without fsync.
-    fn apply(&self, writes: Vec<DeliveryWrite>) -> Result<(), StoreError>;
+    fn apply(&self, writes: &[DeliveryWrite]) -> Result<(), StoreError>;
     /// A delivery's record, if it has one.
     fn record(&self, key: &DeliveryKey) -> Result<Option<DeliveryRecord>, StoreError>;
     /// Up to `max` due entries with `at_ms ≤ until_ms`, earliest first.
@@ -105,7 +105,7 @@ impl SledDeliveries {
 }
 
 impl DeliveryStore for SledDeliveries {
-    fn apply(&self, writes: Vec<DeliveryWrite>) -> Result<(), StoreError> {
+    fn apply(&self, writes: &[DeliveryWrite]) -> Result<(), StoreError> {
         let mut records = sled::Batch::default();
         let mut due = sled::Batch::default();
         let mut attempts = sled::Batch::default();
@@ -123,11 +123,11 @@ impl DeliveryStore for SledDeliveries {
                     };
                     due.insert(keys::due(e.at_ms, &e.key), &[v]);
                 }
-                DeliveryWrite::Undue(at, k) => due.remove(keys::due(at, &k)),
+                DeliveryWrite::Undue(at, k) => due.remove(keys::due(*at, k)),
                 DeliveryWrite::Attempt(k, a) => {
                     attempts.insert(keys::attempt(&k, a.attempt), codec::encode(&a))
                 }
-                DeliveryWrite::Cursor(s) => cursor = Some(cursor.unwrap_or(0).max(s)),
+                DeliveryWrite::Cursor(s) => cursor = Some(cursor.unwrap_or(0).max(*s)),
             }
         }
         self.records.apply_batch(records)?;
@@ -289,7 +289,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("open");
         let d = &s.deliveries;
-        d.apply(vec![
+        d.apply(&[
             DeliveryWrite::Record(key(1), record()),
             DeliveryWrite::Due(DueEntry {
                 at_ms: 300,
@@ -326,7 +326,7 @@ mod tests {
             d.attempts(&key(1)).expect("att"),
             vec![attempt(1), attempt(2)]
         );
-        d.apply(vec![DeliveryWrite::Attempt(key(4), attempt(1))])
+        d.apply(&[DeliveryWrite::Attempt(key(4), attempt(1))])
             .expect("apply");
         let wh = key(1).webhook_id;
         let all = d.webhook_deliveries(&wh, None, 10).expect("list");
@@ -339,7 +339,7 @@ mod tests {
             .expect("list")
             .is_empty());
         assert_eq!(d.cursor().expect("cursor"), 7);
-        d.apply(vec![DeliveryWrite::Undue(100, key(2))])
+        d.apply(&[DeliveryWrite::Undue(100, key(2))])
             .expect("apply");
         assert_eq!(d.due_len(), 2);
         assert!(d.leases().expect("leases").is_empty());

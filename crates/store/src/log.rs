@@ -71,6 +71,9 @@ pub struct SledLog {
     db: sled::Db,
     tree: sled::Tree,
     keys: sled::Tree,
+    /// Recently decoded chunks by first sequence: retries and listings read
+    /// single events, and a chunk holds thousands.
+    cache: Mutex<Vec<(Seq, Arc<DecodedChunk>)>>,
     /// Next sequence to assign; the mutex also serialises appends.
     next: Mutex<Seq>,
     /// Highest sequence appended (not necessarily durable).
@@ -94,6 +97,7 @@ impl SledLog {
             db: db.clone(),
             tree,
             keys,
+            cache: Mutex::new(Vec::with_capacity(CHUNK_CACHE)),
             next: Mutex::new(last + 1),
             appended: AtomicU64::new(last),
             durable: watch::Sender::new(last),
@@ -108,6 +112,39 @@ impl SledLog {
     /// Highest appended sequence.
     pub fn last_seq(&self) -> Seq {
         self.appended.load(Ordering::Acquire)
+    }
+}
+
+/// Decoded chunks kept in [`SledLog`]'s cache.
+const CHUNK_CACHE: usize = 8;
+
+/// A chunk with its events shared, as the cache keeps it.
+struct DecodedChunk {
+    appended_at_ms: i64,
+    events: Vec<Arc<Event>>,
+}
+
+impl SledLog {
+    fn decoded(&self, first: Seq, bytes: &[u8]) -> Result<Arc<DecodedChunk>, StoreError> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = cache.iter().position(|(f, _)| *f == first) {
+            let hit = cache.remove(i);
+            let chunk = hit.1.clone();
+            cache.push(hit);
+            return Ok(chunk);
+        }
+        drop(cache);
+        let chunk: Chunk = codec::decode(bytes, "event chunk")?;
+        let decoded = Arc::new(DecodedChunk {
+            appended_at_ms: chunk.appended_at_ms,
+            events: chunk.events.into_iter().map(Arc::new).collect(),
+        });
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CHUNK_CACHE {
+            cache.remove(0);
+        }
+        cache.push((first, decoded.clone()));
+        Ok(decoded)
     }
 }
 
@@ -180,19 +217,17 @@ impl EventLog for SledLog {
             if first > head {
                 break;
             }
-            let chunk: Chunk = codec::decode(&v, "event chunk")?;
-            for (i, event) in chunk.events.into_iter().enumerate() {
+            let chunk = self.decoded(first, &v)?;
+            let skip = from.saturating_sub(first) as usize;
+            for (i, event) in chunk.events.iter().enumerate().skip(skip) {
                 let seq = first + i as u64;
-                if seq < from {
-                    continue;
-                }
                 if seq > head || out.len() >= max {
                     return Ok(out);
                 }
                 out.push(LoggedEvent {
                     seq,
                     appended_at_ms: chunk.appended_at_ms,
-                    event: Arc::new(event),
+                    event: event.clone(),
                 });
             }
         }

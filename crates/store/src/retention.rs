@@ -197,7 +197,7 @@ mod tests {
         s.log.append(vec![ev()], vec![], 10_000).expect("append");
         s.log.sync().await.expect("sync");
         s.deliveries
-            .apply(vec![
+            .apply(&[
                 DeliveryWrite::Record(key(1), rec(DeliveryStatus::Failed)),
                 DeliveryWrite::Record(key(3), rec(DeliveryStatus::Pending)),
                 DeliveryWrite::Attempt(key(1), attempt()),
@@ -219,7 +219,7 @@ mod tests {
 
         // Once the pending delivery ends, its chunk may go; the young one stays.
         s.deliveries
-            .apply(vec![DeliveryWrite::Record(
+            .apply(&[DeliveryWrite::Record(
                 key(3),
                 rec(DeliveryStatus::Delivered),
             )])

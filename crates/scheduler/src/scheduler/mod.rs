@@ -141,6 +141,11 @@ impl Scheduler {
         let mut reports = Vec::with_capacity(256);
         let mut next_tick = tokio::time::Instant::now();
         loop {
+            if self.window.len() >= self.cfg.window_events
+                && self.lanes.len() < self.cfg.max_queued
+            {
+                self.spill();
+            }
             self.fill_from_log()?;
             if tokio::time::Instant::now() >= next_tick {
                 self.scan_due()?;
@@ -228,9 +233,14 @@ impl Scheduler {
         self.lanes.push(host, task);
     }
 
-    /// Moves what waits beyond a lane's queue cap to disk (a pending record
-    /// due when the lane would reach it), without spending an attempt.
+    /// When memory is full (reading the log is blocked), moves what waits
+    /// beyond a lane's queue cap to disk (a pending record due when the lane
+    /// would reach it), without spending an attempt: a slow lane then stops
+    /// blocking the others. A burst to healthy lanes just waits in the log.
     fn defer_overflow(&mut self) {
+        if self.lanes.len() < self.cfg.max_queued {
+            return;
+        }
         for (task, wait_ms) in self.lanes.overflow(self.cfg.lane_queue) {
             self.defer(&task.key, wait_ms.clamp(1000, 60_000));
         }
@@ -334,7 +344,8 @@ impl Scheduler {
                 }));
             }
         }
-        self.store.apply(std::mem::take(&mut self.writes))?;
+        self.store.apply(&self.writes)?;
+        self.writes.clear();
         self.pending_records = self.store.due_len() as i64;
         info!(
             cursor,
@@ -661,9 +672,17 @@ impl Scheduler {
         let stale_before = Instant::now()
             .checked_sub(self.cfg.spill_after)
             .unwrap_or_else(Instant::now);
+        // Once full, the window is spilled down to three quarters in one go:
+        // settled events queued behind an unsettled front must not hold
+        // reading to one event per tick.
+        // Only when the window (not the lanes) is what stops reading: with full
+        // lanes, spilling would just turn a burst into state records.
+        let low_water = self.cfg.window_events - self.cfg.window_events / 4;
+        let mut draining = self.window.len() >= self.cfg.window_events
+            && self.lanes.len() < self.cfg.max_queued;
         loop {
-            let full = self.window.len() >= self.cfg.window_events;
-            let deadline = if full { Instant::now() } else { stale_before };
+            draining &= self.window.len() > low_water;
+            let deadline = if draining { Instant::now() } else { stale_before };
             let Some(front) = self.window.stale_front(deadline) else {
                 break;
             };
@@ -709,10 +728,11 @@ impl Scheduler {
         if self.writes.is_empty() {
             return;
         }
-        let writes = std::mem::take(&mut self.writes);
-        if let Err(e) = self.store.apply(writes.clone()) {
-            error!(error = %e, writes = writes.len(), "writing delivery state failed; will retry");
-            self.writes = writes;
+        match self.store.apply(&self.writes) {
+            Ok(()) => self.writes.clear(),
+            // Kept for the next turn; sled keys are idempotent, so writing a
+            // prefix twice is harmless.
+            Err(e) => error!(error = %e, writes = self.writes.len(), "writing delivery state failed; will retry"),
         }
     }
 
