@@ -112,9 +112,7 @@ impl DeliveryStore for SledDeliveries {
         let mut cursor = None;
         for w in writes {
             match w {
-                DeliveryWrite::Record(k, r) => {
-                    records.insert(keys::delivery(&k), codec::encode(&r))
-                }
+                DeliveryWrite::Record(k, r) => records.insert(keys::delivery(k), codec::encode(r)),
                 DeliveryWrite::Due(e) => {
                     let v = if e.kind == DueKind::Lease {
                         LEASE
@@ -125,7 +123,7 @@ impl DeliveryStore for SledDeliveries {
                 }
                 DeliveryWrite::Undue(at, k) => due.remove(keys::due(*at, k)),
                 DeliveryWrite::Attempt(k, a) => {
-                    attempts.insert(keys::attempt(&k, a.attempt), codec::encode(&a))
+                    attempts.insert(keys::attempt(k, a.attempt), codec::encode(a))
                 }
                 DeliveryWrite::Cursor(s) => cursor = Some(cursor.unwrap_or(0).max(*s)),
             }

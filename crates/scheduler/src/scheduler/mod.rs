@@ -141,8 +141,7 @@ impl Scheduler {
         let mut reports = Vec::with_capacity(256);
         let mut next_tick = tokio::time::Instant::now();
         loop {
-            if self.window.len() >= self.cfg.window_events
-                && self.lanes.len() < self.cfg.max_queued
+            if self.window.len() >= self.cfg.window_events && self.lanes.len() < self.cfg.max_queued
             {
                 self.spill();
             }
@@ -678,11 +677,15 @@ impl Scheduler {
         // Only when the window (not the lanes) is what stops reading: with full
         // lanes, spilling would just turn a burst into state records.
         let low_water = self.cfg.window_events - self.cfg.window_events / 4;
-        let mut draining = self.window.len() >= self.cfg.window_events
-            && self.lanes.len() < self.cfg.max_queued;
+        let mut draining =
+            self.window.len() >= self.cfg.window_events && self.lanes.len() < self.cfg.max_queued;
         loop {
             draining &= self.window.len() > low_water;
-            let deadline = if draining { Instant::now() } else { stale_before };
+            let deadline = if draining {
+                Instant::now()
+            } else {
+                stale_before
+            };
             let Some(front) = self.window.stale_front(deadline) else {
                 break;
             };
@@ -732,7 +735,9 @@ impl Scheduler {
             Ok(()) => self.writes.clear(),
             // Kept for the next turn; sled keys are idempotent, so writing a
             // prefix twice is harmless.
-            Err(e) => error!(error = %e, writes = self.writes.len(), "writing delivery state failed; will retry"),
+            Err(e) => {
+                error!(error = %e, writes = self.writes.len(), "writing delivery state failed; will retry")
+            }
         }
     }
 
