@@ -1,0 +1,281 @@
+//! Hostile and broken receivers (raw TCP), the SSRF guard, and fairness.
+
+use crate::support::*;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+};
+
+/// A raw receiver: reads each request head, then runs `answer` on the socket.
+async fn raw_receiver<F, Fut>(answer: F) -> std::net::SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static + Clone,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut got = Vec::new();
+                // Read until the end of the head and the body (small bodies).
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                    if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if got.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                answer(stream).await;
+            });
+        }
+    });
+    addr
+}
+
+async fn failed_delivery(server: &Server, token: &str, webhook_id: &str) -> Value {
+    eventually(15, "a failed delivery", || async {
+        let v: Value = reqwest::Client::new()
+            .get(server.url(&format!(
+                "/v1/webhooks/{webhook_id}/deliveries?status=failed"
+            )))
+            .bearer_auth(token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        v["data"].as_array()?.first().cloned()
+    })
+    .await
+}
+
+async fn webhook(server: &Server, token: &str, body: Value) -> String {
+    let v: Value = reqwest::Client::new()
+        .post(server.url("/v1/webhooks"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    v["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {v}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_ssrf_guard_refuses_internal_targets_by_name_and_by_mapped_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data"))
+        .set("delivery", "allow_private_targets", "false")
+        .start();
+    let receiver = Receiver::start().await;
+    let t = bootstrap(&server, "dev-1").await;
+    let port = receiver.addr.port();
+    let by_name = webhook(&server, &t.token, json!({"url": format!("http://localhost:{port}/"), "events": ["message.sent"], "retry_attempts": 0})).await;
+    let mapped = webhook(&server, &t.token, json!({"url": format!("http://[::ffff:127.0.0.1]:{port}/"), "events": ["message.sent"], "retry_attempts": 0})).await;
+    let mut client = grpc(&server).await;
+    publish(&mut client, event("dev-1", "message.sent", "{}"))
+        .await
+        .expect("publish");
+    for id in [&by_name, &mapped] {
+        let d = failed_delivery(&server, &t.token, id).await;
+        assert_eq!(d["last_error"], "blocked_address", "{d}");
+    }
+    assert_eq!(receiver.count(), 0, "nothing reached the internal address");
+    assert_eq!(
+        metric(
+            &server,
+            r#"hookrelay_delivery_attempts_total{outcome="blocked_address"}"#
+        )
+        .await,
+        Some(2.0)
+    );
+}
+
+#[tokio::test]
+async fn redirects_resets_and_trickling_bodies_fail_as_they_should() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data")).start();
+    let target = Receiver::start().await;
+    let t = bootstrap(&server, "dev-1").await;
+    let location = target.url("/elsewhere");
+    let redirect = raw_receiver(move |mut s| {
+        let location = location.clone();
+        async move {
+            let resp =
+                format!("HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\n\r\n");
+            let _ = s.write_all(resp.as_bytes()).await;
+        }
+    })
+    .await;
+    let reset = raw_receiver(|s| async move {
+        // A zero linger turns the close into a TCP RST, which is the point;
+        // the drop does not block with a zero timeout.
+        #[allow(deprecated)]
+        let _ = s.set_linger(Some(Duration::ZERO));
+        drop(s);
+    })
+    .await;
+    let trickle = raw_receiver(|mut s| async move {
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n")
+            .await;
+        for _ in 0..100 {
+            if s.write_all(b"x").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    let mk = |addr: std::net::SocketAddr, timeout: u32| json!({"url": format!("http://{addr}/"), "events": ["message.sent"], "retry_attempts": 0, "timeout": timeout});
+    let w_redirect = webhook(&server, &t.token, mk(redirect, 10)).await;
+    let w_reset = webhook(&server, &t.token, mk(reset, 10)).await;
+    let w_trickle = webhook(&server, &t.token, mk(trickle, 1)).await;
+    let mut client = grpc(&server).await;
+    publish(&mut client, event("dev-1", "message.sent", "{}"))
+        .await
+        .expect("publish");
+
+    let d = failed_delivery(&server, &t.token, &w_redirect).await;
+    assert_eq!(
+        (d["last_status_code"].as_u64(), d["last_error"].as_str()),
+        (Some(302), Some("other")),
+        "{d}"
+    );
+    assert_eq!(target.count(), 0, "the redirect was not followed");
+    let d = failed_delivery(&server, &t.token, &w_reset).await;
+    assert_eq!(d["last_error"], "connect_error", "{d}");
+    let d = failed_delivery(&server, &t.token, &w_trickle).await;
+    assert_eq!(d["last_error"], "timeout", "{d}");
+    let detail: Value = reqwest::Client::new()
+        .get(server.url(&format!("/v1/deliveries/{}", d["id"].as_str().expect("id"))))
+        .bearer_auth(&t.token)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let ms = detail["attempt_log"][0]["duration_ms"]
+        .as_u64()
+        .expect("duration");
+    assert!(
+        (900..3000).contains(&ms),
+        "the 1 s timeout bounds the whole response: {ms} ms"
+    );
+}
+
+#[tokio::test]
+async fn retry_after_on_429_is_honoured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data"))
+        .base_delay_ms(50)
+        .start();
+    let first = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let times = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let (f, tm) = (first.clone(), times.clone());
+    let addr = raw_receiver(move |mut s| {
+        let (f, tm) = (f.clone(), tm.clone());
+        async move {
+            tm.lock().expect("lock").push(Instant::now());
+            let resp: &[u8] = if f.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 2\r\ncontent-length: 0\r\n\r\n"
+            } else {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+            };
+            let _ = s.write_all(resp).await;
+        }
+    })
+    .await;
+    let t = bootstrap(&server, "dev-1").await;
+    webhook(
+        &server,
+        &t.token,
+        json!({"url": format!("http://{addr}/"), "events": ["*"]}),
+    )
+    .await;
+    let mut client = grpc(&server).await;
+    publish(&mut client, event("dev-1", "message.sent", "{}"))
+        .await
+        .expect("publish");
+    let got = eventually(15, "two attempts", || async {
+        let t = times.lock().expect("lock").clone();
+        (t.len() >= 2).then_some(t)
+    })
+    .await;
+    let gap = got[1] - got[0];
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "Retry-After: 2 was honoured over the 50 ms base: {gap:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_hanging_endpoint_does_not_slow_a_healthy_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data"))
+        .set("delivery", "per_host_concurrency", "4")
+        .start();
+    let healthy = Receiver::start().await;
+    let hang = raw_receiver(|s| async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(s);
+    })
+    .await;
+    let t = bootstrap(&server, "dev-1").await;
+    webhook(
+        &server,
+        &t.token,
+        json!({"url": format!("http://{hang}/"), "events": ["*"], "timeout": 5}),
+    )
+    .await;
+    let other = bootstrap(&server, "dev-2").await;
+    webhook(
+        &server,
+        &other.token,
+        json!({"url": healthy.url("/"), "events": ["*"]}),
+    )
+    .await;
+    let mut client = grpc(&server).await;
+    // The hanging endpoint gets a burst first: far more than its host's slots.
+    let burst: Vec<_> = (0..200)
+        .map(|_| event("dev-1", "message.sent", "{}"))
+        .collect();
+    publish_batch(&mut client, burst).await.expect("batch");
+    let start = Instant::now();
+    let events: Vec<_> = (0..200)
+        .map(|_| event("dev-2", "message.sent", "{}"))
+        .collect();
+    publish_batch(&mut client, events).await.expect("batch");
+    healthy.wait_for(200, 10).await;
+    let took = start.elapsed();
+    // Generous: the healthy endpoint is served while every slot of the
+    // hanging host is stuck for its 5 s timeout.
+    assert!(
+        took < Duration::from_secs(4),
+        "healthy deliveries waited behind the hanging host: {took:?}"
+    );
+}
