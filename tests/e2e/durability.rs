@@ -169,3 +169,128 @@ async fn back_pressure_refuses_new_events_and_loses_none() {
     })
     .await;
 }
+
+/// A tmpfs mounted for one test, unmounted on drop.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    /// `None` where mounting is not allowed (not root): the test then says so
+    /// and does nothing. CI runs as root.
+    fn mount(path: &std::path::Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(path).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Self {
+            path: path.to_owned(),
+        })
+    }
+
+    fn available(&self) -> u64 {
+        let out = std::process::Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&self.path)
+            .output()
+            .expect("df");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("df figure")
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_answers_unavailable_loses_nothing_and_recovers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(disk) = SmallDisk::mount(&dir.path().join("small"), "64m") else {
+        println!("SKIPPED: cannot mount a tmpfs here (needs root); CI runs it");
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let server = ServerBuilder::new(&disk.path.join("data"))
+        .set("store", "min_free_bytes", &(16u64 << 20).to_string())
+        .start();
+    let t = bootstrap(&server, "dev-1").await;
+    let (status, _) = configure(
+        &server,
+        &t.token,
+        json!({"webhook_url": receiver.url("/"), "enabled_events": ["*"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut client = grpc(&server).await;
+    let mut acked = vec![
+        publish(&mut client, event("dev-1", "message.sent", "{}"))
+            .await
+            .expect("publish")
+            .event_id,
+    ];
+
+    // Fill the disk to 8 MiB free: inside the 16 MiB reserve, far from full.
+    let filler = disk.path.join("filler");
+    {
+        use std::io::Write;
+        let target = disk.available().saturating_sub(8 << 20);
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let chunk = vec![0u8; 1 << 20];
+        let mut written = 0u64;
+        while written + (1 << 20) <= target {
+            f.write_all(&chunk).expect("fill");
+            written += 1 << 20;
+        }
+        f.sync_all().expect("sync");
+    }
+    let err = publish(&mut client, event("dev-1", "message.sent", "{}"))
+        .await
+        .expect_err("disk full");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("disk space"), "{}", err.message());
+    let resp = reqwest::Client::new()
+        .post(server.url("/v1/events"))
+        .bearer_auth(INGEST_KEY)
+        .json(&json!({"device_id": "dev-1", "event": "message.sent", "data": {}}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 503);
+    assert_eq!(
+        reqwest::get(server.url("/healthz"))
+            .await
+            .expect("healthz")
+            .status(),
+        200,
+        "the server keeps running"
+    );
+
+    std::fs::remove_file(&filler).expect("free the space");
+    acked.push(
+        publish(&mut client, event("dev-1", "message.sent", "{}"))
+            .await
+            .expect("recovered")
+            .event_id,
+    );
+    eventually(10, "every acknowledged event delivered", || async {
+        let got: std::collections::HashSet<String> = receiver
+            .received()
+            .iter()
+            .map(|r| r.header("webhook-id").to_owned())
+            .collect();
+        acked.iter().all(|id| got.contains(id)).then_some(())
+    })
+    .await;
+    assert!(server.stop().await, "clean stop");
+}

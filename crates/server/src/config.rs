@@ -81,6 +81,10 @@ pub(crate) struct StoreConfig {
     /// How often the background compaction pass runs (default 30s).
     #[serde(with = "humantime_serde")]
     pub(crate) compact_interval: Duration,
+    /// Free space kept in reserve on the data directory's filesystem, bytes
+    /// (default 64 MiB): below it, publishing answers UNAVAILABLE until space
+    /// returns. 0 disables the check.
+    pub(crate) min_free_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -89,6 +93,7 @@ impl Default for StoreConfig {
             path: PathBuf::from("./data"),
             retention: Duration::from_secs(7 * 24 * 3600),
             compact_interval: Duration::from_secs(30),
+            min_free_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -37,7 +37,8 @@ pub(crate) async fn serve(mut config: Config, dev_mode: bool) -> anyhow::Result<
     };
     let metrics = telemetry::init_metrics().context("cannot install the metrics recorder")?;
     let path = config.store.path.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&path))
+    let reserve = config.store.min_free_bytes;
+    let store = tokio::task::spawn_blocking(move || Store::open_with(&path, reserve))
         .await
         .context("store open task failed")?
         .with_context(|| format!("cannot open the store at {}", config.store.path.display()))?;

@@ -23,6 +23,17 @@ pub enum StoreError {
         /// Version this build writes.
         supported: u8,
     },
+    /// Free space is below the reserve (`store.min_free_bytes`): appends are
+    /// refused until space returns, so the store never hits a full disk.
+    #[error(
+        "disk space low: {available} bytes free, {reserve} bytes kept in reserve; free some space"
+    )]
+    DiskFull {
+        /// Bytes free on the data directory's filesystem.
+        available: u64,
+        /// The configured reserve.
+        reserve: u64,
+    },
     /// An I/O or sled failure (disk full, read error).
     #[error("storage I/O failed")]
     Io(#[from] sled::Error),
@@ -49,6 +60,6 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the failure is transient I/O (answer "unavailable", retry later).
     pub fn is_io(&self) -> bool {
-        matches!(self, Self::Io(_))
+        matches!(self, Self::Io(_) | Self::DiskFull { .. })
     }
 }

@@ -68,11 +68,18 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the data directory at `path`.
+    /// Opens (or creates) the data directory at `path`, with no free-space
+    /// reserve.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, 0)
+    }
+
+    /// Opens (or creates) the data directory at `path`; appends are refused
+    /// while less than `min_free_bytes` are free on its filesystem.
     ///
     /// Fails with [`StoreError::UnsupportedFormat`] when the directory was
     /// written by a newer, unknown format.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    pub fn open_with(path: &Path, min_free_bytes: u64) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(64 * 1024 * 1024)
@@ -96,7 +103,7 @@ impl Store {
                 })
             }
         }
-        let log = Arc::new(log::SledLog::open(&db)?);
+        let log = Arc::new(log::SledLog::open(&db, path, min_free_bytes)?);
         let config = Arc::new(config::SledConfig::open(&db)?);
         let deliveries = Arc::new(deliveries::SledDeliveries::open(&db, meta)?);
         let retention = Arc::new(retention::Retention::new(log.first_seq()?));

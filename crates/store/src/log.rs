@@ -69,6 +69,10 @@ pub trait EventLog: Send + Sync + 'static {
 /// sled implementation of [`EventLog`].
 pub struct SledLog {
     db: sled::Db,
+    /// The data directory, for the free-space check.
+    path: std::path::PathBuf,
+    /// Appends are refused while free space is below this (0: no check).
+    min_free_bytes: u64,
     tree: sled::Tree,
     keys: sled::Tree,
     /// Recently decoded chunks by first sequence: retries and listings read
@@ -82,7 +86,11 @@ pub struct SledLog {
 }
 
 impl SledLog {
-    pub(crate) fn open(db: &sled::Db) -> Result<Self, StoreError> {
+    pub(crate) fn open(
+        db: &sled::Db,
+        path: &std::path::Path,
+        min_free_bytes: u64,
+    ) -> Result<Self, StoreError> {
         let tree = db.open_tree("events")?;
         let keys = db.open_tree("event_keys")?;
         let last = match tree.last()? {
@@ -95,6 +103,8 @@ impl SledLog {
         };
         Ok(Self {
             db: db.clone(),
+            path: path.to_owned(),
+            min_free_bytes,
             tree,
             keys,
             cache: Mutex::new(Vec::with_capacity(CHUNK_CACHE)),
@@ -162,6 +172,19 @@ impl EventLog for SledLog {
         appended_at_ms: i64,
     ) -> Result<Seq, StoreError> {
         let n = events.len() as u64;
+        if self.min_free_bytes > 0 {
+            // A full disk would leave sled in a sticky error state; refusing
+            // while inside the reserve keeps the store writable once space
+            // returns. An unreadable figure is not a refusal.
+            if let Ok(available) = fs2::available_space(&self.path) {
+                if available < self.min_free_bytes {
+                    return Err(StoreError::DiskFull {
+                        available,
+                        reserve: self.min_free_bytes,
+                    });
+                }
+            }
+        }
         if n == 0 {
             return Ok(*self.next.lock().unwrap_or_else(|p| p.into_inner()));
         }
