@@ -188,7 +188,42 @@ pub(crate) fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// Parses TOML text with overrides from `vars` (`HOOKRELAY_<SECTION>__<KEY>`).
+/// Keys that exist but do not appear when the defaults are serialized
+/// (optional values whose default is "unset").
+const OPTIONAL_KEYS: &[&str] = &["auth.operator_key"];
+
+/// Every key of `doc` the schema does not know, as dotted paths.
+fn unknown_keys(doc: &toml::Table, known: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    for (k, v) in doc {
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match known.get(k) {
+            None if OPTIONAL_KEYS.contains(&path.as_str()) => {}
+            None => out.push(path),
+            Some(toml::Value::Table(kt)) => {
+                if let toml::Value::Table(dt) = v {
+                    unknown_keys(dt, kt, &path, out);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+fn remove_path(doc: &mut toml::Table, path: &str) {
+    match path.split_once('.') {
+        Some((head, rest)) => {
+            if let Some(toml::Value::Table(t)) = doc.get_mut(head) {
+                remove_path(t, rest);
+            }
+        }
+        None => {
+            doc.remove(path);
+        }
+    }
+}
+
+/// Parses TOML text with overrides from `vars` (`HOOKRELAY_<SECTION>__<KEY>`),
+/// reporting every unknown key and type error together.
 pub(crate) fn parse(text: &str, vars: &[(String, String)]) -> anyhow::Result<Config> {
     let mut doc: toml::Table = toml::from_str(text).context("config file is not valid TOML")?;
     for (name, value) in vars {
@@ -215,10 +250,25 @@ pub(crate) fn parse(text: &str, vars: &[(String, String)]) -> anyhow::Result<Con
             v,
         );
     }
-    toml::Value::Table(doc)
-        .try_into()
-        .map_err(|e: toml::de::Error| anyhow::anyhow!("{}", e.message().trim()))
-        .context("invalid configuration")
+    let known = match toml::Value::try_from(Config::default()) {
+        Ok(toml::Value::Table(t)) => t,
+        _ => toml::Table::new(),
+    };
+    let mut problems = Vec::new();
+    unknown_keys(&doc, &known, "", &mut problems);
+    for p in &problems {
+        remove_path(&mut doc, p);
+    }
+    let mut problems: Vec<String> = problems
+        .into_iter()
+        .map(|p| format!("{p}: unknown key (typo?)"))
+        .collect();
+    match toml::Value::Table(doc).try_into::<Config>() {
+        Ok(config) if problems.is_empty() => return Ok(config),
+        Ok(config) => problems.extend(check(&config)),
+        Err(e) => problems.push(e.message().trim().to_owned()),
+    }
+    bail!("invalid configuration:\n  {}", problems.join("\n  "))
 }
 
 fn set(doc: &mut toml::Table, section: &str, key: &str, v: toml::Value) {
@@ -320,10 +370,20 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_are_errors() {
-        let err = parse("[delivery]\nallow_htp = true\n", &[]).expect_err("typo");
-        assert!(format!("{err:#}").contains("allow_htp"), "{err:#}");
-        assert!(parse("[nope]\n", &[]).is_err());
+    fn unknown_keys_are_errors_all_reported_with_their_paths() {
+        let err = parse(
+            "[delivery]\nallow_htp = true\nconcurrency = 0\n[nope]\nx = 1\n[ingest]\nmax_event_bytes = \"big\"\n",
+            &[],
+        )
+        .expect_err("typos");
+        let text = format!("{err:#}");
+        assert!(text.contains("delivery.allow_htp: unknown key"), "{text}");
+        assert!(text.contains("nope: unknown key"), "{text}");
+        assert!(text.contains("max_event_bytes") || text.contains("invalid type"), "{text}");
+        let err = parse("[delivery]\nallow_htp = true\nconcurrency = 0\n", &[]).expect_err("typo");
+        let text = format!("{err:#}");
+        assert!(text.contains("allow_htp") && text.contains("delivery.concurrency"), "{text}");
+        assert!(parse("[auth]\noperator_key = \"0123456789abcdef\"\n", &[]).is_ok());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod config;
 mod dev;
+mod notify;
 mod receive;
 mod run;
 mod telemetry;
@@ -79,8 +80,8 @@ fn main() -> ExitCode {
             if let Some(dir) = data_dir {
                 cfg.store.path = dir;
             }
-            telemetry::init_logs(&cfg.log);
-            runtime()?.block_on(run::serve(cfg, dev))
+            let logs = telemetry::init_logs(&cfg.log);
+            runtime()?.block_on(run::serve(cfg, dev, config, logs))
         }),
         Command::Receive {
             listen,

@@ -7,7 +7,12 @@
 //! deadline, then stop the scheduler (it records what it has) and flush the
 //! store. Whatever is still unanswered comes back after a restart.
 
-use crate::{config::Config, dev, telemetry};
+use crate::{
+    config::Config,
+    dev,
+    notify::Notifier,
+    telemetry::{self, LogHandle},
+};
 use anyhow::Context;
 use axum::{routing::get, Router};
 use hookrelay_api::{ApiConfig, ApiDeps, ApiState};
@@ -28,8 +33,14 @@ use tracing::{error, info, warn};
 /// Largest gRPC message accepted (a batch of events).
 const MAX_GRPC_MESSAGE: usize = 64 * 1024 * 1024;
 
-/// Runs the server until a shutdown signal.
-pub(crate) async fn serve(mut config: Config, dev_mode: bool) -> anyhow::Result<()> {
+/// Runs the server until a shutdown signal. `config_path` is re-read on
+/// SIGHUP for the log level.
+pub(crate) async fn serve(
+    mut config: Config,
+    dev_mode: bool,
+    config_path: Option<std::path::PathBuf>,
+    logs: LogHandle,
+) -> anyhow::Result<()> {
     let creds = if dev_mode {
         Some(dev::prepare(&mut config)?)
     } else {
@@ -192,7 +203,25 @@ pub(crate) async fn serve(mut config: Config, dev_mode: bool) -> anyhow::Result<
         stop_scheduler.clone(),
     ));
 
+    let notifier = Notifier::from_env();
+    if let Some(every) = notifier.watchdog_interval() {
+        let stop = stop_scheduler.clone();
+        let pinger = Notifier::from_env();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => pinger.notify("WATCHDOG=1"),
+                    () = stop.cancelled() => break,
+                }
+            }
+        });
+    }
+    tasks.spawn(reload_on_hup(config_path, logs, stop_scheduler.clone()));
     api_state.set_ready(true);
+    notifier.notify(&format!(
+        "READY=1\nSTATUS=serving http={http_addr} grpc={grpc_addr}"
+    ));
     info!(http = %http_addr, grpc = %grpc_addr, data = %config.store.path.display(), "hookrelay started");
     // One machine-readable line for scripts and tests.
     println!("hookrelay listening http={http_addr} grpc={grpc_addr}");
@@ -203,6 +232,7 @@ pub(crate) async fn serve(mut config: Config, dev_mode: bool) -> anyhow::Result<
     shutdown_signal().await;
     let deadline = tokio::time::Instant::now() + config.shutdown.timeout;
     info!(timeout = ?config.shutdown.timeout, "shutting down");
+    notifier.notify("STOPPING=1");
     api_state.set_ready(false);
     stop_listeners.cancel();
     // Listeners finish the requests they hold, but an idle client connection
@@ -274,6 +304,27 @@ async fn maintain(store: Store, retention: Duration, interval: Duration, stop: C
             }
             Ok((Err(e), _)) => error!(error = %e, "compaction pass failed"),
             Err(e) => error!(error = %e, "compaction task panicked"),
+        }
+    }
+}
+
+/// SIGHUP: re-reads `log.level` from the configuration file.
+async fn reload_on_hup(path: Option<std::path::PathBuf>, logs: LogHandle, stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            got = hup.recv() => if got.is_none() { break },
+            () = stop.cancelled() => break,
+        }
+        match crate::config::load(path.as_deref()) {
+            Ok(c) => match logs.set_level(&c.log.level) {
+                Ok(()) => info!(level = %c.log.level, "log level reloaded"),
+                Err(e) => warn!(error = %e, "log level not reloaded"),
+            },
+            Err(e) => warn!(error = %format!("{e:#}"), "SIGHUP: configuration not reloaded"),
         }
     }
 }
