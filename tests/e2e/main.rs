@@ -9,5 +9,6 @@ mod crash;
 mod delivery;
 mod durability;
 mod foundation;
+mod ops;
 mod resources;
 mod restart;

@@ -195,7 +195,11 @@ const OPTIONAL_KEYS: &[&str] = &["auth.operator_key"];
 /// Every key of `doc` the schema does not know, as dotted paths.
 fn unknown_keys(doc: &toml::Table, known: &toml::Table, prefix: &str, out: &mut Vec<String>) {
     for (k, v) in doc {
-        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match known.get(k) {
             None if OPTIONAL_KEYS.contains(&path.as_str()) => {}
             None => out.push(path),
@@ -379,10 +383,16 @@ mod tests {
         let text = format!("{err:#}");
         assert!(text.contains("delivery.allow_htp: unknown key"), "{text}");
         assert!(text.contains("nope: unknown key"), "{text}");
-        assert!(text.contains("max_event_bytes") || text.contains("invalid type"), "{text}");
+        assert!(
+            text.contains("max_event_bytes") || text.contains("invalid type"),
+            "{text}"
+        );
         let err = parse("[delivery]\nallow_htp = true\nconcurrency = 0\n", &[]).expect_err("typo");
         let text = format!("{err:#}");
-        assert!(text.contains("allow_htp") && text.contains("delivery.concurrency"), "{text}");
+        assert!(
+            text.contains("allow_htp") && text.contains("delivery.concurrency"),
+            "{text}"
+        );
         assert!(parse("[auth]\noperator_key = \"0123456789abcdef\"\n", &[]).is_ok());
     }
 

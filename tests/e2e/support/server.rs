@@ -51,6 +51,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Sets an environment variable of the server process.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
     /// Sets `section.key` through its environment override
     /// (`HOOKRELAY_<SECTION>__<KEY>`), e.g. `set("ingest", "max_backlog", "3")`.
     pub fn set(mut self, section: &str, key: &str, value: &str) -> Self {
