@@ -21,6 +21,10 @@ const OPERATOR: &str = "operator-key-0123456789";
 struct NoScheduler;
 
 impl DeliveryControl for NoScheduler {
+    fn circuit_open(&self, _: &str) -> bool {
+        false
+    }
+
     fn retry(&self, _: hookrelay_core::DeliveryKey) -> BoxFuture<'_, Result<(), ControlError>> {
         Box::pin(async { Err(ControlError::Unavailable) })
     }

@@ -27,7 +27,7 @@ pub(crate) fn profile_webhook(w: &Webhook) -> Value {
 }
 
 /// The `/v1` webhook object (secret never included).
-pub(crate) fn webhook(w: &Webhook) -> Value {
+pub(crate) fn webhook(w: &Webhook, circuit_open: bool) -> Value {
     json!({
         "id": w.id,
         "name": w.name,
@@ -39,6 +39,8 @@ pub(crate) fn webhook(w: &Webhook) -> Value {
         "retry_policy": w.retry_policy,
         "headers": w.headers,
         "rate_limit": w.rate_limit,
+        "circuit": if circuit_open { "open" } else { "closed" },
+        "failing_since": w.failing_since_ms.map(rfc3339_ms),
         "created_at": rfc3339_ms(w.created_at_ms),
         "updated_at": rfc3339_ms(w.updated_at_ms),
     })
@@ -84,6 +86,13 @@ pub(crate) fn build_webhook(
     defaults: &DeliveryConfig,
     now: i64,
 ) -> Webhook {
+    // A configuration change gives a failing webhook a fresh start only
+    // when it re-enables it.
+    let active = input.active.unwrap_or(true);
+    let failing_since_ms = match existing {
+        Some(w) if w.active || !active => w.failing_since_ms,
+        _ => None,
+    };
     let secret = match input.secret {
         None => existing.and_then(|w| w.secret.clone()),
         Some(s) if s.is_empty() => None,
@@ -96,7 +105,7 @@ pub(crate) fn build_webhook(
         name: input.name.unwrap_or_default(),
         url: input.url.unwrap_or_default(),
         events: input.events.unwrap_or_default(),
-        active: input.active.unwrap_or(true),
+        active,
         primary: owner.primary,
         retry_attempts: input
             .retry_attempts
@@ -116,5 +125,6 @@ pub(crate) fn build_webhook(
         rate_limit: input.rate_limit.and_then(|r| u32::try_from(r).ok()),
         created_at_ms: existing.map_or(now, |w| w.created_at_ms),
         updated_at_ms: now,
+        failing_since_ms,
     }
 }

@@ -124,7 +124,7 @@ async fn list(
         .iter()
         .skip(((page - 1) * limit) as usize)
         .take(limit as usize)
-        .map(|w| views::webhook(w))
+        .map(|w| views::webhook(w, state.control.circuit_open(&w.url)))
         .collect();
     Ok(json!({"data": data, "page": page, "limit": limit, "total": all.len()}))
 }
@@ -154,7 +154,10 @@ async fn create(
     };
     let w = build_webhook(None, input, owner, &state.delivery, now_ms());
     let stored = state.config.put_webhook(w).await?;
-    Ok(views::webhook(&stored))
+    Ok(views::webhook(
+        &stored,
+        state.control.circuit_open(&stored.url),
+    ))
 }
 
 /// `PUT` (replace: omitted fields take their defaults) or `PATCH` (merge:
@@ -183,7 +186,10 @@ async fn update(
     };
     let w = build_webhook(Some(&existing), input, owner, &state.delivery, now_ms());
     let stored = state.config.put_webhook(w).await?;
-    Ok(views::webhook(&stored))
+    Ok(views::webhook(
+        &stored,
+        state.control.circuit_open(&stored.url),
+    ))
 }
 
 async fn delete(state: &ApiState, scope: Scope, id: &str) -> Result<Value, ApiError> {
@@ -221,7 +227,10 @@ pub(crate) async fn d_get(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Native> {
     let scope = device_scope(&s, &h)?;
-    Ok(Json(views::webhook(own_webhook(&s, &scope, &id)?.as_ref())))
+    Ok(Json(webhook_view(
+        &s,
+        own_webhook(&s, &scope, &id)?.as_ref(),
+    )))
 }
 
 pub(crate) async fn d_put(
@@ -281,7 +290,10 @@ pub(crate) async fn a_get(
     Path((app, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, Native> {
     let scope = app_scope(&s, &h, &app)?;
-    Ok(Json(views::webhook(own_webhook(&s, &scope, &id)?.as_ref())))
+    Ok(Json(webhook_view(
+        &s,
+        own_webhook(&s, &scope, &id)?.as_ref(),
+    )))
 }
 
 pub(crate) async fn a_put(
@@ -311,4 +323,8 @@ pub(crate) async fn a_delete(
 ) -> Result<Json<Value>, Native> {
     let scope = app_scope(&s, &h, &app)?;
     Ok(Json(delete(&s, scope, &id).await?))
+}
+
+fn webhook_view(s: &ApiState, w: &Webhook) -> Value {
+    views::webhook(w, s.control.circuit_open(&w.url))
 }

@@ -27,12 +27,19 @@ pub struct DeliveryConfig {
     /// Attempts in flight at once to one target host (`scheme://host:port`)
     /// (default 16): a slow or dead host holds at most these.
     pub per_host_concurrency: usize,
+    /// Consecutive failed attempts to one host after which its circuit opens
+    /// and it is probed with one attempt at a time (default 10).
+    pub breaker_threshold: u32,
     /// Extra time past a webhook's timeout before an in-flight attempt's lease
     /// expires and the delivery is due again (default 30s).
     #[serde(with = "humantime_serde")]
     pub lease_margin: Duration,
     /// Default first retry delay for new webhooks, in milliseconds (default 1000).
     pub base_delay_ms: u64,
+    /// A webhook whose attempts have all failed for this long is deactivated,
+    /// and the device's other webhooks get `webhook.disabled` (default 5d).
+    #[serde(with = "humantime_serde")]
+    pub disable_after: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -43,8 +50,10 @@ impl Default for DeliveryConfig {
             rotation_grace: Duration::from_secs(24 * 3600),
             concurrency: 256,
             per_host_concurrency: 16,
+            breaker_threshold: 10,
             lease_margin: Duration::from_secs(30),
             base_delay_ms: 1000,
+            disable_after: Duration::from_secs(5 * 24 * 3600),
         }
     }
 }

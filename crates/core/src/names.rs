@@ -24,6 +24,8 @@ pub mod metric {
     pub const EVENT_TO_DELIVERY: &str = "hookrelay_event_to_delivery_seconds";
     /// Counter `{route,status}`: REST requests.
     pub const HTTP_REQUESTS: &str = "hookrelay_http_requests_total";
+    /// Gauge: target hosts whose circuit breaker is open.
+    pub const CIRCUITS_OPEN: &str = "hookrelay_circuits_open";
     /// Gauge: data directory size, bytes.
     pub const STORE_BYTES: &str = "hookrelay_store_bytes";
 }

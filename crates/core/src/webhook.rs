@@ -68,6 +68,9 @@ pub struct Webhook {
     pub created_at_ms: i64,
     /// Last change, unix ms.
     pub updated_at_ms: i64,
+    /// Since when every attempt has failed (unix ms); `None` after a success.
+    /// Past `delivery.disable_after` the webhook is deactivated.
+    pub failing_since_ms: Option<i64>,
 }
 
 impl Webhook {
@@ -424,6 +427,7 @@ mod tests {
             rate_limit: None,
             created_at_ms: 0,
             updated_at_ms: 0,
+            failing_since_ms: None,
         };
         assert_eq!(w.signing_secrets(99), vec!["new", "old"]);
         assert_eq!(w.signing_secrets(100), vec!["new"]);

@@ -32,6 +32,7 @@ fn webhook(id: &str, events: &[&str]) -> Webhook {
         rate_limit: None,
         created_at_ms: 0,
         updated_at_ms: 0,
+        failing_since_ms: None,
     }
 }
 

@@ -78,6 +78,14 @@ pub trait ConfigStore: Send + Sync + 'static {
     fn token_scope(&self, hash: &TokenHash) -> Option<TokenScope>;
     /// Creates or replaces a webhook.
     fn put_webhook(&self, webhook: Webhook) -> BoxFuture<'_, Result<Arc<Webhook>, StoreError>>;
+    /// Changes a webhook atomically (read, `change`, write under the writer
+    /// lock, so a concurrent change is never lost). `change` returns whether
+    /// it changed anything; the result is the stored webhook, if any.
+    fn update_webhook<'a>(
+        &'a self,
+        id: &WebhookId,
+        change: Box<dyn FnOnce(&mut Webhook) -> bool + Send + 'a>,
+    ) -> BoxFuture<'a, Result<Option<Arc<Webhook>>, StoreError>>;
     /// Deletes a webhook; `false` if it did not exist.
     fn delete_webhook(&self, id: &WebhookId) -> BoxFuture<'_, Result<bool, StoreError>>;
     /// A webhook by id.
@@ -317,6 +325,29 @@ impl ConfigStore for SledConfig {
         })
     }
 
+    fn update_webhook<'a>(
+        &'a self,
+        id: &WebhookId,
+        change: Box<dyn FnOnce(&mut Webhook) -> bool + Send + 'a>,
+    ) -> BoxFuture<'a, Result<Option<Arc<Webhook>>, StoreError>> {
+        let id = id.clone();
+        Box::pin(async move {
+            let _w = self.write.lock().await;
+            let Some(current) = self.read().webhooks.get(&id).cloned() else {
+                return Ok(None);
+            };
+            let mut next = (*current).clone();
+            if !change(&mut next) {
+                return Ok(Some(current));
+            }
+            self.webhooks.insert(next.id.as_str(), codec::encode(&next))?;
+            self.durable().await?;
+            let w = Arc::new(next);
+            self.update(|m| m.index_webhook(w.clone()));
+            Ok(Some(w))
+        })
+    }
+
     fn delete_webhook(&self, id: &WebhookId) -> BoxFuture<'_, Result<bool, StoreError>> {
         let id = id.clone();
         Box::pin(async move {
@@ -370,6 +401,7 @@ mod tests {
             rate_limit: None,
             created_at_ms: at,
             updated_at_ms: at,
+            failing_since_ms: None,
         }
     }
 

@@ -23,6 +23,8 @@ pub enum ControlError {
 
 /// What the API may ask of the delivery scheduler.
 pub trait DeliveryControl: Send + Sync + 'static {
+    /// Whether the circuit of the host `url` points at is open.
+    fn circuit_open(&self, url: &str) -> bool;
     /// Attempts a delivery again now (it must not be pending already).
     fn retry(&self, key: DeliveryKey) -> BoxFuture<'_, Result<(), ControlError>>;
     /// Creates new deliveries to `webhook` for every logged event appended in

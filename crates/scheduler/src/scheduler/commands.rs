@@ -2,6 +2,7 @@
 //! loop so that delivery state keeps a single writer.
 
 use super::Scheduler;
+use crate::lanes::{host_of, Board};
 use hookrelay_core::{
     now_ms, DeliveryKey, DeliveryRecord, DeliveryStatus, Seq, WebhookId, WEBHOOK_TEST,
 };
@@ -28,16 +29,24 @@ pub(crate) enum Command {
 #[derive(Clone)]
 pub struct SchedulerHandle {
     tx: mpsc::Sender<Command>,
+    board: Board,
 }
 
 impl SchedulerHandle {
-    pub(crate) fn new(capacity: usize) -> (Self, mpsc::Receiver<Command>) {
+    pub(crate) fn new(capacity: usize, board: Board) -> (Self, mpsc::Receiver<Command>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        (Self { tx }, rx)
+        (Self { tx, board }, rx)
     }
 }
 
 impl DeliveryControl for SchedulerHandle {
+    fn circuit_open(&self, url: &str) -> bool {
+        self.board
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&host_of(url))
+    }
+
     fn retry(&self, key: DeliveryKey) -> BoxFuture<'_, Result<(), ControlError>> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();

@@ -79,6 +79,21 @@ pub struct Scheduler {
     spilled_to: Option<Seq>,
     /// The persisted dispatch cursor.
     cursor: Seq,
+    /// Auto-disable bookkeeping to write (webhook config changes are async
+    /// and rare: transitions only).
+    health: HashMap<WebhookId, Health>,
+    disable_after_ms: i64,
+}
+
+/// A change to a webhook's failure clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Health {
+    /// A success: clear `failing_since`.
+    Recovered,
+    /// The first failure since the last success.
+    FailingSince(i64),
+    /// Failing for longer than `delivery.disable_after`: deactivate.
+    Disable,
 }
 
 fn lease_ms(w: Option<&Webhook>, margin_ms: i64) -> i64 {
@@ -100,7 +115,8 @@ impl Scheduler {
     ) -> Self {
         let head = log.durable_head();
         let lease_margin = delivery.lease_margin;
-        let (handle, commands) = SchedulerHandle::new(cfg.command_channel);
+        let board = crate::lanes::Board::default();
+        let (handle, commands) = SchedulerHandle::new(cfg.command_channel, board.clone());
         Self {
             log,
             config,
@@ -112,7 +128,11 @@ impl Scheduler {
             window: Window::default(),
             next_read: 1,
             recovery_horizon: 0,
-            lanes: Lanes::new(delivery.per_host_concurrency),
+            lanes: Lanes::new(
+                delivery.per_host_concurrency,
+                delivery.breaker_threshold,
+                board,
+            ),
             active: HashMap::new(),
             commands,
             handle,
@@ -121,6 +141,9 @@ impl Scheduler {
             unrecorded: 0,
             spilled_to: None,
             cursor: 0,
+            health: HashMap::new(),
+            disable_after_ms: i64::try_from(delivery.disable_after.as_millis())
+                .unwrap_or(i64::MAX / 2),
         }
     }
 
@@ -141,6 +164,9 @@ impl Scheduler {
         let mut reports = Vec::with_capacity(256);
         let mut next_tick = tokio::time::Instant::now();
         loop {
+            if !self.health.is_empty() {
+                self.apply_health().await;
+            }
             if self.window.len() >= self.cfg.window_events && self.lanes.len() < self.cfg.max_queued
             {
                 self.spill();
@@ -150,6 +176,7 @@ impl Scheduler {
                 self.scan_due()?;
                 self.spill();
                 self.defer_overflow();
+                self.lanes.wake_throttled();
                 self.update_gauges();
                 next_tick = tokio::time::Instant::now() + self.cfg.tick;
             }
@@ -203,6 +230,91 @@ impl Scheduler {
         self.window.len() < self.cfg.window_events && self.lanes.len() < self.cfg.max_queued
     }
 
+    /// Notes a transition of a webhook's failure clock (written by
+    /// [`Scheduler::apply_health`]).
+    fn track_health(&mut self, w: &Webhook, ok: bool, now: i64) {
+        let change = match (ok, w.failing_since_ms) {
+            (true, Some(_)) => Some(Health::Recovered),
+            (true, None) => None,
+            (false, None) => Some(Health::FailingSince(now)),
+            (false, Some(since)) if w.active && now - since >= self.disable_after_ms => {
+                Some(Health::Disable)
+            }
+            (false, Some(_)) => None,
+        };
+        if let Some(change) = change {
+            // Within one batch the first transition wins, except that a
+            // success always wins.
+            let entry = self.health.entry(w.id.clone()).or_insert(change);
+            if change == Health::Recovered {
+                *entry = change;
+            }
+        }
+    }
+
+    /// Writes the noted failure-clock transitions; deactivates webhooks that
+    /// failed for too long and announces it with a `webhook.disabled` event.
+    async fn apply_health(&mut self) {
+        let now = now_ms();
+        for (id, change) in std::mem::take(&mut self.health) {
+            // Read-modify-write under the store's lock: an API change made
+            // meanwhile (a PATCH deactivating it, say) is never overwritten.
+            let mut disabled = false;
+            let result = self
+                .config
+                .update_webhook(
+                    &id,
+                    Box::new(|next: &mut Webhook| match change {
+                        Health::Recovered => next.failing_since_ms.take().is_some(),
+                        Health::FailingSince(t) if next.failing_since_ms.is_none() => {
+                            next.failing_since_ms = Some(t);
+                            true
+                        }
+                        Health::FailingSince(_) => false,
+                        Health::Disable if next.active => {
+                            next.active = false;
+                            next.updated_at_ms = now;
+                            disabled = true;
+                            true
+                        }
+                        Health::Disable => false,
+                    }),
+                )
+                .await;
+            let w = match result {
+                Ok(Some(w)) => w,
+                Ok(None) => continue,
+                Err(e) => {
+                    error!(webhook_id = %id, error = %e, "updating the webhook's failure clock failed");
+                    continue;
+                }
+            };
+            if disabled {
+                warn!(webhook_id = %id, since = ?w.failing_since_ms, "webhook disabled after failing for too long");
+                let event = hookrelay_core::Event {
+                    id: hookrelay_core::new_event_id(),
+                    device_id: w.device_id.to_string(),
+                    event_type: hookrelay_core::WEBHOOK_DISABLED.to_owned(),
+                    occurred_at_ms: now,
+                    data: serde_json::json!({
+                        "webhook_id": w.id,
+                        "url": w.url,
+                        "failing_since": w.failing_since_ms.map(hookrelay_core::rfc3339_ms),
+                        "disabled_at": hookrelay_core::rfc3339_ms(now),
+                    })
+                    .to_string(),
+                };
+                let appended = match self.log.append(vec![event], vec![], now) {
+                    Ok(_) => self.log.sync().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = appended {
+                    error!(webhook_id = %id, error = %e, "appending webhook.disabled failed");
+                }
+            }
+        }
+    }
+
     /// The next queued task with its webhook's configuration as of now
     /// (invariant 5: every attempt uses the current URL, headers, secret and
     /// timeout). Tasks whose webhook was deleted or deactivated are cancelled
@@ -215,7 +327,7 @@ impl Scheduler {
                     return Some((host, task));
                 }
                 _ => {
-                    self.lanes.done(&host, 0);
+                    self.lanes.done(&host, 0, None);
                     self.cancel(&task.key);
                 }
             }
@@ -482,7 +594,11 @@ impl Scheduler {
         let Some(a) = self.active.remove(&r.key) else {
             return;
         };
-        self.lanes.done(&a.host, r.attempt.duration_ms);
+        self.lanes.done(
+            &a.host,
+            r.attempt.duration_ms,
+            Some(r.result == AttemptResult::Delivered),
+        );
         if let Some(lease) = a.lease_at {
             self.writes.push(DeliveryWrite::Undue(lease, r.key.clone()));
             self.pending_records -= 1;
@@ -491,6 +607,9 @@ impl Scheduler {
             self.unrecorded -= 1;
         }
         let webhook = self.config.webhook(&r.key.webhook_id);
+        if let Some(w) = webhook.as_deref() {
+            self.track_health(w, r.result == AttemptResult::Delivered, now);
+        }
         let n = a.attempt;
         let mut rec = match r.result {
             AttemptResult::Delivered => {
@@ -745,6 +864,7 @@ impl Scheduler {
         let head = *self.head.borrow();
         metrics::gauge!(metric::LOG_SEQUENCE).set(head as f64);
         metrics::gauge!(metric::FANOUT_LAG).set(head.saturating_sub(self.next_read - 1) as f64);
+        metrics::gauge!(metric::CIRCUITS_OPEN).set(self.lanes.open_breakers() as f64);
         metrics::gauge!(metric::DELIVERIES_PENDING)
             .set((self.pending_records + self.unrecorded).max(0) as f64);
     }
