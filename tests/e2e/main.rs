@@ -9,6 +9,7 @@ mod crash;
 mod delivery;
 mod durability;
 mod foundation;
+mod isolation;
 mod ops;
 mod resources;
 mod restart;

@@ -38,6 +38,7 @@ pub(crate) enum ApiError {
     PayloadTooLarge,
     UnsupportedMediaType,
     Unavailable(String),
+    RateLimited,
     Internal,
 }
 
@@ -74,6 +75,11 @@ impl ApiError {
                 "request body must be application/json".to_owned(),
             ),
             Self::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", m.clone()),
+            Self::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                "too many requests for this token; retry after the Retry-After delay".to_owned(),
+            ),
             Self::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "INTERNAL",

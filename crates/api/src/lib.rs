@@ -12,6 +12,7 @@ mod auth;
 mod body;
 mod deliveries;
 mod error;
+mod limit;
 mod profile;
 mod state;
 mod tenancy;
@@ -92,13 +93,16 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Finishes a router for serving: JSON 404/405 fallbacks, the body limit and
-/// request metrics. Call once, after every route is merged.
-pub fn finish(router: Router) -> Router {
+/// Finishes a router for serving: JSON 404/405 fallbacks, the body limit,
+/// the per-token rate limit (`requests_per_second`, with bursts of
+/// `burst`) and request metrics. Call once, after every route is merged.
+pub fn finish(router: Router, requests_per_second: u32, burst: u32) -> Router {
+    let limiter = limit::Limiter::new(requests_per_second, burst);
     router
         .fallback(error::not_found_route)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(limiter, limit::limit))
         .layer(middleware::from_fn(count_requests))
 }
 

@@ -83,7 +83,7 @@ async fn app() -> (Router, Store, tempfile::TempDir) {
             max_webhooks_per_app: 3,
         },
     );
-    (finish(router(state)), store, dir)
+    (finish(router(state), 1000, 1000), store, dir)
 }
 
 async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Value) {

@@ -113,12 +113,19 @@ pub(crate) struct AuthConfig {
 pub(crate) struct ApiSection {
     /// Most webhooks one app may have (default 20).
     pub(crate) max_webhooks_per_app: usize,
+    /// Sustained REST requests per second per token (default 50); over it,
+    /// 429 `RATE_LIMITED` with `Retry-After`.
+    pub(crate) requests_per_second: u32,
+    /// Requests a token may make in a burst (default 200).
+    pub(crate) burst: u32,
 }
 
 impl Default for ApiSection {
     fn default() -> Self {
         Self {
             max_webhooks_per_app: 20,
+            requests_per_second: 50,
+            burst: 200,
         }
     }
 }

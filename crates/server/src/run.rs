@@ -181,6 +181,8 @@ pub(crate) async fn serve(
         hookrelay_api::router(api_state.clone())
             .merge(hookrelay_ingest::http_router(ingest))
             .merge(metrics_route),
+        config.api.requests_per_second,
+        config.api.burst,
     );
     let http_listener = tokio::net::TcpListener::bind(config.http.listen)
         .await

@@ -340,7 +340,8 @@ impl ConfigStore for SledConfig {
             if !change(&mut next) {
                 return Ok(Some(current));
             }
-            self.webhooks.insert(next.id.as_str(), codec::encode(&next))?;
+            self.webhooks
+                .insert(next.id.as_str(), codec::encode(&next))?;
             self.durable().await?;
             let w = Arc::new(next);
             self.update(|m| m.index_webhook(w.clone()));

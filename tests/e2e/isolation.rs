@@ -1,0 +1,240 @@
+//! Tenant isolation (invariant 7) and the per-token rate limit.
+
+use crate::support::*;
+use reqwest::Method as M;
+use serde_json::{json, Value};
+
+async fn call(
+    server: &Server,
+    m: M,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new().request(m, server.url(path));
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn no_route_lets_another_tenant_or_device_see_or_change_anything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data")).start();
+    let receiver = Receiver::start().await;
+    let a = bootstrap(&server, "dev-a").await;
+    // Another device of the same organization.
+    let (_, sibling) = call(
+        &server,
+        M::POST,
+        "/v1/organization/apps",
+        Some(&a.admin_key),
+        Some(json!({"id": "dev-a2", "name": "x"})),
+    )
+    .await;
+    assert_eq!(sibling["id"], "dev-a2");
+    let (_, tok) = call(
+        &server,
+        M::POST,
+        "/v1/organization/apps/dev-a2/tokens",
+        Some(&a.admin_key),
+        None,
+    )
+    .await;
+    let sibling_token = tok["token"].as_str().expect("token").to_owned();
+    let b = bootstrap(&server, "dev-b").await;
+
+    let (status, wa) = call(
+        &server,
+        M::POST,
+        "/v1/webhooks",
+        Some(&a.token),
+        Some(json!({"url": receiver.url("/"), "events": ["*"]})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let wa_id = wa["id"].as_str().expect("id").to_owned();
+    let mut client = grpc(&server).await;
+    publish(&mut client, event("dev-a", "message.sent", "{}"))
+        .await
+        .expect("publish");
+    receiver.wait_for(1, 10).await;
+    let (_, list) = eventually(10, "the delivery listed", || async {
+        let r = call(
+            &server,
+            M::GET,
+            &format!("/v1/webhooks/{wa_id}/deliveries"),
+            Some(&a.token),
+            None,
+        )
+        .await;
+        r.1["data"][0]["id"].is_string().then_some(r)
+    })
+    .await;
+    let da = list["data"][0]["id"]
+        .as_str()
+        .expect("delivery id")
+        .to_owned();
+    let (_, before) = call(
+        &server,
+        M::GET,
+        &format!("/v1/webhooks/{wa_id}"),
+        Some(&a.token),
+        None,
+    )
+    .await;
+
+    let body = || {
+        Some(
+            json!({"url": "https://evil.example/", "events": ["*"], "since": "2000-01-01T00:00:00Z", "name": "x"}),
+        )
+    };
+    let device_routes = [
+        (M::GET, format!("/v1/webhooks/{wa_id}")),
+        (M::PUT, format!("/v1/webhooks/{wa_id}")),
+        (M::PATCH, format!("/v1/webhooks/{wa_id}")),
+        (M::DELETE, format!("/v1/webhooks/{wa_id}")),
+        (M::GET, format!("/v1/webhooks/{wa_id}/deliveries")),
+        (M::POST, format!("/v1/webhooks/{wa_id}/test")),
+        (M::POST, format!("/v1/webhooks/{wa_id}/replay")),
+        (M::POST, format!("/v1/webhooks/{wa_id}/rotate-secret")),
+        (M::GET, format!("/v1/deliveries/{da}")),
+        (M::POST, format!("/v1/deliveries/{da}/retry")),
+    ];
+    let admin_routes = [
+        (M::GET, "/v1/organization/apps/dev-a".to_owned()),
+        (M::DELETE, "/v1/organization/apps/dev-a".to_owned()),
+        (M::POST, "/v1/organization/apps/dev-a/tokens".to_owned()),
+        (M::GET, "/v1/organization/apps/dev-a/webhooks".to_owned()),
+        (M::POST, "/v1/organization/apps/dev-a/webhooks".to_owned()),
+        (
+            M::GET,
+            format!("/v1/organization/apps/dev-a/webhooks/{wa_id}"),
+        ),
+        (
+            M::PUT,
+            format!("/v1/organization/apps/dev-a/webhooks/{wa_id}"),
+        ),
+        (
+            M::PATCH,
+            format!("/v1/organization/apps/dev-a/webhooks/{wa_id}"),
+        ),
+        (
+            M::DELETE,
+            format!("/v1/organization/apps/dev-a/webhooks/{wa_id}"),
+        ),
+    ];
+    let mut checked = 0;
+    for (m, path) in &device_routes {
+        for key in [&sibling_token, &b.token] {
+            let (status, resp) = call(&server, m.clone(), path, Some(key), body()).await;
+            assert_eq!(
+                status, 404,
+                "{m} {path} with another device's token: {resp}"
+            );
+            checked += 1;
+        }
+        let (status, _) = call(&server, m.clone(), path, None, body()).await;
+        assert_eq!(status, 401, "{m} {path} without a token");
+    }
+    for (m, path) in &admin_routes {
+        let (status, resp) = call(&server, m.clone(), path, Some(&b.admin_key), body()).await;
+        assert_eq!(
+            status, 404,
+            "{m} {path} with another organization's admin key: {resp}"
+        );
+        checked += 1;
+        let (status, _) = call(&server, m.clone(), path, None, body()).await;
+        assert_eq!(status, 401, "{m} {path} without a token");
+    }
+    assert_eq!(checked, 29);
+
+    // Nothing changed.
+    let (status, after) = call(
+        &server,
+        M::GET,
+        &format!("/v1/webhooks/{wa_id}"),
+        Some(&a.token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(after, before);
+    let (status, _) = call(
+        &server,
+        M::GET,
+        "/v1/organization/apps/dev-a",
+        Some(&a.admin_key),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, list) = call(
+        &server,
+        M::GET,
+        "/v1/organization/apps/dev-a/webhooks",
+        Some(&a.admin_key),
+        None,
+    )
+    .await;
+    assert_eq!(list["total"], 1);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        receiver.count(),
+        1,
+        "no test send or retry reached the receiver"
+    );
+}
+
+#[tokio::test]
+async fn a_token_over_its_rate_gets_429_with_retry_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data"))
+        .set("api", "requests_per_second", "1")
+        .set("api", "burst", "5")
+        .start();
+    let a = bootstrap(&server, "dev-a").await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(
+            call(&server, M::GET, "/v1/webhooks", Some(&a.token), None)
+                .await
+                .0,
+        );
+    }
+    assert_eq!(statuses, vec![200, 200, 200, 200, 200, 429]);
+    let resp = reqwest::Client::new()
+        .get(server.url("/webhook"))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(
+        body["error_code"], "RATE_LIMITED",
+        "the profile's envelope on /webhook"
+    );
+    // Other tokens, health and ingest are unaffected.
+    let b = bootstrap(&server, "dev-b").await;
+    assert_eq!(
+        call(&server, M::GET, "/v1/webhooks", Some(&b.token), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        reqwest::get(server.url("/healthz"))
+            .await
+            .expect("healthz")
+            .status(),
+        200
+    );
+}
