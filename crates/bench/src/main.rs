@@ -88,6 +88,19 @@ enum Scenario {
         #[arg(long, default_value_t = 512)]
         size: usize,
     },
+    /// A backlog of pending deliveries built while the sink is down: RSS and
+    /// disk, restart time to the first delivery, drain rate once it is up.
+    Backlog {
+        #[arg(long, default_value_t = 1_000_000)]
+        deliveries: u64,
+        #[arg(long, default_value_t = 8)]
+        streams: u64,
+        #[arg(long, default_value_t = 512)]
+        size: usize,
+        /// Longest drain measured, seconds.
+        #[arg(long, default_value_t = 120)]
+        drain_seconds: u64,
+    },
     /// Half of the webhooks never answer: deliveries/s to the healthy half,
     /// against the same run without the dead half.
     DeadEndpoint {
@@ -298,6 +311,12 @@ async fn run(scenario: Scenario, bin: PathBuf) -> anyhow::Result<Outcome> {
                 json!(null),
             ))
         }
+        Scenario::Backlog {
+            deliveries,
+            streams,
+            size,
+            drain_seconds,
+        } => backlog(&bin, &data, deliveries, streams, size, drain_seconds).await,
         Scenario::DeadEndpoint {
             devices,
             events,
@@ -483,4 +502,95 @@ fn finish(
         server_cpu_s: cpu_seconds(pid),
         extra,
     }
+}
+
+/// The backlog scenario: N events logged, then replayed to a webhook whose
+/// sink is down (N pending deliveries); restart with the sink up.
+async fn backlog(
+    bin: &std::path::Path,
+    data: &std::path::Path,
+    n: u64,
+    streams: u64,
+    size: usize,
+    drain_seconds: u64,
+) -> anyhow::Result<Outcome> {
+    let opts = ServerOptions::default()
+        .set("ingest", "max_backlog", "100000000")
+        .set("ingest", "max_pending_deliveries", "100000000");
+    let server = Server::start(bin, data, &opts)?;
+    let admin = server.organization().await?;
+    let token = server.device(&admin, "backlog").await?;
+    publish(&server, n, streams, size, |_| "backlog".to_owned(), None).await?;
+    // A port nothing listens on: every attempt is refused while it is down.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let webhook = server
+        .v1_webhook(&token, &format!("http://{down}/"))
+        .await?;
+    let built = Instant::now();
+    let replayed = server.replay_all(&token, &webhook).await?;
+    let build_s = built.elapsed().as_secs_f64();
+    // Let the refused attempts open the breaker and settle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pending = server
+        .metric("hookrelay_deliveries_pending")
+        .await
+        .unwrap_or(0.0);
+    let pid = server.pid();
+    let rss_built = peak_rss_mib(pid);
+    let cpu_build = cpu_seconds(pid);
+    server.stop();
+    let disk_mib = dir_size(data) as f64 / (1 << 20) as f64;
+
+    let stats = sink::start_at(down).await?;
+    let restart = Instant::now();
+    let server = Server::start(bin, data, &opts)?;
+    let limit = Duration::from_secs(60);
+    while stats.count.load(Ordering::Relaxed) == 0 && restart.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let first_delivery_s = restart.elapsed().as_secs_f64();
+    let drain_start = Instant::now();
+    let start_count = stats.count.load(Ordering::Relaxed);
+    let deadline = Duration::from_secs(drain_seconds);
+    while stats.count.load(Ordering::Relaxed) < replayed && drain_start.elapsed() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let drained = stats.count.load(Ordering::Relaxed) - start_count;
+    let drain_s = drain_start.elapsed().as_secs_f64();
+    let mut o = finish(
+        "backlog",
+        json!({"deliveries": n, "size": size}),
+        drained,
+        drain_s,
+        "drained deliveries",
+        None,
+        &server,
+        json!(null),
+    );
+    o.server_peak_rss_mib = o.server_peak_rss_mib.max(rss_built);
+    o.extra = json!({
+        "replayed": replayed,
+        "pending_before_restart": pending,
+        "build_replay_seconds": build_s,
+        "server_cpu_build_s": cpu_build,
+        "rss_while_built_mib": rss_built,
+        "disk_mib": disk_mib,
+        "restart_to_first_delivery_s": first_delivery_s,
+        "delivered_total": stats.count.load(Ordering::Relaxed),
+    });
+    Ok(o)
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }

@@ -208,6 +208,63 @@ level = "warn"
     }
 }
 
+impl Server {
+    /// Replays every logged event of the device to the webhook behind `token`.
+    pub(crate) async fn replay_all(&self, token: &str, webhook_id: &str) -> anyhow::Result<u64> {
+        let v = self
+            .post(
+                &format!("/v1/webhooks/{webhook_id}/replay"),
+                token,
+                json!({"since": "2000-01-01T00:00:00Z"}),
+            )
+            .await?;
+        v["replayed"].as_u64().context("no replayed count")
+    }
+
+    /// Creates a `/v1` webhook for the device behind `token`; returns its id.
+    pub(crate) async fn v1_webhook(&self, token: &str, url: &str) -> anyhow::Result<String> {
+        let v = self
+            .post(
+                "/v1/webhooks",
+                token,
+                json!({"url": url, "events": ["*"], "retry_attempts": 20}),
+            )
+            .await?;
+        v["id"].as_str().map(str::to_owned).context("no webhook id")
+    }
+
+    /// One sample of `/metrics`.
+    pub(crate) async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
+    /// SIGTERM, and wait for the exit.
+    pub(crate) fn stop(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {

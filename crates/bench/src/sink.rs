@@ -57,8 +57,21 @@ pub(crate) async fn start(hosts: u8) -> anyhow::Result<(Vec<SocketAddr>, Arc<Sin
     Ok((addrs, stats))
 }
 
+/// Starts a sink on a given address (to come up where a webhook points).
+pub(crate) async fn start_at(addr: SocketAddr) -> anyhow::Result<Arc<SinkStats>> {
+    let stats = Arc::new(SinkStats::default());
+    let std::net::IpAddr::V4(ip) = addr.ip() else {
+        anyhow::bail!("IPv4 only");
+    };
+    start_bound(TcpListener::bind((ip, addr.port())).await?, stats.clone()).await?;
+    Ok(stats)
+}
+
 async fn start_on(ip: std::net::Ipv4Addr, stats: Arc<SinkStats>) -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind((ip, 0)).await?;
+    start_bound(TcpListener::bind((ip, 0)).await?, stats).await
+}
+
+async fn start_bound(listener: TcpListener, stats: Arc<SinkStats>) -> anyhow::Result<SocketAddr> {
     let addr = listener.local_addr()?;
     let s = stats;
     tokio::spawn(async move {

@@ -188,6 +188,11 @@ impl Lanes {
         self.queued
     }
 
+    /// Tasks waiting in `host`'s lane.
+    pub(crate) fn lane_len(&self, host: &Arc<str>) -> usize {
+        self.lanes.get(host).map_or(0, |l| l.queued)
+    }
+
     /// Whether some lane can send now.
     pub(crate) fn has_sendable(&self) -> bool {
         !self.ready.is_empty()

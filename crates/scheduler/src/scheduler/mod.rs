@@ -650,8 +650,22 @@ impl Scheduler {
             return Ok(());
         }
         let now = now_ms();
-        for e in self.store.due(now, self.cfg.due_batch)? {
+        // Scan past the entries of lanes that are already full (they stay
+        // due, untouched) so other hosts are not starved, within a bound.
+        let mut taken = 0;
+        for e in self.store.due(now, self.cfg.due_batch * 8)? {
+            if taken >= self.cfg.due_batch || self.lanes.len() >= self.cfg.max_queued {
+                break;
+            }
             let webhook = self.config.webhook(&e.key.webhook_id);
+            if !self.active.contains_key(&e.key) {
+                if let Some(w) = webhook.as_deref() {
+                    if self.lanes.lane_len(&host_of(&w.url)) >= self.cfg.lane_queue {
+                        continue;
+                    }
+                }
+                taken += 1;
+            }
             if let Some(a) = self.active.get_mut(&e.key) {
                 if e.kind == DueKind::Lease && a.lease_at == Some(e.at_ms) {
                     if let Some(sent) = a.sent_at_ms {
