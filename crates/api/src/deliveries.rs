@@ -6,6 +6,8 @@
 //! replayed, or outlived the dispatch window), otherwise its attempt log (the
 //! happy path writes nothing else), with event details read from the log.
 
+#[allow(unused_imports)]
+use crate::openapi::*;
 use crate::{
     error::{ApiError, Native},
     state::ApiState,
@@ -145,6 +147,7 @@ fn bad(field: &str, message: &str) -> ApiError {
 }
 
 /// `GET /v1/webhooks/{id}/deliveries?status=&limit=&cursor=`
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "deliveries", params(("id" = String, Path, description = "webhook id (wh_…)"), ("status" = Option<String>, Query, description = "pending, delivered, failed or cancelled"), ("limit" = Option<u32>, Query, description = "1..=100, default 20"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), security(("device_token" = []), ("api_key" = [])), responses((status = 200, body = DeliveryList), (status = 400, body = NativeError), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn list(
     State(s): State<ApiState>,
     h: HeaderMap,
@@ -224,6 +227,7 @@ fn own_delivery(s: &ApiState, h: &HeaderMap, id: &str) -> Result<DeliveryKey, Ap
 }
 
 /// `GET /v1/deliveries/{id}`: with its attempt log.
+#[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "deliveries", params(("id" = String, Path, description = "delivery id (dlv_…)")), security(("device_token" = []), ("api_key" = [])), responses((status = 200, body = DeliveryDoc), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn get(
     State(s): State<ApiState>,
     h: HeaderMap,
@@ -237,6 +241,7 @@ pub(crate) async fn get(
 }
 
 /// `POST /v1/deliveries/{id}/retry`: 202, attempted again now.
+#[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "deliveries", params(("id" = String, Path, description = "delivery id (dlv_…)")), security(("device_token" = []), ("api_key" = [])), responses((status = 202, body = RetryAccepted), (status = 404, body = NativeError), (status = 409, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn retry(
     State(s): State<ApiState>,
     h: HeaderMap,
@@ -251,6 +256,7 @@ pub(crate) async fn retry(
 }
 
 /// `POST /v1/webhooks/{id}/test`: 202; a `webhook.test` event to this webhook only.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "deliveries", params(("id" = String, Path, description = "webhook id (wh_…)")), security(("device_token" = []), ("api_key" = [])), responses((status = 202, body = TestAccepted), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn test(
     State(s): State<ApiState>,
     h: HeaderMap,
@@ -291,6 +297,7 @@ fn parse_time(field: &str, v: Option<&Value>) -> Result<Option<i64>, ApiError> {
 }
 
 /// `POST /v1/webhooks/{id}/replay {since, until?}`: 202 `{"replayed": N}`.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/replay", tag = "deliveries", params(("id" = String, Path, description = "webhook id (wh_…)")), request_body = ReplayRequest, security(("device_token" = []), ("api_key" = [])), responses((status = 202, body = ReplayAccepted), (status = 400, body = NativeError), (status = 404, body = NativeError), (status = 409, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn replay(
     State(s): State<ApiState>,
     h: HeaderMap,
@@ -312,6 +319,7 @@ pub(crate) async fn replay(
 
 /// `POST /v1/webhooks/{id}/rotate-secret`: a new engine-made secret; the old
 /// one keeps signing for `delivery.rotation_grace`.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks", params(("id" = String, Path, description = "webhook id (wh_…)")), security(("device_token" = []), ("api_key" = [])), responses((status = 200, body = RotatedSecret), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn rotate(
     State(s): State<ApiState>,
     h: HeaderMap,
@@ -335,6 +343,7 @@ pub(crate) async fn rotate(
 }
 
 /// `GET /v1/event-types`: the catalog, for any valid token.
+#[utoipa::path(get, path = "/v1/event-types", tag = "catalog", security(("device_token" = []), ("admin_key" = []), ("api_key" = [])), responses((status = 200, body = EventTypes), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn event_types(
     State(s): State<ApiState>,
     h: HeaderMap,

@@ -13,6 +13,7 @@ mod body;
 mod deliveries;
 mod error;
 mod limit;
+mod openapi;
 mod profile;
 mod state;
 mod tenancy;
@@ -21,6 +22,7 @@ mod webhooks;
 
 pub use state::{ApiConfig, ApiDeps, ApiState};
 
+use crate::openapi::Status;
 use axum::{
     extract::{MatchedPath, Request, State},
     http::StatusCode,
@@ -88,6 +90,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/deliveries/{id}", get(deliveries::get))
         .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
         .route("/v1/event-types", get(deliveries::event_types))
+        .route("/openapi.json", get(openapi::document))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
@@ -106,10 +109,12 @@ pub fn finish(router: Router, requests_per_second: u32, burst: u32) -> Router {
         .layer(middleware::from_fn(count_requests))
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Status)))]
 async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Status), (status = 503, body = Status)))]
 async fn readyz(State(state): State<ApiState>) -> Response {
     if state.is_ready() {
         axum::Json(serde_json::json!({"status": "ready"})).into_response()

@@ -1,5 +1,7 @@
 //! The `/webhook` profile (CONTRACT §4.1): one primary webhook per device.
 
+#[allow(unused_imports)]
+use crate::openapi::*;
 use crate::{
     auth,
     body::{json_object, webhook_input},
@@ -30,6 +32,7 @@ fn not_configured() -> ApiError {
 }
 
 /// `POST /webhook`: creates or replaces the device's primary webhook.
+#[utoipa::path(post, path = "/webhook", tag = "webhook profile", request_body = ProfileWebhookInput, security(("device_token" = []), ("api_key" = [])), responses((status = 200, body = ProfileConfigured), (status = 400, body = ProfileError), (status = 401, body = ProfileError), (status = 429, body = ProfileError), (status = 413, body = ProfileError), (status = 415, body = ProfileError)))]
 pub(crate) async fn configure(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -72,6 +75,7 @@ pub(crate) async fn configure(
 }
 
 /// `GET /webhook`.
+#[utoipa::path(get, path = "/webhook", tag = "webhook profile", security(("device_token" = []), ("api_key" = [])), responses((status = 200, body = ProfileCurrent), (status = 404, body = ProfileError), (status = 401, body = ProfileError), (status = 429, body = ProfileError)))]
 pub(crate) async fn get(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -84,6 +88,7 @@ pub(crate) async fn get(
 }
 
 /// `DELETE /webhook`.
+#[utoipa::path(delete, path = "/webhook", tag = "webhook profile", security(("device_token" = []), ("api_key" = [])), responses((status = 200, body = ProfileDeleted), (status = 404, body = ProfileError), (status = 401, body = ProfileError), (status = 429, body = ProfileError)))]
 pub(crate) async fn delete(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -97,6 +102,7 @@ pub(crate) async fn delete(
 }
 
 /// `GET /webhook/events`: every subscribable name.
+#[utoipa::path(get, path = "/webhook/events", tag = "webhook profile", security(("device_token" = []), ("api_key" = [])), responses((status = 200, body = ProfileEvents), (status = 401, body = ProfileError), (status = 429, body = ProfileError)))]
 pub(crate) async fn events(
     State(state): State<ApiState>,
     headers: HeaderMap,

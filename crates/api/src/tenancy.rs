@@ -1,5 +1,7 @@
 //! Organizations (operator key), apps and device tokens (admin key).
 
+#[allow(unused_imports)]
+use crate::openapi::*;
 use crate::{
     auth,
     body::{json_object, Fields},
@@ -51,6 +53,7 @@ fn finish<T>(f: Fields<'_>, value: Option<T>) -> Result<T, ApiError> {
 }
 
 /// `POST /v1/organizations` (operator key): 201 with the admin key, shown once.
+#[utoipa::path(post, path = "/v1/organizations", tag = "tenancy", request_body = OrgInput, security(("operator_key" = [])), responses((status = 201, body = OrgCreated), (status = 400, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn create_org(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -91,6 +94,7 @@ fn valid_app_id(id: &str) -> bool {
 }
 
 /// `POST /v1/organization/apps` (admin key): 201 `{id, name, created_at}`.
+#[utoipa::path(post, path = "/v1/organization/apps", tag = "tenancy", request_body = AppInput, security(("admin_key" = []), ("api_key" = [])), responses((status = 201, body = AppDoc), (status = 400, body = NativeError), (status = 409, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn create_app(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -132,6 +136,7 @@ pub(crate) fn own_app(state: &ApiState, org: &OrgId, app_id: &str) -> Result<App
 }
 
 /// `GET /v1/organization/apps`.
+#[utoipa::path(get, path = "/v1/organization/apps", tag = "tenancy", security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = AppList), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn list_apps(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -147,6 +152,7 @@ pub(crate) async fn list_apps(
 }
 
 /// `GET /v1/organization/apps/{app_id}`.
+#[utoipa::path(get, path = "/v1/organization/apps/{app_id}", tag = "tenancy", params(("app_id" = String, Path, description = "app (device) id")), security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = AppDoc), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn get_app(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -157,6 +163,7 @@ pub(crate) async fn get_app(
 }
 
 /// `DELETE /v1/organization/apps/{app_id}`: with its tokens and webhooks.
+#[utoipa::path(delete, path = "/v1/organization/apps/{app_id}", tag = "tenancy", params(("app_id" = String, Path, description = "app (device) id")), security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = Success), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn delete_app(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -169,6 +176,7 @@ pub(crate) async fn delete_app(
 }
 
 /// `POST /v1/organization/apps/{app_id}/tokens`: 201 `{"token"}`, shown once.
+#[utoipa::path(post, path = "/v1/organization/apps/{app_id}/tokens", tag = "tenancy", params(("app_id" = String, Path, description = "app (device) id")), security(("admin_key" = []), ("api_key" = [])), responses((status = 201, body = TokenCreated), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn create_token(
     State(state): State<ApiState>,
     headers: HeaderMap,

@@ -255,3 +255,64 @@ async fn reconfiguring_keeps_id_and_secret_unless_told() {
         None
     );
 }
+
+#[tokio::test]
+async fn every_documented_operation_exists_on_the_router() {
+    let (app, _s, _d) = app().await;
+    let (status, doc) = call(
+        &app,
+        Request::get("/openapi.json")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "{}",
+        doc["openapi"]
+    );
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut operations = 0;
+    for (path, item) in paths {
+        let concrete = path.replace("{app_id}", "dev-a").replace("{id}", "x");
+        for method in item.as_object().expect("item").keys() {
+            if ["/metrics", "/v1/events"].contains(&path.as_str()) {
+                continue; // served by the server and ingest crates, merged in run.rs
+            }
+            let req = Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(&concrete)
+                .header("content-type", "application/json")
+                .body(Body::from("{}"))
+                .expect("request");
+            let (status, body) = call(&app, req).await;
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            let unknown_route =
+                status == StatusCode::NOT_FOUND && body["error"]["message"] == "no such route";
+            assert!(
+                !unknown_route,
+                "{method} {path} is documented but not routed"
+            );
+            operations += 1;
+        }
+    }
+    assert!(operations >= 31, "documented operations: {operations}");
+    // Security schemes and error schemas are part of the document.
+    for scheme in [
+        "device_token",
+        "admin_key",
+        "operator_key",
+        "ingest_key",
+        "api_key",
+    ] {
+        assert!(
+            doc["components"]["securitySchemes"][scheme].is_object(),
+            "{scheme}"
+        );
+    }
+    assert!(doc["components"]["schemas"]["NativeError"].is_object());
+    assert!(doc["components"]["schemas"]["ProfileError"].is_object());
+}

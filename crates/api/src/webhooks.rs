@@ -2,6 +2,8 @@
 //! admin key (`/v1/organization/apps/{app_id}/webhooks…`). Both resolve to a
 //! [`Scope`] (organization + device); everything else is shared.
 
+#[allow(unused_imports)]
+use crate::openapi::*;
 use crate::{
     auth,
     body::{json_object, webhook_input},
@@ -203,6 +205,7 @@ type Q = Query<HashMap<String, String>>;
 
 // Device-token routes.
 
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", params(("limit" = Option<u32>, Query, description = "1..=100, default 20"), ("page" = Option<u32>, Query, description = "≥ 1, default 1")), security(("device_token" = []), ("api_key" = [])), responses((status = 200, body = WebhookList), (status = 400, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn d_list(
     State(s): State<ApiState>,
     h: HeaderMap,
@@ -212,6 +215,7 @@ pub(crate) async fn d_list(
     Ok(Json(list(&s, &scope, &q).await?))
 }
 
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = WebhookInputDoc, security(("device_token" = []), ("api_key" = [])), responses((status = 201, body = WebhookDoc), (status = 400, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn d_create(
     State(s): State<ApiState>,
     h: HeaderMap,
@@ -221,6 +225,7 @@ pub(crate) async fn d_create(
     Ok((StatusCode::CREATED, Json(create(&s, scope, &h, b).await?)))
 }
 
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "webhook id (wh_…)")), security(("device_token" = []), ("api_key" = [])), responses((status = 200, body = WebhookDoc), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn d_get(
     State(s): State<ApiState>,
     h: HeaderMap,
@@ -233,6 +238,7 @@ pub(crate) async fn d_get(
     )))
 }
 
+#[utoipa::path(put, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "webhook id (wh_…)")), request_body = WebhookInputDoc, security(("device_token" = []), ("api_key" = [])), responses((status = 200, body = WebhookDoc), (status = 400, body = NativeError), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn d_put(
     State(s): State<ApiState>,
     h: HeaderMap,
@@ -243,6 +249,7 @@ pub(crate) async fn d_put(
     Ok(Json(update(&s, scope, &id, &h, b, false).await?))
 }
 
+#[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "webhook id (wh_…)")), request_body = WebhookInputDoc, security(("device_token" = []), ("api_key" = [])), responses((status = 200, body = WebhookDoc), (status = 400, body = NativeError), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn d_patch(
     State(s): State<ApiState>,
     h: HeaderMap,
@@ -253,6 +260,7 @@ pub(crate) async fn d_patch(
     Ok(Json(update(&s, scope, &id, &h, b, true).await?))
 }
 
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "webhook id (wh_…)")), security(("device_token" = []), ("api_key" = [])), responses((status = 200, body = Success), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn d_delete(
     State(s): State<ApiState>,
     h: HeaderMap,
@@ -264,6 +272,7 @@ pub(crate) async fn d_delete(
 
 // Admin-key routes.
 
+#[utoipa::path(get, path = "/v1/organization/apps/{app_id}/webhooks", tag = "webhooks", params(("app_id" = String, Path, description = "app (device) id"), ("limit" = Option<u32>, Query, description = "1..=100, default 20"), ("page" = Option<u32>, Query, description = "≥ 1, default 1")), security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = WebhookList), (status = 400, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn a_list(
     State(s): State<ApiState>,
     h: HeaderMap,
@@ -274,6 +283,7 @@ pub(crate) async fn a_list(
     Ok(Json(list(&s, &scope, &q).await?))
 }
 
+#[utoipa::path(post, path = "/v1/organization/apps/{app_id}/webhooks", tag = "webhooks", params(("app_id" = String, Path, description = "app (device) id")), request_body = WebhookInputDoc, security(("admin_key" = []), ("api_key" = [])), responses((status = 201, body = WebhookDoc), (status = 400, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn a_create(
     State(s): State<ApiState>,
     h: HeaderMap,
@@ -284,6 +294,7 @@ pub(crate) async fn a_create(
     Ok((StatusCode::CREATED, Json(create(&s, scope, &h, b).await?)))
 }
 
+#[utoipa::path(get, path = "/v1/organization/apps/{app_id}/webhooks/{id}", tag = "webhooks", params(("app_id" = String, Path, description = "app (device) id"), ("id" = String, Path, description = "webhook id (wh_…)")), security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = WebhookDoc), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn a_get(
     State(s): State<ApiState>,
     h: HeaderMap,
@@ -296,6 +307,7 @@ pub(crate) async fn a_get(
     )))
 }
 
+#[utoipa::path(put, path = "/v1/organization/apps/{app_id}/webhooks/{id}", tag = "webhooks", params(("app_id" = String, Path, description = "app (device) id"), ("id" = String, Path, description = "webhook id (wh_…)")), request_body = WebhookInputDoc, security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = WebhookDoc), (status = 400, body = NativeError), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn a_put(
     State(s): State<ApiState>,
     h: HeaderMap,
@@ -306,6 +318,7 @@ pub(crate) async fn a_put(
     Ok(Json(update(&s, scope, &id, &h, b, false).await?))
 }
 
+#[utoipa::path(patch, path = "/v1/organization/apps/{app_id}/webhooks/{id}", tag = "webhooks", params(("app_id" = String, Path, description = "app (device) id"), ("id" = String, Path, description = "webhook id (wh_…)")), request_body = WebhookInputDoc, security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = WebhookDoc), (status = 400, body = NativeError), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn a_patch(
     State(s): State<ApiState>,
     h: HeaderMap,
@@ -316,6 +329,7 @@ pub(crate) async fn a_patch(
     Ok(Json(update(&s, scope, &id, &h, b, true).await?))
 }
 
+#[utoipa::path(delete, path = "/v1/organization/apps/{app_id}/webhooks/{id}", tag = "webhooks", params(("app_id" = String, Path, description = "app (device) id"), ("id" = String, Path, description = "webhook id (wh_…)")), security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = Success), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn a_delete(
     State(s): State<ApiState>,
     h: HeaderMap,
