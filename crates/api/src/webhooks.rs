@@ -272,7 +272,8 @@ pub(crate) async fn d_delete(
 
 // Admin-key routes.
 
-#[utoipa::path(get, path = "/v1/organization/apps/{app_id}/webhooks", tag = "webhooks", params(("app_id" = String, Path, description = "app (device) id"), ("limit" = Option<u32>, Query, description = "1..=100, default 20"), ("page" = Option<u32>, Query, description = "≥ 1, default 1")), security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = WebhookList), (status = 400, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+#[utoipa::path(get, path = "/v1/organization/apps/{app_id}/webhooks", tag = "webhooks", params(("app_id" = String, Path, description = "app (device) id"), ("limit" = Option<u32>, Query, description = "1..=100, default 20"), ("page" = Option<u32>, Query, description = "≥ 1, default 1")), security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = WebhookList), (status = 400, body = NativeError),
+        (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn a_list(
     State(s): State<ApiState>,
     h: HeaderMap,
@@ -283,7 +284,8 @@ pub(crate) async fn a_list(
     Ok(Json(list(&s, &scope, &q).await?))
 }
 
-#[utoipa::path(post, path = "/v1/organization/apps/{app_id}/webhooks", tag = "webhooks", params(("app_id" = String, Path, description = "app (device) id")), request_body = WebhookInputDoc, security(("admin_key" = []), ("api_key" = [])), responses((status = 201, body = WebhookDoc), (status = 400, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+#[utoipa::path(post, path = "/v1/organization/apps/{app_id}/webhooks", tag = "webhooks", params(("app_id" = String, Path, description = "app (device) id")), request_body = WebhookInputDoc, security(("admin_key" = []), ("api_key" = [])), responses((status = 201, body = WebhookDoc), (status = 400, body = NativeError),
+        (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn a_create(
     State(s): State<ApiState>,
     h: HeaderMap,
