@@ -238,3 +238,106 @@ async fn a_token_over_its_rate_gets_429_with_retry_after() {
         200
     );
 }
+
+#[tokio::test]
+async fn every_profile_validation_rule_is_rejected_with_its_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data"))
+        .set("delivery", "allow_http", "false")
+        .start();
+    let t = bootstrap(&server, "dev-a").await;
+    let ok =
+        || json!({"webhook_url": "https://example.com/h", "enabled_events": ["message.received"]});
+    let with = |k: &str, v: Value| {
+        let mut b = ok();
+        b[k] = v;
+        b
+    };
+    let many_headers: serde_json::Map<String, Value> =
+        (0..21).map(|i| (format!("X-H{i}"), json!("v"))).collect();
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"enabled_events": ["message.received"]}),
+            "webhook_url",
+        ),
+        (
+            with("webhook_url", json!("http://example.com/h")),
+            "webhook_url",
+        ),
+        (with("webhook_url", json!("/relative")), "webhook_url"),
+        (
+            with(
+                "webhook_url",
+                json!(format!("https://example.com/{}", "a".repeat(2048))),
+            ),
+            "webhook_url",
+        ),
+        (with("webhook_url", json!(5)), "webhook_url"),
+        (
+            json!({"webhook_url": "https://example.com/h"}),
+            "enabled_events",
+        ),
+        (with("enabled_events", json!([])), "enabled_events"),
+        (
+            with("enabled_events", json!(["message.nope"])),
+            "enabled_events",
+        ),
+        (with("timeout", json!(0)), "timeout"),
+        (with("timeout", json!(61)), "timeout"),
+        (with("retry_attempts", json!(-1)), "retry_attempts"),
+        (with("retry_attempts", json!(21)), "retry_attempts"),
+        (with("headers", Value::Object(many_headers)), "headers"),
+        (
+            with("headers", json!({"bad name": "x"})),
+            "headers.bad name",
+        ),
+        (with("headers", json!({"X-Ok": "a\r\nb"})), "headers.X-Ok"),
+        (with("headers", json!({"Host": "x"})), "headers.Host"),
+        (
+            with("headers", json!({"Content-Length": "1"})),
+            "headers.Content-Length",
+        ),
+        (
+            with("headers", json!({"Content-Type": "text/plain"})),
+            "headers.Content-Type",
+        ),
+        (
+            with("headers", json!({"Transfer-Encoding": "chunked"})),
+            "headers.Transfer-Encoding",
+        ),
+        (
+            with("headers", json!({"Connection": "close"})),
+            "headers.Connection",
+        ),
+        (
+            with("headers", json!({"Webhook-Signature": "x"})),
+            "headers.Webhook-Signature",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, resp) = configure(&server, &t.token, body.clone()).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(resp["error_code"], "VALIDATION_ERROR", "{body}");
+        let fields: Vec<&str> = resp["details"]
+            .as_array()
+            .map(|d| d.iter().filter_map(|x| x["field"].as_str()).collect())
+            .unwrap_or_default();
+        assert!(
+            fields.contains(&field),
+            "{field} not in {fields:?} for {body}"
+        );
+        if field == "enabled_events" && body["enabled_events"] == json!(["message.nope"]) {
+            assert!(resp["available_events"]
+                .as_array()
+                .is_some_and(|a| a.len() == 59));
+        }
+    }
+    // And nothing was configured by any of them.
+    let resp = reqwest::Client::new()
+        .get(server.url("/webhook"))
+        .bearer_auth(&t.token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), 404);
+}
