@@ -55,6 +55,20 @@ struct Running {
 }
 
 fn start(store: &Store) -> Running {
+    start_with(
+        store,
+        SchedulerConfig {
+            tick: Duration::from_millis(5),
+            ..SchedulerConfig::default()
+        },
+        DeliveryConfig {
+            lease_margin: Duration::from_secs(1),
+            ..DeliveryConfig::default()
+        },
+    )
+}
+
+fn start_with(store: &Store, cfg: SchedulerConfig, delivery: DeliveryConfig) -> Running {
     let (task_tx, tasks) = mpsc::channel(64);
     let (reports, report_rx) = mpsc::channel(64);
     let (progress_tx, progress) = watch::channel(Progress::default());
@@ -63,14 +77,8 @@ fn start(store: &Store) -> Running {
         store.config.clone(),
         store.deliveries.clone(),
         Arc::new(Catalog::builtin()),
-        SchedulerConfig {
-            tick: Duration::from_millis(5),
-            ..SchedulerConfig::default()
-        },
-        &DeliveryConfig {
-            lease_margin: Duration::from_secs(1),
-            ..DeliveryConfig::default()
-        },
+        cfg,
+        &delivery,
     );
     let stop = CancellationToken::new();
     let token = stop.clone();
@@ -252,42 +260,31 @@ async fn a_spilled_delivery_in_flight_comes_back_through_its_lease() {
         .append(vec![event(1, "message.received")], vec![], 1)
         .expect("append");
     store.log.sync().await.expect("sync");
-    let (task_tx, mut tasks) = mpsc::channel(8);
-    // The sender stays alive but silent: the attempt is never answered.
-    let (reports_tx, report_rx) = mpsc::channel::<AttemptReport>(8);
-    let (progress_tx, mut progress) = watch::channel(Progress::default());
-    let s = Scheduler::new(
-        store.log.clone(),
-        store.config.clone(),
-        store.deliveries.clone(),
-        Arc::new(Catalog::builtin()),
+    // The report sender stays alive but silent: the attempt is never answered.
+    let mut r = start_with(
+        &store,
         SchedulerConfig {
             tick: Duration::from_millis(5),
             spill_after: Duration::from_millis(20),
             ..SchedulerConfig::default()
         },
-        &DeliveryConfig {
+        DeliveryConfig {
             lease_margin: Duration::from_secs(1),
             ..DeliveryConfig::default()
         },
     );
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    let ch = SchedulerChannels {
-        tasks: task_tx,
-        reports: report_rx,
-        progress: progress_tx,
-    };
-    let handle = tokio::spawn(async move { s.run(ch, token).await.expect("run") });
-    let t = tokio::time::timeout(Duration::from_secs(5), tasks.recv())
+    let t = tokio::time::timeout(Duration::from_secs(5), r.tasks.recv())
         .await
         .expect("task")
         .expect("open");
     // Never answered: the window spills it to a record, and the cursor moves on.
-    tokio::time::timeout(Duration::from_secs(5), progress.wait_for(|p| p.cursor == 1))
-        .await
-        .expect("cursor in time")
-        .expect("watch");
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        r.progress.wait_for(|p| p.cursor == 1),
+    )
+    .await
+    .expect("cursor in time")
+    .expect("watch");
     let rec = store
         .deliveries
         .record(&t.key)
@@ -295,9 +292,8 @@ async fn a_spilled_delivery_in_flight_comes_back_through_its_lease() {
         .expect("spilled record");
     assert_eq!(rec.status, DeliveryStatus::Pending);
     assert_eq!(rec.attempts, 0);
-    stop.cancel();
-    handle.await.expect("join");
-    drop(reports_tx);
+    r.stop.cancel();
+    r.handle.await.expect("join");
     assert_eq!(store.deliveries.leases().expect("leases").len(), 1);
 
     // Restart: the lease is released at once and the same delivery is retried.
@@ -334,40 +330,27 @@ async fn an_expired_lease_makes_a_hung_attempt_due_again() {
         .append(vec![event(1, "message.received")], vec![], 1)
         .expect("append");
     store.log.sync().await.expect("sync");
-    let (task_tx, mut tasks) = mpsc::channel(8);
-    let (reports_tx, report_rx) = mpsc::channel::<AttemptReport>(8);
-    let (progress_tx, _progress) = watch::channel(Progress::default());
-    let s = Scheduler::new(
-        store.log.clone(),
-        store.config.clone(),
-        store.deliveries.clone(),
-        Arc::new(Catalog::builtin()),
+    // The report sender stays alive but silent: the attempt is never answered.
+    let mut r = start_with(
+        &store,
         SchedulerConfig {
             tick: Duration::from_millis(5),
             spill_after: Duration::from_millis(20),
             ..SchedulerConfig::default()
         },
-        // Lease = timeout (1 s) + no margin.
-        &DeliveryConfig {
+        DeliveryConfig {
+            // Lease = timeout (1 s) + no margin.
             lease_margin: Duration::ZERO,
             ..DeliveryConfig::default()
         },
     );
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    let ch = SchedulerChannels {
-        tasks: task_tx,
-        reports: report_rx,
-        progress: progress_tx,
-    };
-    let handle = tokio::spawn(async move { s.run(ch, token).await.expect("run") });
-    let first = tokio::time::timeout(Duration::from_secs(5), tasks.recv())
+    let first = tokio::time::timeout(Duration::from_secs(5), r.tasks.recv())
         .await
         .expect("task")
         .expect("open");
     assert_eq!(first.attempt, 1);
     // The worker hangs: no report. The lease expires and attempt 2 is dispatched.
-    let second = tokio::time::timeout(Duration::from_secs(5), tasks.recv())
+    let second = tokio::time::timeout(Duration::from_secs(5), r.tasks.recv())
         .await
         .expect("task")
         .expect("open");
@@ -375,8 +358,8 @@ async fn an_expired_lease_makes_a_hung_attempt_due_again() {
     assert_eq!(second.attempt, 2);
     // A late failure of attempt 1 changes nothing (it must not count as
     // attempt 2's outcome and schedule a third); attempt 2's success delivers.
-    reports_tx.send(report(&first, false)).await.expect("send");
-    reports_tx.send(report(&second, true)).await.expect("send");
+    r.reports.send(report(&first, false)).await.expect("send");
+    r.reports.send(report(&second, true)).await.expect("send");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while store
         .deliveries
@@ -388,8 +371,8 @@ async fn an_expired_lease_makes_a_hung_attempt_due_again() {
         assert!(tokio::time::Instant::now() < deadline, "never delivered");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    stop.cancel();
-    handle.await.expect("join");
+    r.stop.cancel();
+    r.handle.await.expect("join");
     let rec = store
         .deliveries
         .record(&first.key)
@@ -398,7 +381,7 @@ async fn an_expired_lease_makes_a_hung_attempt_due_again() {
     assert_eq!(rec.attempts, 2);
     let log = store.deliveries.attempts(&first.key).expect("attempts");
     assert_eq!(log.len(), 2);
-    assert!(tasks.try_recv().is_err(), "no third attempt");
+    assert!(r.tasks.try_recv().is_err(), "no third attempt");
     // Attempt 1's entry holds its real (late) outcome, not the synthetic timeout.
     assert_eq!(log[0].status_code, Some(500));
 }

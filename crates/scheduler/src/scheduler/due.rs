@@ -1,0 +1,180 @@
+//! Work that comes back from disk: recovery at start, the due-index scan
+//! (retries and expired leases), and spilling the window.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+impl Scheduler {
+    /// After a restart nothing is in flight: every lease is stale, so those
+    /// deliveries are due now.
+    pub(super) fn recover(&mut self) -> Result<(), StoreError> {
+        let cursor = self.store.cursor()?;
+        self.cursor = cursor;
+        self.next_read = cursor + 1;
+        self.recovery_horizon = *self.head.borrow();
+        let now = now_ms();
+        let leases = self.store.leases()?;
+        for lease in &leases {
+            self.writes
+                .push(DeliveryWrite::Undue(lease.at_ms, lease.key.clone()));
+            if let Some(mut rec) = self.store.record(&lease.key)? {
+                rec.next_attempt_ms = now;
+                rec.updated_at_ms = now;
+                self.writes
+                    .push(DeliveryWrite::Record(lease.key.clone(), rec));
+                self.writes.push(DeliveryWrite::Due(DueEntry {
+                    at_ms: now,
+                    key: lease.key.clone(),
+                    kind: DueKind::Scheduled,
+                }));
+            }
+        }
+        self.store.apply(&self.writes)?;
+        self.writes.clear();
+        self.pending_records = self.store.due_len() as i64;
+        info!(
+            cursor,
+            head = self.recovery_horizon,
+            pending = self.pending_records,
+            released_leases = leases.len(),
+            "scheduler recovered"
+        );
+        Ok(())
+    }
+
+    pub(super) fn scan_due(&mut self) -> Result<(), StoreError> {
+        if self.lanes.len() >= self.cfg.max_queued {
+            return Ok(());
+        }
+        let now = now_ms();
+        // Scan past the entries of lanes that are already full (they stay
+        // due, untouched) so other hosts are not starved, within a bound.
+        let mut taken = 0;
+        for e in self.store.due(now, self.cfg.due_batch * 8)? {
+            if taken >= self.cfg.due_batch || self.lanes.len() >= self.cfg.max_queued {
+                break;
+            }
+            let webhook = self.config.webhook(&e.key.webhook_id);
+            if !self.active.contains_key(&e.key) {
+                if let Some(w) = webhook.as_deref() {
+                    if self.lanes.lane_len(&host_of(&w.url)) >= self.cfg.lane_queue {
+                        continue;
+                    }
+                }
+                taken += 1;
+            }
+            if let Some(a) = self.active.get_mut(&e.key) {
+                if e.kind == DueKind::Lease && a.lease_at == Some(e.at_ms) {
+                    if let Some(sent) = a.sent_at_ms {
+                        // Handed to a worker and unanswered past timeout +
+                        // margin: the attempt is lost (a hung worker); it
+                        // counts as a timeout and the policy decides what next.
+                        let report = AttemptReport {
+                            key: e.key.clone(),
+                            attempt: Attempt {
+                                attempt: a.attempt,
+                                started_at_ms: sent,
+                                duration_ms: u32::try_from(now - sent).unwrap_or(u32::MAX),
+                                status_code: None,
+                                error: Some(ErrorKind::Timeout),
+                                response_body: Some("lease expired without an answer".into()),
+                            },
+                            result: AttemptResult::Failed {
+                                retry_after_ms: None,
+                            },
+                        };
+                        warn!(delivery = %e.key.id(), attempt = a.attempt, "lease expired in flight; counted as a timeout");
+                        self.on_report(report);
+                        continue;
+                    }
+                }
+                // Still queued here (not yet handed to a worker): the lease is
+                // extended. A stale scheduled entry is dropped.
+                self.writes
+                    .push(DeliveryWrite::Undue(e.at_ms, e.key.clone()));
+                if e.kind == DueKind::Lease {
+                    let lease = now + lease_ms(webhook.as_deref(), self.lease_margin_ms);
+                    a.lease_at = Some(lease);
+                    self.writes.push(DeliveryWrite::Due(DueEntry {
+                        at_ms: lease,
+                        key: e.key.clone(),
+                        kind: DueKind::Lease,
+                    }));
+                } else {
+                    self.pending_records -= 1;
+                }
+                continue;
+            }
+            self.writes
+                .push(DeliveryWrite::Undue(e.at_ms, e.key.clone()));
+            let rec = match self.store.record(&e.key)? {
+                Some(rec)
+                    if rec.status == DeliveryStatus::Pending && rec.next_attempt_ms == e.at_ms =>
+                {
+                    rec
+                }
+                // A stale entry (superseded schedule): just drop it.
+                _ => {
+                    self.pending_records -= 1;
+                    continue;
+                }
+            };
+            self.dispatch_recorded(e.key, rec, webhook, now)?;
+        }
+        Ok(())
+    }
+
+    /// Writes records for the oldest event's unsettled deliveries when it has
+    /// held the window too long (or the window is full), so the cursor moves on.
+    pub(super) fn spill(&mut self) {
+        let now = now_ms();
+        let stale_before = Instant::now()
+            .checked_sub(self.cfg.spill_after)
+            .unwrap_or_else(Instant::now);
+        // Once full, the window is spilled down to three quarters in one go:
+        // settled events queued behind an unsettled front must not hold
+        // reading to one event per tick.
+        // Only when the window (not the lanes) is what stops reading: with full
+        // lanes, spilling would just turn a burst into state records.
+        let low_water = self.cfg.window_events - self.cfg.window_events / 4;
+        let mut draining =
+            self.window.len() >= self.cfg.window_events && self.lanes.len() < self.cfg.max_queued;
+        loop {
+            draining &= self.window.len() > low_water;
+            let deadline = if draining {
+                Instant::now()
+            } else {
+                stale_before
+            };
+            let Some(front) = self.window.stale_front(deadline) else {
+                break;
+            };
+            let keys = front.unsettled.clone();
+            for key in keys {
+                self.window.settle(&key);
+                let Some(a) = self.active.get(&key) else {
+                    continue;
+                };
+                let webhook = self.config.webhook(&key.webhook_id);
+                let lease = now + lease_ms(webhook.as_deref(), self.lease_margin_ms);
+                let mut rec = self.record_for(a, a.attempt - 1, DeliveryStatus::Pending, now);
+                rec.next_attempt_ms = lease;
+                self.writes.push(DeliveryWrite::Record(key.clone(), rec));
+                self.writes.push(DeliveryWrite::Due(DueEntry {
+                    at_ms: lease,
+                    key: key.clone(),
+                    kind: DueKind::Lease,
+                }));
+                if let Some(a) = self.active.get_mut(&key) {
+                    a.lease_at = Some(lease);
+                }
+                self.unrecorded -= 1;
+                self.pending_records += 1;
+            }
+            match self.window.pop_settled() {
+                Some(seq) => self.spilled_to = Some(seq),
+                None => break,
+            }
+        }
+    }
+}
