@@ -13,3 +13,4 @@ mod isolation;
 mod ops;
 mod resources;
 mod restart;
+mod tls;

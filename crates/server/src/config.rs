@@ -43,12 +43,18 @@ pub(crate) struct Config {
 pub(crate) struct HttpConfig {
     /// REST API, `/metrics` and health listener (default 127.0.0.1:8080; port 0 picks one).
     pub(crate) listen: SocketAddr,
+    /// PEM certificate chain: serve HTTPS (with `tls_key`). Reloaded on SIGHUP.
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub(crate) tls_key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -59,12 +65,21 @@ impl Default for HttpConfig {
 pub(crate) struct GrpcConfig {
     /// gRPC ingest listener (default 127.0.0.1:50051; port 0 picks one).
     pub(crate) listen: SocketAddr,
+    /// PEM certificate chain: serve gRPC over TLS (with `tls_key`). Reloaded on SIGHUP.
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub(crate) tls_key: Option<PathBuf>,
+    /// PEM CA: producers must present a client certificate it signed.
+    pub(crate) client_ca: Option<PathBuf>,
 }
 
 impl Default for GrpcConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
         }
     }
 }
@@ -197,7 +212,14 @@ pub(crate) fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
 
 /// Keys that exist but do not appear when the defaults are serialized
 /// (optional values whose default is "unset").
-const OPTIONAL_KEYS: &[&str] = &["auth.operator_key"];
+const OPTIONAL_KEYS: &[&str] = &[
+    "auth.operator_key",
+    "http.tls_cert",
+    "http.tls_key",
+    "grpc.tls_cert",
+    "grpc.tls_key",
+    "grpc.client_ca",
+];
 
 /// Every key of `doc` the schema does not know, as dotted paths.
 fn unknown_keys(doc: &toml::Table, known: &toml::Table, prefix: &str, out: &mut Vec<String>) {
@@ -308,6 +330,35 @@ pub(crate) fn check(c: &Config) -> Vec<String> {
     }
     if c.ingest.keys.iter().any(String::is_empty) {
         p.push("ingest.keys: keys must not be empty strings".to_owned());
+    }
+    for (section, cert, key) in [
+        ("http", &c.http.tls_cert, &c.http.tls_key),
+        ("grpc", &c.grpc.tls_cert, &c.grpc.tls_key),
+    ] {
+        if cert.is_some() != key.is_some() {
+            p.push(format!(
+                "{section}.tls_cert and {section}.tls_key: set both or neither"
+            ));
+        }
+        for (name, path) in [("tls_cert", cert), ("tls_key", key)] {
+            if let Some(path) = path.as_ref().filter(|p| !p.is_file()) {
+                p.push(format!(
+                    "{section}.{name}: {} is not a readable file",
+                    path.display()
+                ));
+            }
+        }
+    }
+    if let Some(ca) = &c.grpc.client_ca {
+        if c.grpc.tls_cert.is_none() {
+            p.push("grpc.client_ca: needs grpc.tls_cert and grpc.tls_key".to_owned());
+        }
+        if !ca.is_file() {
+            p.push(format!(
+                "grpc.client_ca: {} is not a readable file",
+                ca.display()
+            ));
+        }
     }
     if c.store.compact_interval.is_zero() {
         p.push("store.compact_interval: must be positive".to_owned());

@@ -9,6 +9,7 @@ mod notify;
 mod receive;
 mod run;
 mod telemetry;
+mod tls;
 
 use clap::{Parser, Subcommand};
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};

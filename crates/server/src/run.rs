@@ -12,6 +12,7 @@ use crate::{
     dev,
     notify::Notifier,
     telemetry::{self, LogHandle},
+    tls::{self, Reloadable, TlsFiles},
 };
 use anyhow::Context;
 use axum::{routing::get, Router};
@@ -132,15 +133,40 @@ pub(crate) async fn serve(
         .add_service(health_svc)
         .add_service(reflection);
     let grpc_stop = stop_listeners.clone();
-    let grpc_task = tasks.spawn(async move {
-        let incoming = TcpListenerStream::new(grpc_listener);
-        if let Err(e) = grpc
-            .serve_with_incoming_shutdown(incoming, grpc_stop.cancelled())
-            .await
-        {
-            error!(error = %e, "gRPC server failed");
+    let grpc_tls = match (&config.grpc.tls_cert, &config.grpc.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            Reloadable::load(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: config.grpc.client_ca.clone(),
+                alpn: vec![b"h2".to_vec()],
+            })
+            .context("grpc TLS")?,
+        )),
+        _ => None,
+    };
+    let grpc_task = match &grpc_tls {
+        Some(tls) => {
+            let conns = tls::accept(grpc_listener, tls.clone(), grpc_stop.clone(), &tasks);
+            tasks.spawn(async move {
+                if let Err(e) = grpc
+                    .serve_with_incoming_shutdown(tls::incoming(conns), grpc_stop.cancelled())
+                    .await
+                {
+                    error!(error = %e, "gRPC server failed");
+                }
+            })
         }
-    });
+        None => tasks.spawn(async move {
+            let incoming = TcpListenerStream::new(grpc_listener);
+            if let Err(e) = grpc
+                .serve_with_incoming_shutdown(incoming, grpc_stop.cancelled())
+                .await
+            {
+                error!(error = %e, "gRPC server failed");
+            }
+        }),
+    };
 
     // REST.
     let api_state = ApiState::new(
@@ -189,14 +215,42 @@ pub(crate) async fn serve(
         .with_context(|| format!("cannot listen on http.listen {}", config.http.listen))?;
     let http_addr = http_listener.local_addr()?;
     let http_stop = stop_listeners.clone();
-    let http_task = tasks.spawn(async move {
-        if let Err(e) = axum::serve(http_listener, app)
-            .with_graceful_shutdown(async move { http_stop.cancelled().await })
-            .await
-        {
-            error!(error = %e, "HTTP server failed");
+    let http_tls = match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            Reloadable::load(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: None,
+                alpn: vec![b"http/1.1".to_vec()],
+            })
+            .context("http TLS")?,
+        )),
+        _ => None,
+    };
+    let http_task = match &http_tls {
+        Some(tls) => {
+            let listener = tls::TlsListener {
+                rx: tls::accept(http_listener, tls.clone(), http_stop.clone(), &tasks),
+                addr: http_addr,
+            };
+            tasks.spawn(async move {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { http_stop.cancelled().await })
+                    .await
+                {
+                    error!(error = %e, "HTTPS server failed");
+                }
+            })
         }
-    });
+        None => tasks.spawn(async move {
+            if let Err(e) = axum::serve(http_listener, app)
+                .with_graceful_shutdown(async move { http_stop.cancelled().await })
+                .await
+            {
+                error!(error = %e, "HTTP server failed");
+            }
+        }),
+    };
 
     tasks.spawn(maintain(
         store.clone(),
@@ -219,7 +273,14 @@ pub(crate) async fn serve(
             }
         });
     }
-    tasks.spawn(reload_on_hup(config_path, logs, stop_scheduler.clone()));
+    let reloadable: Vec<Arc<Reloadable>> =
+        grpc_tls.iter().chain(http_tls.iter()).cloned().collect();
+    tasks.spawn(reload_on_hup(
+        config_path,
+        logs,
+        reloadable,
+        stop_scheduler.clone(),
+    ));
     api_state.set_ready(true);
     notifier.notify(&format!(
         "READY=1\nSTATUS=serving http={http_addr} grpc={grpc_addr}"
@@ -310,8 +371,14 @@ async fn maintain(store: Store, retention: Duration, interval: Duration, stop: C
     }
 }
 
-/// SIGHUP: re-reads `log.level` from the configuration file.
-async fn reload_on_hup(path: Option<std::path::PathBuf>, logs: LogHandle, stop: CancellationToken) {
+/// SIGHUP: re-reads `log.level` from the configuration file and the TLS
+/// certificates of both listeners.
+async fn reload_on_hup(
+    path: Option<std::path::PathBuf>,
+    logs: LogHandle,
+    certificates: Vec<Arc<Reloadable>>,
+    stop: CancellationToken,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         return;
@@ -320,6 +387,14 @@ async fn reload_on_hup(path: Option<std::path::PathBuf>, logs: LogHandle, stop: 
         tokio::select! {
             got = hup.recv() => if got.is_none() { break },
             () = stop.cancelled() => break,
+        }
+        for tls in &certificates {
+            match tls.reload() {
+                Ok(()) => info!("TLS certificates reloaded"),
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), "TLS certificates not reloaded; keeping the current ones")
+                }
+            }
         }
         match crate::config::load(path.as_deref()) {
             Ok(c) => match logs.set_level(&c.log.level) {

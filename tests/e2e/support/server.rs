@@ -174,6 +174,11 @@ impl Server {
         }
     }
 
+    /// SIGHUP: reload the log level and TLS certificates.
+    pub fn hup(&self) {
+        self.signal("HUP");
+    }
+
     /// SIGTERM, then waits for the exit (off the runtime, so receivers in
     /// this process keep answering); returns whether it exited 0.
     pub async fn stop(mut self) -> bool {
