@@ -24,7 +24,27 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, StoreError> {
     match bytes.split_first() {
         Some((&FORMAT_VERSION, rest)) => {
-            bincode::serde::decode_from_slice(rest, bincode::config::standard())
+            // A corrupt length prefix must not become a huge allocation: the
+            // limit caps what containers may claim, scaled to the input (no
+            // record decodes to more than 16× its encoded size).
+            macro_rules! with_limit {
+                ($n:expr) => {
+                    bincode::serde::decode_from_slice(
+                        rest,
+                        bincode::config::standard().with_limit::<{ $n }>(),
+                    )
+                };
+            }
+            let decoded: Result<(T, usize), _> = if rest.len() <= 1 << 16 {
+                with_limit!(1 << 20)
+            } else if rest.len() <= 1 << 22 {
+                with_limit!(1 << 26)
+            } else if rest.len() <= 1 << 26 {
+                with_limit!(1 << 30)
+            } else {
+                with_limit!(1 << 34)
+            };
+            decoded
                 .map(|(v, _)| v)
                 .map_err(|_| StoreError::Corrupt { what })
         }
@@ -70,6 +90,19 @@ mod tests {
         assert!(decode::<Event>(&other, "event").is_err());
         assert!(decode::<Event>(&[], "event").is_err());
         assert!(decode::<Event>(&bytes[..bytes.len() - 1], "event").is_err());
+    }
+
+    /// Regression: a length prefix claiming exabytes aborted the process
+    /// (found by the property test in tests/fuzz.rs).
+    #[test]
+    fn a_huge_length_claim_is_corrupt_not_an_abort() {
+        let mut bytes = vec![FORMAT_VERSION, 0];
+        bytes.extend_from_slice(&[0xfd, 0x3d, 0x51, 0x6a, 0xd1, 0x35, 0xbb, 0x51, 0x51]);
+        bytes.extend_from_slice(&[7; 16]);
+        assert!(decode::<crate::Chunk>(&bytes, "chunk").is_err());
+        let mut claim = vec![FORMAT_VERSION, 0xfd];
+        claim.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode::<Vec<u8>>(&claim, "bytes").is_err());
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! the due index, the attempt log and the dispatch cursor.
 //!
 //! Writes come in batches from the scheduler and are not fsynced one by one:
-//! [`DeliveryStore::apply`] writes records, then due entries, then attempts,
+//! Records and due entries live in one tree (`state`, keys prefixed `r` and
+//! `d`) so that one atomic batch changes both: a crash can never leave a
+//! pending record without its due entry, or a due entry pointing at a record
+//! that moved on. [`DeliveryStore::apply`] writes that batch, then attempts,
 //! then the cursor, so sled's prefix recovery never keeps a cursor without the
 //! records it depends on.
 
@@ -72,14 +75,31 @@ pub trait DeliveryStore: Send + Sync + 'static {
     fn due_len(&self) -> usize;
 }
 
+/// Key prefix of records in the `state` tree.
+pub(crate) const REC: u8 = b'r';
+/// Key prefix of due entries in the `state` tree.
+const DUE: u8 = b'd';
+
+pub(crate) fn record_key(k: &DeliveryKey) -> Vec<u8> {
+    let mut out = vec![REC];
+    out.extend_from_slice(&keys::delivery(k));
+    out
+}
+
+fn due_key(at_ms: i64, k: &DeliveryKey) -> Vec<u8> {
+    let mut out = vec![DUE];
+    out.extend_from_slice(&keys::due(at_ms, k));
+    out
+}
+
 const LEASE: u8 = 1;
 const SCHEDULED: u8 = 0;
 
 /// sled implementation of [`DeliveryStore`].
 pub struct SledDeliveries {
     meta: sled::Tree,
-    records: sled::Tree,
-    due: sled::Tree,
+    /// Records (`r` ++ delivery key) and due entries (`d` ++ due key).
+    state: sled::Tree,
     attempts: sled::Tree,
 }
 
@@ -87,8 +107,7 @@ impl SledDeliveries {
     pub(crate) fn open(db: &sled::Db, meta: sled::Tree) -> Result<Self, StoreError> {
         Ok(Self {
             meta,
-            records: db.open_tree("deliveries")?,
-            due: db.open_tree("due")?,
+            state: db.open_tree("state")?,
             attempts: db.open_tree("attempts")?,
         })
     }
@@ -106,30 +125,29 @@ impl SledDeliveries {
 
 impl DeliveryStore for SledDeliveries {
     fn apply(&self, writes: &[DeliveryWrite]) -> Result<(), StoreError> {
-        let mut records = sled::Batch::default();
-        let mut due = sled::Batch::default();
+        // Records and due entries in one batch: atomic together.
+        let mut state = sled::Batch::default();
         let mut attempts = sled::Batch::default();
         let mut cursor = None;
         for w in writes {
             match w {
-                DeliveryWrite::Record(k, r) => records.insert(keys::delivery(k), codec::encode(r)),
+                DeliveryWrite::Record(k, r) => state.insert(record_key(k), codec::encode(r)),
                 DeliveryWrite::Due(e) => {
                     let v = if e.kind == DueKind::Lease {
                         LEASE
                     } else {
                         SCHEDULED
                     };
-                    due.insert(keys::due(e.at_ms, &e.key), &[v]);
+                    state.insert(due_key(e.at_ms, &e.key), &[v]);
                 }
-                DeliveryWrite::Undue(at, k) => due.remove(keys::due(*at, k)),
+                DeliveryWrite::Undue(at, k) => state.remove(due_key(*at, k)),
                 DeliveryWrite::Attempt(k, a) => {
                     attempts.insert(keys::attempt(k, a.attempt), codec::encode(a))
                 }
                 DeliveryWrite::Cursor(s) => cursor = Some(cursor.unwrap_or(0).max(*s)),
             }
         }
-        self.records.apply_batch(records)?;
-        self.due.apply_batch(due)?;
+        self.state.apply_batch(state)?;
         self.attempts.apply_batch(attempts)?;
         if let Some(s) = cursor {
             self.meta.insert(keys::META_CURSOR, &s.to_be_bytes())?;
@@ -138,28 +156,29 @@ impl DeliveryStore for SledDeliveries {
     }
 
     fn record(&self, key: &DeliveryKey) -> Result<Option<DeliveryRecord>, StoreError> {
-        self.records
-            .get(keys::delivery(key))?
+        self.state
+            .get(record_key(key))?
             .map(|v| codec::decode(&v, "delivery"))
             .transpose()
     }
 
     fn due(&self, until_ms: i64, max: usize) -> Result<Vec<DueEntry>, StoreError> {
-        let end = (until_ms.max(0) as u64).saturating_add(1).to_be_bytes();
+        let mut end = vec![DUE];
+        end.extend_from_slice(&(until_ms.max(0) as u64).saturating_add(1).to_be_bytes());
         let mut out = Vec::new();
-        for item in self.due.range(..end.as_slice()).take(max) {
+        for item in self.state.range([DUE].as_slice()..end.as_slice()).take(max) {
             let (k, v) = item?;
-            out.push(Self::parse_due_entry(&k, &v)?);
+            out.push(Self::parse_due_entry(&k[1..], &v)?);
         }
         Ok(out)
     }
 
     fn leases(&self) -> Result<Vec<DueEntry>, StoreError> {
         let mut out = Vec::new();
-        for item in self.due.iter() {
+        for item in self.state.scan_prefix([DUE]) {
             let (k, v) = item?;
             if v.first() == Some(&LEASE) {
-                out.push(Self::parse_due_entry(&k, &v)?);
+                out.push(Self::parse_due_entry(&k[1..], &v)?);
             }
         }
         Ok(out)
@@ -239,7 +258,7 @@ impl DeliveryStore for SledDeliveries {
     }
 
     fn due_len(&self) -> usize {
-        self.due.len()
+        self.state.scan_prefix([DUE]).count()
     }
 }
 

@@ -19,8 +19,8 @@
 //! | `meta` | `format_version`, `dispatch_cursor` | u8 / u64 |
 //! | `events` | first seq of the chunk (u64) | [`Chunk`] |
 //! | `event_keys` | first seq of the chunk | [`ChunkKeys`]: idempotency keys |
-//! | `deliveries` | seq ++ generation ++ webhook id | `DeliveryRecord` |
-//! | `due` | due ms (u64) ++ delivery key | 1 byte: 0 scheduled, 1 lease |
+//! | `state` | `r` ++ seq ++ generation ++ webhook id | `DeliveryRecord` |
+//! | `state` | `d` ++ due ms (u64) ++ delivery key | 1 byte: 0 scheduled, 1 lease |
 //! | `attempts` | webhook id ++ 0 ++ seq ++ generation ++ attempt | `Attempt` |
 //! | `orgs`, `apps`, `webhooks` | id | record |
 //! | `tokens` | SHA-256 of the token | scope |

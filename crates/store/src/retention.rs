@@ -54,7 +54,7 @@ impl crate::Store {
     ) -> Result<CompactStats, StoreError> {
         let cursor = self.deliveries.cursor()?;
         let events = self.db.open_tree("events")?;
-        let records = self.db.open_tree("deliveries")?;
+        let records = self.db.open_tree("state")?;
         let mut stats = CompactStats::default();
         let mut horizon = *self
             .retention
@@ -73,8 +73,8 @@ impl crate::Store {
             if head.appended_at_ms >= before_ms || last > cursor {
                 break;
             }
-            let start = first.to_be_bytes();
-            let end = (last + 1).to_be_bytes();
+            let start = [&[crate::deliveries::REC][..], &first.to_be_bytes()].concat();
+            let end = [&[crate::deliveries::REC][..], &(last + 1).to_be_bytes()].concat();
             let mut terminal = Vec::new();
             for r in records.range(start..end) {
                 let (rk, rv) = r?;
