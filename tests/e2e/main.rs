@@ -5,6 +5,7 @@
 
 mod support;
 
+mod abuse;
 mod crash;
 mod delivery;
 mod durability;

@@ -47,6 +47,10 @@ pub(crate) struct HttpConfig {
     pub(crate) tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub(crate) tls_key: Option<PathBuf>,
+    /// Longest time a client may take to send a request head (default 10s):
+    /// slower clients (slowloris) are disconnected.
+    #[serde(with = "humantime_serde")]
+    pub(crate) header_read_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -55,6 +59,7 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tls_cert: None,
             tls_key: None,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod config;
 mod dev;
+mod http;
 mod notify;
 mod receive;
 mod run;

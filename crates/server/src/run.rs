@@ -227,30 +227,22 @@ pub(crate) async fn serve(
         )),
         _ => None,
     };
-    let http_task = match &http_tls {
-        Some(tls) => {
-            let listener = tls::TlsListener {
-                rx: tls::accept(http_listener, tls.clone(), http_stop.clone(), &tasks),
-                addr: http_addr,
-            };
-            tasks.spawn(async move {
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { http_stop.cancelled().await })
-                    .await
-                {
-                    error!(error = %e, "HTTPS server failed");
-                }
-            })
-        }
-        None => tasks.spawn(async move {
-            if let Err(e) = axum::serve(http_listener, app)
-                .with_graceful_shutdown(async move { http_stop.cancelled().await })
-                .await
-            {
-                error!(error = %e, "HTTP server failed");
-            }
-        }),
+    let conns = match &http_tls {
+        Some(tls) => crate::http::Connections::Tls(tls::accept(
+            http_listener,
+            tls.clone(),
+            http_stop.clone(),
+            &tasks,
+        )),
+        None => crate::http::Connections::Tcp(http_listener),
     };
+    let http_task = tasks.spawn(crate::http::serve(
+        conns,
+        app,
+        config.http.header_read_timeout,
+        http_stop,
+        config.shutdown.timeout / 4,
+    ));
 
     tasks.spawn(maintain(
         store.clone(),

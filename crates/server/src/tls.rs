@@ -1,8 +1,8 @@
 //! TLS for the listeners (rustls with ring), reloadable on SIGHUP.
 //!
 //! A task accepts TCP connections and completes each handshake under a
-//! timeout, then hands the stream over a bounded channel: axum takes it
-//! through [`TlsListener`], tonic through [`incoming`]. The rustls config
+//! timeout, then hands the stream over a bounded channel: the REST server
+//! takes it in `http::serve`, tonic through [`incoming`]. The rustls config
 //! lives behind a lock, so a reload applies to the next connection.
 
 use anyhow::{bail, Context};
@@ -145,29 +145,6 @@ pub(crate) fn accept(
         }
     });
     rx
-}
-
-/// The REST listener over TLS, for `axum::serve`.
-pub(crate) struct TlsListener {
-    pub(crate) rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    pub(crate) addr: SocketAddr,
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(c) => c,
-            // Stopped: the server's graceful shutdown ends the loop.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.addr)
-    }
 }
 
 /// The gRPC listener over TLS, for `serve_with_incoming_shutdown`.
