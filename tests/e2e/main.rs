@@ -14,4 +14,5 @@ mod isolation;
 mod ops;
 mod resources;
 mod restart;
+mod soak;
 mod tls;

@@ -174,6 +174,11 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, std::process::Child::id)
+    }
+
     /// SIGHUP: reload the log level and TLS certificates.
     pub fn hup(&self) {
         self.signal("HUP");
