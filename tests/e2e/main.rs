@@ -9,6 +9,7 @@ mod abuse;
 mod crash;
 mod delivery;
 mod durability;
+mod faults;
 mod foundation;
 mod isolation;
 mod ops;
