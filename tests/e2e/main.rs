@@ -7,6 +7,7 @@ mod support;
 
 mod abuse;
 mod crash;
+mod crash_matrix;
 mod delivery;
 mod durability;
 mod faults;
