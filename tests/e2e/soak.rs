@@ -77,7 +77,7 @@ async fn soak_keeps_memory_descriptors_and_disk_flat() {
         publish_batch(&mut client, batch).await.expect("publish");
         sent += 50;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if sent % 500 == 0 {
+        if sent.is_multiple_of(500) {
             let bytes = metric(&server, "hookrelay_store_bytes")
                 .await
                 .unwrap_or(0.0);
