@@ -170,10 +170,28 @@ async fn every_delivery_ends_as_its_endpoint_implies() {
         .await
         .expect("publish");
     }
-    // Everything settles: nothing pending.
+    // Everything settles: nothing pending. The gauges are refreshed together
+    // each tick, so seeing the whole log fanned out and nothing pending in the
+    // same scrape means the deliveries of all N events have ended.
     eventually(60, "every delivery settled", || async {
-        (metric(&server, "hookrelay_deliveries_pending").await == Some(0.0)
-            && metric(&server, "hookrelay_fanout_lag_events").await == Some(0.0))
+        let text = reqwest::get(server.url("/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let g = |name: &str| {
+            text.lines().find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+        };
+        (g("hookrelay_log_sequence") == Some(N as f64)
+            && g("hookrelay_fanout_lag_events") == Some(0.0)
+            && g("hookrelay_deliveries_pending") == Some(0.0))
         .then_some(())
     })
     .await;
