@@ -14,10 +14,16 @@ HOOKRELAY_API__REQUESTS_PER_SECOND=100000 HOOKRELAY_API__BURST=100000 \
   ./target/debug/hookrelay serve --dev --data-dir "$data" > "$data.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$data" "$data.log"' EXIT
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$http/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+python3 - "$http" <<'PY'
+import sys, time, urllib.request
+for _ in range(300):
+    try:
+        if urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/readyz", timeout=1).status == 200:
+            sys.exit(0)
+    except Exception:
+        time.sleep(0.1)
+sys.exit("the dev server did not become ready")
+PY
 status=0
 for key in device_token admin_key; do
   value=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$data/dev-credentials.json" "$key")
