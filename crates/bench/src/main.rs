@@ -180,18 +180,7 @@ async fn run(scenario: Scenario, bin: PathBuf) -> anyhow::Result<Outcome> {
             size,
         } => {
             let server = Server::start(&bin, &data, &ServerOptions::default())?;
-            let (addrs, stats) = sink::start(SINK_HOSTS).await?;
-            let admin = server.organization().await?;
-            for d in 0..devices {
-                let token = server.device(&admin, &format!("dev-{d}")).await?;
-                server
-                    .webhook(
-                        &token,
-                        &format!("http://{}/d{d}", addrs[d as usize % addrs.len()]),
-                        10,
-                    )
-                    .await?;
-            }
+            let stats = devices_to_sink(&server, devices).await?;
             let start_us = sink::now_us();
             let start = Instant::now();
             publish(
@@ -272,18 +261,7 @@ async fn run(scenario: Scenario, bin: PathBuf) -> anyhow::Result<Outcome> {
             size,
         } => {
             let server = Server::start(&bin, &data, &ServerOptions::default())?;
-            let (addrs, stats) = sink::start(SINK_HOSTS).await?;
-            let admin = server.organization().await?;
-            for d in 0..devices {
-                let token = server.device(&admin, &format!("dev-{d}")).await?;
-                server
-                    .webhook(
-                        &token,
-                        &format!("http://{}/d{d}", addrs[d as usize % addrs.len()]),
-                        10,
-                    )
-                    .await?;
-            }
+            let stats = devices_to_sink(&server, devices).await?;
             let events = (rate * seconds as f64) as u64;
             let streams = 4;
             let per_stream_rate = rate / streams as f64;
@@ -354,6 +332,21 @@ async fn run(scenario: Scenario, bin: PathBuf) -> anyhow::Result<Outcome> {
             Ok(o)
         }
     }
+}
+
+/// `devices` apps `dev-0…`, each with a webhook to the sink, spread over the
+/// sink's hosts; returns the sink's counters.
+async fn devices_to_sink(server: &Server, devices: u64) -> anyhow::Result<Arc<sink::SinkStats>> {
+    let (addrs, stats) = sink::start(SINK_HOSTS).await?;
+    let admin = server.organization().await?;
+    for d in 0..devices {
+        let token = server.device(&admin, &format!("dev-{d}")).await?;
+        let addr = addrs[d as usize % addrs.len()];
+        server
+            .webhook(&token, &format!("http://{addr}/d{d}"), 10)
+            .await?;
+    }
+    Ok(stats)
 }
 
 /// One dead-endpoint run: `healthy` devices to a live sink, `dead` devices to
