@@ -294,7 +294,7 @@ async fn a_spilled_delivery_in_flight_comes_back_through_its_lease() {
     assert_eq!(rec.attempts, 0);
     r.stop.cancel();
     r.handle.await.expect("join");
-    assert_eq!(store.deliveries.leases().expect("leases").len(), 1);
+    assert_eq!(store.deliveries.recovery_scan().expect("scan").1.len(), 1);
 
     // Restart: the lease is released at once and the same delivery is retried.
     let mut r = start(&store);
@@ -315,7 +315,7 @@ async fn a_spilled_delivery_in_flight_comes_back_through_its_lease() {
     }
     r.stop.cancel();
     r.handle.await.expect("join");
-    assert!(store.deliveries.leases().expect("leases").is_empty());
+    assert!(store.deliveries.recovery_scan().expect("scan").1.is_empty());
 }
 
 #[tokio::test]

@@ -57,8 +57,9 @@ pub trait DeliveryStore: Send + Sync + 'static {
     fn record(&self, key: &DeliveryKey) -> Result<Option<DeliveryRecord>, StoreError>;
     /// Up to `max` due entries with `at_ms ≤ until_ms`, earliest first.
     fn due(&self, until_ms: i64, max: usize) -> Result<Vec<DueEntry>, StoreError>;
-    /// Every lease entry (used at startup: nothing is in flight in a new process).
-    fn leases(&self) -> Result<Vec<DueEntry>, StoreError>;
+    /// One pass over the due index at startup: how many entries it holds, and
+    /// every lease among them (nothing is in flight in a new process).
+    fn recovery_scan(&self) -> Result<(usize, Vec<DueEntry>), StoreError>;
     /// The attempt log of one delivery, in order.
     fn attempts(&self, key: &DeliveryKey) -> Result<Vec<Attempt>, StoreError>;
     /// A webhook's deliveries that have attempts, in log order, after
@@ -71,8 +72,6 @@ pub trait DeliveryStore: Send + Sync + 'static {
     ) -> Result<Vec<DeliveryKey>, StoreError>;
     /// The dispatch cursor (0 before anything was dispatched).
     fn cursor(&self) -> Result<Seq, StoreError>;
-    /// Number of due entries (pending deliveries with a record).
-    fn due_len(&self) -> usize;
 }
 
 /// Key prefix of records in the `state` tree.
@@ -173,15 +172,17 @@ impl DeliveryStore for SledDeliveries {
         Ok(out)
     }
 
-    fn leases(&self) -> Result<Vec<DueEntry>, StoreError> {
-        let mut out = Vec::new();
+    fn recovery_scan(&self) -> Result<(usize, Vec<DueEntry>), StoreError> {
+        let mut count = 0;
+        let mut leases = Vec::new();
         for item in self.state.scan_prefix([DUE]) {
             let (k, v) = item?;
+            count += 1;
             if v.first() == Some(&LEASE) {
-                out.push(Self::parse_due_entry(&k[1..], &v)?);
+                leases.push(Self::parse_due_entry(&k[1..], &v)?);
             }
         }
-        Ok(out)
+        Ok((count, leases))
     }
 
     fn attempts(&self, key: &DeliveryKey) -> Result<Vec<Attempt>, StoreError> {
@@ -255,10 +256,6 @@ impl DeliveryStore for SledDeliveries {
                 .map_err(|_| StoreError::Corrupt { what: "cursor" })?,
             None => 0,
         })
-    }
-
-    fn due_len(&self) -> usize {
-        self.state.scan_prefix([DUE]).count()
     }
 }
 
@@ -336,7 +333,7 @@ mod tests {
             .collect();
         assert_eq!(due, vec![2, 3]);
         assert_eq!(d.due(1000, 1).expect("due").len(), 1);
-        assert_eq!(d.leases().expect("leases").len(), 1);
+        assert_eq!(d.recovery_scan().expect("scan").1.len(), 1);
         assert_eq!(d.record(&key(1)).expect("rec"), Some(record()));
         assert_eq!(d.record(&key(9)).expect("rec"), None);
         assert_eq!(
@@ -358,7 +355,8 @@ mod tests {
         assert_eq!(d.cursor().expect("cursor"), 7);
         d.apply(&[DeliveryWrite::Undue(100, key(2))])
             .expect("apply");
-        assert_eq!(d.due_len(), 2);
-        assert!(d.leases().expect("leases").is_empty());
+        let (count, leases) = d.recovery_scan().expect("scan");
+        assert_eq!(count, 2);
+        assert!(leases.is_empty());
     }
 }

@@ -13,7 +13,8 @@ impl Scheduler {
         self.next_read = cursor + 1;
         self.recovery_horizon = *self.head.borrow();
         let now = now_ms();
-        let leases = self.store.leases()?;
+        // One pass over the due index: its size and the stale leases.
+        let (mut pending, leases) = self.store.recovery_scan()?;
         for lease in &leases {
             self.writes
                 .push(DeliveryWrite::Undue(lease.at_ms, lease.key.clone()));
@@ -27,11 +28,14 @@ impl Scheduler {
                     key: lease.key.clone(),
                     kind: DueKind::Scheduled,
                 }));
+            } else {
+                // A lease without its record is dropped, not re-scheduled.
+                pending -= 1;
             }
         }
         self.store.apply(&self.writes)?;
         self.writes.clear();
-        self.pending_records = self.store.due_len() as i64;
+        self.pending_records = pending as i64;
         info!(
             cursor,
             head = self.recovery_horizon,
