@@ -3,10 +3,7 @@
 use crate::support::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
-};
+use tokio::{io::AsyncWriteExt, net::TcpListener};
 
 /// A raw receiver: reads each request head, then runs `answer` on the socket.
 async fn raw_receiver<F, Fut>(answer: F) -> std::net::SocketAddr
@@ -20,29 +17,9 @@ where
         while let Ok((mut stream, _)) = listener.accept().await {
             let answer = answer.clone();
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut got = Vec::new();
-                // Read until the end of the head and the body (small bodies).
-                loop {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                    if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-                        let len = head
-                            .lines()
-                            .find_map(|l| {
-                                l.strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        if got.len() >= end + 4 + len {
-                            break;
-                        }
-                    }
+                if read_request(&mut stream).await {
+                    answer(stream).await;
                 }
-                answer(stream).await;
             });
         }
     });

@@ -11,10 +11,7 @@ use std::{
     },
     time::Duration,
 };
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
-};
+use tokio::{io::AsyncWriteExt, net::TcpListener};
 
 #[derive(Clone, Copy, Debug)]
 enum Behaviour {
@@ -40,27 +37,8 @@ async fn endpoint(b: Behaviour) -> (String, Arc<AtomicUsize>) {
             let c = c.clone();
             tokio::spawn(async move {
                 loop {
-                    // Read one request (head and small body).
-                    let mut got = Vec::new();
-                    let mut buf = [0u8; 8192];
-                    loop {
-                        match s.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => got.extend_from_slice(&buf[..n]),
-                        }
-                        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-                            let len = head
-                                .lines()
-                                .find_map(|l| {
-                                    l.strip_prefix("content-length:")
-                                        .and_then(|v| v.trim().parse::<usize>().ok())
-                                })
-                                .unwrap_or(0);
-                            if got.len() >= end + 4 + len {
-                                break;
-                            }
-                        }
+                    if !read_request(&mut s).await {
+                        return;
                     }
                     let n = c.fetch_add(1, Ordering::SeqCst);
                     let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".as_slice();
