@@ -193,23 +193,10 @@ async fn run(scenario: Scenario, bin: PathBuf) -> anyhow::Result<Outcome> {
             )
             .await?;
             let ingest_s = start.elapsed().as_secs_f64();
-            wait_for(&stats, events, Duration::from_secs(300)).await;
-            let secs = (stats
-                .last_arrival_us
-                .load(Ordering::Relaxed)
-                .saturating_sub(start_us)) as f64
-                / 1e6;
-            let lat = take_latency(&stats);
-            Ok(finish(
-                "e2e",
-                json!({"devices": devices, "events": events, "streams": streams, "size": size}),
-                stats.count.load(Ordering::Relaxed),
-                secs,
-                "deliveries",
-                Some(lat),
-                &server,
-                json!({"ingest_seconds": ingest_s}),
-            ))
+            let params =
+                json!({"devices": devices, "events": events, "streams": streams, "size": size});
+            let extra = json!({"ingest_seconds": ingest_s});
+            Ok(sink_outcome("e2e", params, &stats, events, start_us, &server, extra).await)
         }
         Scenario::Fanout {
             webhooks,
@@ -235,24 +222,19 @@ async fn run(scenario: Scenario, bin: PathBuf) -> anyhow::Result<Outcome> {
             }
             let start_us = sink::now_us();
             publish(&server, events, streams, size, |_| "fan".to_owned(), None).await?;
+            let params =
+                json!({"webhooks": webhooks, "events": events, "streams": streams, "size": size});
             let expected = events * webhooks;
-            wait_for(&stats, expected, Duration::from_secs(300)).await;
-            let secs = (stats
-                .last_arrival_us
-                .load(Ordering::Relaxed)
-                .saturating_sub(start_us)) as f64
-                / 1e6;
-            let lat = take_latency(&stats);
-            Ok(finish(
+            Ok(sink_outcome(
                 "fanout",
-                json!({"webhooks": webhooks, "events": events, "streams": streams, "size": size}),
-                stats.count.load(Ordering::Relaxed),
-                secs,
-                "deliveries",
-                Some(lat),
+                params,
+                &stats,
+                expected,
+                start_us,
                 &server,
                 json!(null),
-            ))
+            )
+            .await)
         }
         Scenario::Steady {
             rate,
@@ -447,6 +429,34 @@ async fn publish(
         acked += h.await.context("producer task")??;
     }
     Ok(acked)
+}
+
+/// Waits for `expected` deliveries at the sink, then measures from
+/// `start_us` (first publish) to the last arrival.
+async fn sink_outcome(
+    scenario: &str,
+    params: serde_json::Value,
+    stats: &sink::SinkStats,
+    expected: u64,
+    start_us: u64,
+    server: &Server,
+    extra: serde_json::Value,
+) -> Outcome {
+    wait_for(stats, expected, Duration::from_secs(300)).await;
+    let last = stats.last_arrival_us.load(Ordering::Relaxed);
+    let secs = last.saturating_sub(start_us) as f64 / 1e6;
+    let count = stats.count.load(Ordering::Relaxed);
+    let lat = take_latency(stats);
+    finish(
+        scenario,
+        params,
+        count,
+        secs,
+        "deliveries",
+        Some(lat),
+        server,
+        extra,
+    )
 }
 
 async fn wait_for(stats: &sink::SinkStats, n: u64, limit: Duration) {
