@@ -154,13 +154,7 @@ async fn metric_https(client: &reqwest::Client, base: &str, series: &str) -> Opt
         .text()
         .await
         .ok()?;
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
+    parse_metric(&text, series)
 }
 
 #[tokio::test]

@@ -223,6 +223,11 @@ pub async fn metric(server: &Server, series: &str) -> Option<f64> {
         .text()
         .await
         .ok()?;
+    parse_metric(&text, series)
+}
+
+/// One sample of a Prometheus exposition text, by its full series text.
+pub fn parse_metric(text: &str, series: &str) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
         l.strip_prefix(series)?
             .strip_prefix(' ')?
