@@ -11,6 +11,7 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 http=$(port); grpc=$(port)
 HOOKRELAY_HTTP__LISTEN="127.0.0.1:$http" HOOKRELAY_GRPC__LISTEN="127.0.0.1:$grpc" \
 HOOKRELAY_API__REQUESTS_PER_SECOND=100000 HOOKRELAY_API__BURST=100000 \
+HOOKRELAY_API__AUTH_FAILURES_PER_SECOND=100000 HOOKRELAY_API__AUTH_FAILURES_BURST=100000 \
   ./target/debug/hookrelay serve --dev --data-dir "$data" > "$data.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$data" "$data.log"' EXIT

@@ -30,24 +30,9 @@ async fn no_route_lets_another_tenant_or_device_see_or_change_anything() {
     let receiver = Receiver::start().await;
     let a = bootstrap(&server, "dev-a").await;
     // Another device of the same organization.
-    let (_, sibling) = call(
-        &server,
-        M::POST,
-        "/v1/organization/apps",
-        Some(&a.admin_key),
-        Some(json!({"id": "dev-a2", "name": "x"})),
-    )
-    .await;
-    assert_eq!(sibling["id"], "dev-a2");
-    let (_, tok) = call(
-        &server,
-        M::POST,
-        "/v1/organization/apps/dev-a2/tokens",
-        Some(&a.admin_key),
-        None,
-    )
-    .await;
-    let sibling_token = tok["token"].as_str().expect("token").to_owned();
+    let (status, sibling) = bind(&server, &a.org_id, "dev-a2").await;
+    assert_eq!(status, 201, "{sibling}");
+    let sibling_token = device_token(&server, &a.admin_key, "dev-a2").await;
     let b = bootstrap(&server, "dev-b").await;
 
     let (status, wa) = call(

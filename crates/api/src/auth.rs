@@ -14,7 +14,8 @@ pub(crate) struct Device {
     pub(crate) device_id: DeviceId,
 }
 
-fn presented(headers: &HeaderMap) -> Option<&str> {
+/// The credential a request carries, whatever header form carried it.
+pub(crate) fn presented(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -20,8 +20,8 @@ use axum::{
     Json,
 };
 use hookrelay_core::{
-    generate_secret, new_event_id, now_ms, rfc3339_ms, Attempt, DeliveryKey, DeliveryStatus, Event,
-    FieldError, Seq, WEBHOOK_TEST,
+    generate_secret, new_event_id, now_ms, rfc3339_ms, Attempt, DeliveryKey, DeliveryRecord,
+    DeliveryStatus, Event, FieldError, Seq, Webhook, WEBHOOK_TEST,
 };
 use hookrelay_store::{ControlError, LoggedEvent};
 use serde_json::{json, Value};
@@ -63,40 +63,96 @@ impl<'a> Events<'a> {
     }
 }
 
-/// One delivery as the API shows it.
-fn view(
-    key: &DeliveryKey,
+/// A delivery the engine made, with what is known of it.
+pub(crate) struct Found {
+    key: DeliveryKey,
+    record: Option<DeliveryRecord>,
+    attempts: Vec<Attempt>,
+    /// Event id, type and append time, when the event is still logged.
+    event: Option<(String, String, i64)>,
+}
+
+impl Found {
+    fn status(&self) -> DeliveryStatus {
+        match &self.record {
+            Some(r) => r.status,
+            None if self.attempts.last().is_some_and(|a| a.error.is_none()) => {
+                DeliveryStatus::Delivered
+            }
+            None => DeliveryStatus::Pending,
+        }
+    }
+}
+
+/// The one way a delivery is found (CONTRACT §4.4): through a webhook the
+/// caller owns, and only if the engine made that delivery: it has a state
+/// record or attempts (fan-out past its first attempt, retry, replay), or it
+/// is the first attempt of a logged event of the webhook's own device that
+/// the webhook selects (fan-out and test sends, before their attempt is
+/// written). Any other id, whatever it encodes, is `None`.
+fn find(
+    state: &ApiState,
+    webhook: &Webhook,
+    key: DeliveryKey,
     events: &mut Events<'_>,
-    with_log: bool,
-) -> Result<Option<Value>, ApiError> {
-    let state = events.state;
-    let record = state.deliveries.record(key)?;
-    let attempts: Vec<Attempt> = state.deliveries.attempts(key)?;
-    if record.is_none() && attempts.is_empty() {
+) -> Result<Option<Found>, ApiError> {
+    if key.webhook_id != webhook.id {
         return Ok(None);
     }
+    let record = state.deliveries.record(&key)?;
+    let attempts = state.deliveries.attempts(&key)?;
+    let logged = events
+        .get(key.seq)?
+        .filter(|e| e.event.device_id == webhook.device_id.as_str());
+    let made = record.is_some()
+        || !attempts.is_empty()
+        || (key.generation == 0
+            && logged.is_some_and(|e| {
+                e.appended_at_ms >= webhook.created_at_ms && selects(state, webhook, e)
+            }));
+    if !made {
+        return Ok(None);
+    }
+    let event = logged.map(|e| {
+        (
+            e.event.id.clone(),
+            e.event.event_type.clone(),
+            e.appended_at_ms,
+        )
+    });
+    Ok(Some(Found {
+        key,
+        record,
+        attempts,
+        event,
+    }))
+}
+
+/// Whether fan-out gives `e` to `w`: its filter selects the type, or it is a
+/// test send addressed to `w`.
+fn selects(state: &ApiState, w: &Webhook, e: &LoggedEvent) -> bool {
+    if e.event.event_type == WEBHOOK_TEST {
+        return serde_json::from_str::<Value>(&e.event.data)
+            .is_ok_and(|d| d["webhook_id"] == w.id.as_str());
+    }
+    state.catalog.matches_any(&w.events, &e.event.event_type)
+}
+
+/// One delivery as the API shows it.
+fn view(d: &Found, with_log: bool) -> Value {
+    let (record, attempts, key) = (&d.record, &d.attempts, &d.key);
     let last = attempts.last();
-    let (event_id, event_type, created_at) = match &record {
-        Some(r) => (r.event_id.clone(), r.event_type.clone(), r.created_at_ms),
-        None => match events.get(key.seq)? {
-            Some(e) => (
-                e.event.id.clone(),
-                e.event.event_type.clone(),
-                e.appended_at_ms,
-            ),
-            None => (
-                String::new(),
-                String::new(),
-                last.map_or(0, |a| a.started_at_ms),
-            ),
-        },
+    let (event_id, event_type, created_at) = match (record, &d.event) {
+        (Some(r), _) => (r.event_id.clone(), r.event_type.clone(), r.created_at_ms),
+        (None, Some((id, ty, at))) => (id.clone(), ty.clone(), *at),
+        (None, None) => (
+            String::new(),
+            String::new(),
+            last.map_or(0, |a| a.started_at_ms),
+        ),
     };
-    let status = match &record {
-        Some(r) => r.status,
-        None if last.is_some_and(|a| a.error.is_none()) => DeliveryStatus::Delivered,
-        None => DeliveryStatus::Pending,
-    };
-    let updated_at = match (&record, last) {
+    let status = d.status();
+    let updated_at = match (record, last) {
         (Some(r), _) => r.updated_at_ms,
         (None, Some(a)) => a.started_at_ms + i64::from(a.duration_ms),
         (None, None) => created_at,
@@ -133,7 +189,7 @@ fn view(
             })
             .collect();
     }
-    Ok(Some(v))
+    v
 }
 
 fn bad(field: &str, message: &str) -> ApiError {
@@ -186,9 +242,10 @@ pub(crate) async fn list(
         let exhausted = keys.len() < limit;
         for key in keys {
             after = Some((key.seq, key.generation));
-            let Some(v) = view(&key, &mut events, false)? else {
+            let Some(found) = find(&s, &w, key, &mut events)? else {
                 continue;
             };
+            let v = view(&found, false);
             if status.as_deref().is_some_and(|st| v["status"] != st) {
                 continue;
             }
@@ -216,14 +273,14 @@ fn parse_cursor(c: &str) -> Option<(Seq, u32)> {
     ))
 }
 
-/// A delivery of the caller's device, or 404.
-fn own_delivery(s: &ApiState, h: &HeaderMap, id: &str) -> Result<DeliveryKey, ApiError> {
+/// A delivery of the caller's device, or 404: [`find`] through the
+/// webhook the id names, which must be the caller's.
+fn own_delivery(s: &ApiState, h: &HeaderMap, id: &str) -> Result<Found, ApiError> {
+    let not_found = || ApiError::NotFound("delivery not found".into());
     let scope = device_scope(s, h)?;
-    let key =
-        DeliveryKey::parse(id).ok_or_else(|| ApiError::NotFound("delivery not found".into()))?;
-    own_webhook(s, &scope, key.webhook_id.as_str())
-        .map_err(|_| ApiError::NotFound("delivery not found".into()))?;
-    Ok(key)
+    let key = DeliveryKey::parse(id).ok_or_else(not_found)?;
+    let webhook = own_webhook(s, &scope, key.webhook_id.as_str()).map_err(|_| not_found())?;
+    find(s, &webhook, key, &mut Events::new(s))?.ok_or_else(not_found)
 }
 
 /// `GET /v1/deliveries/{id}`: with its attempt log.
@@ -233,25 +290,31 @@ pub(crate) async fn get(
     h: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Native> {
-    let key = own_delivery(&s, &h, &id)?;
-    let mut events = Events::new(&s);
-    let v = view(&key, &mut events, true)?
-        .ok_or_else(|| ApiError::NotFound("delivery not found".into()))?;
-    Ok(Json(v))
+    let found = own_delivery(&s, &h, &id)?;
+    Ok(Json(view(&found, true)))
 }
 
-/// `POST /v1/deliveries/{id}/retry`: 202, attempted again now.
+/// `POST /v1/deliveries/{id}/retry`: 202, attempted again now. Only failed
+/// and cancelled deliveries; others 409.
 #[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "deliveries", params(("id" = String, Path, description = "delivery id (dlv_…)")), security(("device_token" = []), ("api_key" = [])), responses((status = 202, body = RetryAccepted), (status = 404, body = NativeError), (status = 409, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn retry(
     State(s): State<ApiState>,
     h: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), Native> {
-    let key = own_delivery(&s, &h, &id)?;
-    s.control.retry(key.clone()).await?;
+    let found = own_delivery(&s, &h, &id)?;
+    let status = found.status();
+    if !matches!(status, DeliveryStatus::Failed | DeliveryStatus::Cancelled) {
+        return Err(ApiError::Conflict(format!(
+            "the delivery is {}; only failed and cancelled deliveries are retried",
+            status.as_str()
+        ))
+        .into());
+    }
+    s.control.retry(found.key.clone()).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"id": key.id(), "status": "pending"})),
+        Json(json!({"id": found.key.id(), "status": "pending"})),
     ))
 }
 
@@ -264,6 +327,9 @@ pub(crate) async fn test(
 ) -> Result<(StatusCode, Json<Value>), Native> {
     let scope = device_scope(&s, &h)?;
     let w = own_webhook(&s, &scope, &id)?;
+    if !w.active {
+        return Err(ApiError::Conflict("the webhook is inactive; activate it first".into()).into());
+    }
     let now = now_ms();
     let event = Event {
         id: new_event_id(),
@@ -330,15 +396,26 @@ pub(crate) async fn rotate(
     let now = now_ms();
     let grace = i64::try_from(s.delivery.rotation_grace.as_millis()).unwrap_or(i64::MAX / 2);
     let secret = generate_secret();
-    let mut next = (*w).clone();
-    next.previous_secret = w
-        .secret
-        .clone()
-        .filter(|old| !old.is_empty())
-        .map(|old| (old, now + grace));
-    next.secret = Some(secret.clone());
-    next.updated_at_ms = now;
-    s.config.put_webhook(next).await?;
+    let new_secret = secret.clone();
+    let rotated = s
+        .config
+        .update_webhook(
+            &w.id,
+            Box::new(move |next: &mut Webhook| {
+                next.previous_secret = next
+                    .secret
+                    .take()
+                    .filter(|old| !old.is_empty())
+                    .map(|old| (old, now + grace));
+                next.secret = Some(new_secret);
+                next.updated_at_ms = now;
+                true
+            }),
+        )
+        .await?;
+    if rotated.is_none() {
+        return Err(ApiError::NotFound("webhook not found".into()).into());
+    }
     Ok(Json(json!({ "secret": secret })))
 }
 

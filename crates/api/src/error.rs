@@ -134,6 +134,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { what } => Self::NotFound(format!("{what} not found")),
             StoreError::Conflict { what } => Self::Conflict(format!("{what} already exists")),
+            StoreError::Limit { what, max } => Self::Conflict(format!(
+                "limit reached: at most {max} {what}; delete one first"
+            )),
             StoreError::Io(_) => {
                 error!(error = %e, "storage failure while serving a request");
                 Self::Unavailable("storage unavailable; retry later".to_owned())

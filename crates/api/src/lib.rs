@@ -20,7 +20,8 @@ mod tenancy;
 mod views;
 mod webhooks;
 
-pub use state::{ApiConfig, ApiDeps, ApiState};
+pub use limit::{ClientAddr, RateLimit};
+pub use state::{ApiConfig, ApiDeps, ApiState, TenancyConfig};
 
 use crate::openapi::Status;
 use axum::{
@@ -48,7 +49,19 @@ pub fn router(state: ApiState) -> Router {
                 .delete(profile::delete),
         )
         .route("/webhook/events", get(profile::events))
-        .route("/v1/organizations", post(tenancy::create_org))
+        .route(
+            "/v1/organizations",
+            post(tenancy::create_org).get(tenancy::list_orgs),
+        )
+        .route("/v1/organizations/{org_id}/apps", post(tenancy::bind_app))
+        .route(
+            "/v1/organization/ingest-keys",
+            post(tenancy::create_ingest_key).get(tenancy::list_ingest_keys),
+        )
+        .route(
+            "/v1/organization/ingest-keys/{id}",
+            axum::routing::delete(tenancy::delete_ingest_key),
+        )
         .route(
             "/v1/organization/apps",
             post(tenancy::create_app).get(tenancy::list_apps),
@@ -59,7 +72,11 @@ pub fn router(state: ApiState) -> Router {
         )
         .route(
             "/v1/organization/apps/{app_id}/tokens",
-            post(tenancy::create_token),
+            post(tenancy::create_token).get(tenancy::list_tokens),
+        )
+        .route(
+            "/v1/organization/apps/{app_id}/tokens/{token_id}",
+            axum::routing::delete(tenancy::revoke_token),
         )
         .route(
             "/v1/webhooks",
@@ -97,15 +114,15 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// Finishes a router for serving: JSON 404/405 fallbacks, the body limit,
-/// the per-token rate limit (`requests_per_second`, with bursts of
-/// `burst`) and request metrics. Call once, after every route is merged.
-pub fn finish(router: Router, requests_per_second: u32, burst: u32) -> Router {
-    let limiter = limit::Limiter::new(requests_per_second, burst);
+/// the rate limits of `state` (per credential, per ingest key, and per
+/// client address for failed authentications) and request metrics. Call
+/// once, after every route is merged.
+pub fn finish(router: Router, state: ApiState) -> Router {
     router
         .fallback(error::not_found_route)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(limiter, limit::limit))
+        .layer(middleware::from_fn_with_state(state, limit::limit))
         .layer(middleware::from_fn(count_requests))
 }
 

@@ -1,115 +1,151 @@
-//! Per-token request rate limit for the management API: a token bucket per
-//! caller (SHA-256 of the presented token, or the peer when it has none).
-//! Over the limit: 429 `RATE_LIMITED` with `Retry-After`, in the envelope of
-//! the route's profile.
+//! Request rate limits of the REST listener (CONTRACT §4.4): the caller is
+//! authenticated first, then limited on the *credential's* identity (SHA-256
+//! of the token, whatever header form carried it: `Bearer`, `bearer`,
+//! `x-api-key`). Requests whose credential is missing or wrong are limited
+//! per client address, so guessing keys costs time. `POST /v1/events` has a
+//! bucket of its own per ingest key.
+//!
+//! Over a limit: 429 `RATE_LIMITED` with `Retry-After`, in the envelope of
+//! the route's profile. The buckets are `governor`'s GCRA cells, one per key.
 
-use crate::error::{ApiError, Format};
+use crate::{
+    auth,
+    error::{ApiError, Format},
+    state::ApiState,
+};
 use axum::{
     extract::{Request, State},
     http::{header, HeaderValue},
     middleware::Next,
     response::Response,
 };
-use hookrelay_core::hash_token;
+use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Instant,
+    net::{IpAddr, Ipv4Addr},
+    num::NonZeroU32,
+    sync::Arc,
+    time::Duration,
 };
 
-/// Buckets kept before idle ones are dropped.
+/// Keys tracked by one limiter before the idle ones are forgotten.
 const MAX_TRACKED: usize = 50_000;
 
-struct Bucket {
-    tokens: f64,
-    last: Instant,
+/// The client address of a REST connection, inserted by the server.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub IpAddr);
+
+/// Sustained rate and burst of one kind of bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests per second, sustained.
+    pub per_second: u32,
+    /// Requests allowed at once.
+    pub burst: u32,
 }
 
-/// Shared limiter state.
-#[derive(Clone)]
-pub(crate) struct Limiter {
-    per_second: f64,
-    burst: f64,
-    buckets: Arc<Mutex<HashMap<[u8; 32], Bucket>>>,
-}
-
-impl Limiter {
-    pub(crate) fn new(per_second: u32, burst: u32) -> Self {
-        Self {
-            per_second: f64::from(per_second.max(1)),
-            burst: f64::from(burst.max(1)),
-            buckets: Arc::default(),
-        }
-    }
-
-    /// Takes one request's token; `Err(seconds)` until the next one.
-    fn take(&self, key: [u8; 32]) -> Result<(), u64> {
-        let now = Instant::now();
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_TRACKED {
-            // Drop callers whose bucket has refilled: they lose nothing.
-            let (rate, burst) = (self.per_second, self.burst);
-            map.retain(|_, b| b.tokens + now.duration_since(b.last).as_secs_f64() * rate < burst);
-        }
-        let b = map.entry(key).or_insert(Bucket {
-            tokens: self.burst,
-            last: now,
-        });
-        b.tokens =
-            (b.tokens + now.duration_since(b.last).as_secs_f64() * self.per_second).min(self.burst);
-        b.last = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - b.tokens) / self.per_second).ceil().max(1.0) as u64)
-        }
+impl RateLimit {
+    fn quota(self) -> Quota {
+        let rate = NonZeroU32::new(self.per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN);
+        Quota::per_second(rate).allow_burst(burst)
     }
 }
 
-fn caller(req: &Request) -> [u8; 32] {
-    let h = req.headers();
-    let token = h
-        .get(header::AUTHORIZATION)
-        .or_else(|| h.get("x-api-key"))
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    hash_token(token).0
+/// The three limiters of the listener.
+pub(crate) struct Limits {
+    credential: DefaultKeyedRateLimiter<[u8; 32]>,
+    ingest: DefaultKeyedRateLimiter<[u8; 32]>,
+    failures: DefaultKeyedRateLimiter<IpAddr>,
 }
 
-/// The middleware: health, metrics and ingest are not limited here
-/// (ingest has its own back-pressure).
-pub(crate) async fn limit(State(limiter): State<Limiter>, req: Request, next: Next) -> Response {
+impl Limits {
+    pub(crate) fn new(api: RateLimit, ingest: RateLimit, failures: RateLimit) -> Arc<Self> {
+        Arc::new(Self {
+            credential: RateLimiter::keyed(api.quota()),
+            ingest: RateLimiter::keyed(ingest.quota()),
+            failures: RateLimiter::keyed(failures.quota()),
+        })
+    }
+}
+
+/// Takes one cell of `key`'s bucket; `Err(seconds)` until the next one.
+fn take<K: Clone + Eq + std::hash::Hash>(
+    limiter: &DefaultKeyedRateLimiter<K>,
+    key: &K,
+) -> Result<(), u64> {
+    if limiter.len() >= MAX_TRACKED {
+        // Forget callers whose bucket has refilled: they lose nothing.
+        limiter.retain_recent();
+    }
+    limiter.check_key(key).map_err(|not_until| {
+        let wait: Duration =
+            not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+        wait.as_secs_f64().ceil().max(1.0) as u64
+    })
+}
+
+/// Routes anyone may call without a credential.
+fn public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
+}
+
+/// The middleware.
+pub(crate) async fn limit(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    let exempt = matches!(path, "/healthz" | "/readyz" | "/metrics" | "/v1/events");
-    if !exempt {
-        let profile = path == "/webhook" || path.starts_with("/webhook/");
-        if let Err(retry_after) = limiter.take(caller(&req)) {
-            let format = if profile {
-                Format::Profile
-            } else {
-                Format::Native
-            };
-            let mut resp = ApiError::RateLimited.into_format(format);
-            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            return resp;
+    let presented = auth::presented(req.headers());
+    if presented.is_none() && public(path) {
+        return next.run(req).await;
+    }
+    let ingest = path == "/v1/events";
+    let verdict = match presented.map(hookrelay_core::hash_token) {
+        Some(hash) if ingest && state.is_ingest_key(&hash) => take(&state.limits.ingest, &hash.0),
+        Some(hash) if !ingest && state.is_credential(&hash) => {
+            take(&state.limits.credential, &hash.0)
         }
+        // Missing or wrong: the handler answers 401, but only as often as
+        // the client address's failure budget allows.
+        _ => {
+            let addr = req
+                .extensions()
+                .get::<ClientAddr>()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.0);
+            take(&state.limits.failures, &addr)
+        }
+    };
+    if let Err(retry_after) = verdict {
+        let profile = path == "/webhook" || path.starts_with("/webhook/");
+        let format = if profile {
+            Format::Profile
+        } else {
+            Format::Native
+        };
+        let mut resp = ApiError::RateLimited.into_format(format);
+        if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return resp;
     }
     next.run(req).await
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_bucket_refuses_past_its_burst_and_says_when() {
-        let l = super::Limiter::new(10, 3);
+        let l: DefaultKeyedRateLimiter<[u8; 32]> = RateLimiter::keyed(
+            RateLimit {
+                per_second: 10,
+                burst: 3,
+            }
+            .quota(),
+        );
         let k = [1u8; 32];
-        assert!((0..3).all(|_| l.take(k).is_ok()));
-        assert_eq!(l.take(k), Err(1));
+        assert!((0..3).all(|_| take(&l, &k).is_ok()));
+        assert_eq!(take(&l, &k), Err(1));
         assert!(
-            l.take([2u8; 32]).is_ok(),
+            take(&l, &[2u8; 32]).is_ok(),
             "another caller has its own bucket"
         );
     }

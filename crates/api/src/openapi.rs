@@ -259,11 +259,58 @@ pub(crate) struct OrgCreated {
     created_at: String,
 }
 
+/// An admin-created app: the server assigns its device id (a UUID v4);
+/// `id` is accepted only with `tenancy.admin_device_ids = true`.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct AppInput {
-    /// The device id events carry; a UUID v4 when omitted.
+    name: String,
+}
+
+/// An operator binding: the device id the gateway uses (a UUID v4 when omitted).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct BindInput {
     id: Option<String>,
     name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct OrgDoc {
+    id: String,
+    name: String,
+    created_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct OrgList {
+    data: Vec<OrgDoc>,
+}
+
+/// A name for a token or an ingest key (optional).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct NamedInput {
+    name: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CredentialDoc {
+    id: String,
+    name: String,
+    created_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CredentialList {
+    data: Vec<CredentialDoc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct IngestKeyCreated {
+    /// `ikid_…`
+    id: String,
+    name: String,
+    /// `ik_…`, shown once; only its hash is stored.
+    key: String,
+    created_at: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -280,8 +327,12 @@ pub(crate) struct AppList {
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct TokenCreated {
+    /// `tok_…`
+    id: String,
+    name: String,
     /// A UUID v4 device token, shown once.
     token: String,
+    created_at: String,
 }
 
 /// An event for `POST /v1/events` (or an array of them).
@@ -381,6 +432,9 @@ impl Modify for Security {
         crate::profile::configure, crate::profile::get, crate::profile::delete, crate::profile::events,
         crate::tenancy::create_org, crate::tenancy::create_app, crate::tenancy::list_apps,
         crate::tenancy::get_app, crate::tenancy::delete_app, crate::tenancy::create_token,
+        crate::tenancy::list_orgs, crate::tenancy::bind_app, crate::tenancy::list_tokens,
+        crate::tenancy::revoke_token, crate::tenancy::create_ingest_key,
+        crate::tenancy::list_ingest_keys, crate::tenancy::delete_ingest_key,
         crate::webhooks::d_list, crate::webhooks::d_create, crate::webhooks::d_get,
         crate::webhooks::d_put, crate::webhooks::d_patch, crate::webhooks::d_delete,
         crate::webhooks::a_list, crate::webhooks::a_create, crate::webhooks::a_get,

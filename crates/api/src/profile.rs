@@ -59,14 +59,26 @@ pub(crate) async fn configure(
             available_events: available,
         }));
     }
-    let existing = primary(&state, &device);
+    // Read the current primary, build and write in one atomic step of the
+    // store: a concurrent DELETE or auto-disable is never undone by a stale copy.
+    let now = now_ms();
+    let delivery = state.delivery.clone();
     let owner = Owner {
         org_id: device.org_id.clone(),
         device_id: device.device_id.clone(),
         primary: true,
     };
-    let webhook = build_webhook(existing.as_deref(), input, owner, &state.delivery, now_ms());
-    let stored = state.config.put_webhook(webhook).await?;
+    let stored = state
+        .config
+        .upsert_primary(
+            &device.device_id,
+            state.max_webhooks_per_app,
+            Box::new(move |existing: Option<&Webhook>| {
+                Some(build_webhook(existing, input, owner, &delivery, now))
+            }),
+        )
+        .await?
+        .ok_or(ApiError::Internal)?;
     Ok(Json(json!({
         "success": true,
         "message": "Webhook configured successfully",
@@ -95,7 +107,13 @@ pub(crate) async fn delete(
 ) -> Result<Json<Value>, Profile> {
     let device = auth::device(&state, &headers)?;
     let w = primary(&state, &device).ok_or_else(not_configured)?;
-    state.config.delete_webhook(&w.id).await?;
+    let deleted = state
+        .config
+        .delete_webhook(&w.id, Box::new(|w: &Webhook| w.primary))
+        .await?;
+    if !deleted {
+        return Err(not_configured().into());
+    }
     Ok(Json(
         json!({"success": true, "message": "Webhook deleted successfully"}),
     ))

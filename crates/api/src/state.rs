@@ -1,6 +1,7 @@
 //! Shared state of the handlers.
 
-use hookrelay_core::{hash_token, Catalog, DeliveryConfig, TokenHash};
+use crate::limit::{Limits, RateLimit};
+use hookrelay_core::{constant_time_eq, hash_token, Catalog, DeliveryConfig, TokenHash};
 use hookrelay_store::{ConfigStore, DeliveryControl, DeliveryStore, EventLog};
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -10,20 +11,73 @@ use std::sync::{
 /// What the API needs from configuration.
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
-    /// The operator key (creates organizations); `None` disables those routes.
+    /// The operator key (creates organizations, binds device ids); `None`
+    /// disables those routes.
     pub operator_key: Option<String>,
+    /// The operator's ingest keys (`ingest.keys`), for the rate limiter of
+    /// `POST /v1/events`.
+    pub operator_ingest_keys: Vec<String>,
     /// Delivery settings (`allow_http` is checked at configuration time).
     pub delivery: DeliveryConfig,
     /// Most webhooks one app may have (default 20).
     pub max_webhooks_per_app: usize,
+    /// Limits and rules of tenancy.
+    pub tenancy: TenancyConfig,
+    /// Per credential, on every authenticated REST route.
+    pub rate_limit: RateLimit,
+    /// Per ingest key, on `POST /v1/events`.
+    pub ingest_rate_limit: RateLimit,
+    /// Per client address, for requests with a missing or wrong credential.
+    pub auth_failure_limit: RateLimit,
+}
+
+/// Tenancy rules (`[tenancy]`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenancyConfig {
+    /// Admin keys may choose their apps' device ids (default false; true
+    /// only for single-tenant deployments: any admin could then claim a
+    /// device id the gateway has not used yet).
+    pub admin_device_ids: bool,
+    /// Most apps of one organization (default 10000).
+    pub max_apps_per_org: usize,
+    /// Most device tokens of one organization (default 10000).
+    pub max_tokens_per_org: usize,
+    /// Most ingest keys of one organization (default 100).
+    pub max_ingest_keys_per_org: usize,
+}
+
+impl Default for TenancyConfig {
+    fn default() -> Self {
+        Self {
+            admin_device_ids: false,
+            max_apps_per_org: 10_000,
+            max_tokens_per_org: 10_000,
+            max_ingest_keys_per_org: 100,
+        }
+    }
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             operator_key: None,
+            operator_ingest_keys: Vec::new(),
             delivery: DeliveryConfig::default(),
             max_webhooks_per_app: 20,
+            tenancy: TenancyConfig::default(),
+            rate_limit: RateLimit {
+                per_second: 50,
+                burst: 200,
+            },
+            ingest_rate_limit: RateLimit {
+                per_second: 5_000,
+                burst: 10_000,
+            },
+            auth_failure_limit: RateLimit {
+                per_second: 5,
+                burst: 20,
+            },
         }
     }
 }
@@ -52,7 +106,10 @@ pub struct ApiState {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) delivery: Arc<DeliveryConfig>,
     pub(crate) operator_key: Option<TokenHash>,
+    operator_ingest_keys: Arc<[TokenHash]>,
     pub(crate) max_webhooks_per_app: usize,
+    pub(crate) tenancy: Arc<TenancyConfig>,
+    pub(crate) limits: Arc<Limits>,
     ready: Arc<AtomicBool>,
 }
 
@@ -70,17 +127,45 @@ impl ApiState {
                 .operator_key
                 .filter(|k| !k.is_empty())
                 .map(|k| hash_token(&k)),
+            operator_ingest_keys: api
+                .operator_ingest_keys
+                .iter()
+                .filter(|k| !k.is_empty())
+                .map(|k| hash_token(k))
+                .collect(),
             max_webhooks_per_app: api.max_webhooks_per_app.max(1),
+            tenancy: Arc::new(api.tenancy),
+            limits: Limits::new(
+                api.rate_limit,
+                api.ingest_rate_limit,
+                api.auth_failure_limit,
+            ),
             ready: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// Marks the server ready (or not: starting, draining) for `/readyz`.
+    /// Marks the server ready (or not: starting, draining, failed) for `/readyz`.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
     }
 
     pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// Whether `hash` is a valid REST credential of any kind.
+    pub(crate) fn is_credential(&self, hash: &TokenHash) -> bool {
+        self.config.token_scope(hash).is_some()
+            || self
+                .operator_key
+                .is_some_and(|k| constant_time_eq(&k.0, &hash.0))
+    }
+
+    /// Whether `hash` is an ingest key (the operator's or an organization's).
+    pub(crate) fn is_ingest_key(&self, hash: &TokenHash) -> bool {
+        self.operator_ingest_keys
+            .iter()
+            .fold(false, |ok, k| constant_time_eq(&k.0, &hash.0) | ok)
+            || self.config.ingest_key_org(hash).is_some()
     }
 }

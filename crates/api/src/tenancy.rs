@@ -16,9 +16,10 @@ use axum::{
     Json,
 };
 use hookrelay_core::{
-    generate_admin_key, hash_token, new_org_id, now_ms, rfc3339_ms, DeviceId, FieldError, OrgId,
+    generate_admin_key, generate_ingest_key, hash_token, new_device_id, new_ingest_key_id,
+    new_org_id, new_token_id, now_ms, rfc3339_ms, DeviceId, FieldError, OrgId,
 };
-use hookrelay_store::{App, Org, TokenScope};
+use hookrelay_store::{App, DeviceToken, IngestKey, Org};
 use serde_json::{json, Value};
 
 const MAX_NAME_LEN: usize = 200;
@@ -42,6 +43,20 @@ fn required_name(f: &mut Fields<'_>) -> Option<String> {
             None
         }
         None => None,
+    }
+}
+
+/// An optional `name` (tokens, ingest keys): empty when absent.
+fn optional_name(f: &mut Fields<'_>) -> String {
+    match f.string(&["name"]) {
+        Some(n) if n.len() > MAX_NAME_LEN => {
+            f.errors.push(FieldError {
+                field: "name".into(),
+                message: format!("must be at most {MAX_NAME_LEN} characters"),
+            });
+            String::new()
+        }
+        n => n.unwrap_or_default(),
     }
 }
 
@@ -93,7 +108,80 @@ fn valid_app_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
-/// `POST /v1/organization/apps` (admin key): 201 `{id, name, created_at}`.
+fn check_app_id(f: &mut Fields<'_>, id: Option<&String>) {
+    if id.is_some_and(|id| !valid_app_id(id)) {
+        f.errors.push(FieldError {
+            field: "id".into(),
+            message: format!(
+                "must be 1 to {MAX_APP_ID_LEN} characters of letters, digits, '-', '_', '.', ':'"
+            ),
+        });
+    }
+}
+
+/// Binds `id` (or a fresh UUID) to `org_id`: 201, or 409 when the id is or
+/// ever was bound.
+async fn bind(
+    state: &ApiState,
+    org_id: OrgId,
+    id: Option<String>,
+    name: String,
+) -> Result<(StatusCode, Json<Value>), Native> {
+    let app = App {
+        id: id.map_or_else(new_device_id, DeviceId),
+        org_id,
+        name,
+        created_at_ms: now_ms(),
+    };
+    state
+        .config
+        .create_app(app.clone(), state.tenancy.max_apps_per_org)
+        .await?;
+    Ok((StatusCode::CREATED, Json(views::app(&app))))
+}
+
+/// `GET /v1/organizations` (operator key).
+#[utoipa::path(get, path = "/v1/organizations", tag = "tenancy", security(("operator_key" = [])), responses((status = 200, body = OrgList), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+pub(crate) async fn list_orgs(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Native> {
+    auth::operator(&state, &headers)?;
+    let orgs: Vec<Value> = state
+        .config
+        .orgs()
+        .iter()
+        .map(|o| json!({"id": o.id, "name": o.name, "created_at": rfc3339_ms(o.created_at_ms)}))
+        .collect();
+    Ok(Json(json!({ "data": orgs })))
+}
+
+/// `POST /v1/organizations/{org_id}/apps` (operator key): binds a device id
+/// chosen by the operator's gateway to an organization.
+#[utoipa::path(post, path = "/v1/organizations/{org_id}/apps", tag = "tenancy", params(("org_id" = String, Path, description = "organization id (org_…)")), request_body = BindInput, security(("operator_key" = [])), responses((status = 201, body = AppDoc), (status = 400, body = NativeError), (status = 404, body = NativeError), (status = 409, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+pub(crate) async fn bind_app(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(org_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), Native> {
+    auth::operator(&state, &headers)?;
+    let org = state
+        .config
+        .org(&OrgId::from(org_id.as_str()))
+        .ok_or_else(|| ApiError::NotFound("organization not found".into()))?;
+    let map = json_object(&headers, body)?;
+    let mut f = Fields::new(&map);
+    let id = f.string(&["id"]);
+    check_app_id(&mut f, id.as_ref());
+    let name = required_name(&mut f);
+    let name = finish(f, name)?;
+    bind(&state, org.id, id, name).await
+}
+
+/// `POST /v1/organization/apps` (admin key): 201 `{id, name, created_at}`
+/// with a server-assigned UUID v4 (CONTRACT §4.4); an `id` in the body is a
+/// 400 unless `tenancy.admin_device_ids` is on.
 #[utoipa::path(post, path = "/v1/organization/apps", tag = "tenancy", request_body = AppInput, security(("admin_key" = []), ("api_key" = [])), responses((status = 201, body = AppDoc), (status = 400, body = NativeError), (status = 409, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn create_app(
     State(state): State<ApiState>,
@@ -103,27 +191,25 @@ pub(crate) async fn create_app(
     let org_id = auth::admin(&state, &headers)?;
     let map = json_object(&headers, body)?;
     let mut f = Fields::new(&map);
-    let id = f.string(&["id"]);
-    let name = required_name(&mut f);
-    if let Some(id) = &id {
-        if !valid_app_id(id) {
+    let id = if state.tenancy.admin_device_ids {
+        let id = f.string(&["id"]);
+        check_app_id(&mut f, id.as_ref());
+        id
+    } else {
+        if map.contains_key("id") {
+            // The same answer whatever the id is: nothing about other
+            // tenants' devices can be learned from it.
             f.errors.push(FieldError {
                 field: "id".into(),
-                message: format!(
-                    "must be 1 to {MAX_APP_ID_LEN} characters of letters, digits, '-', '_', '.', ':'"
-                ),
+                message: "device ids are assigned by the server; the operator binds chosen ids"
+                    .into(),
             });
         }
-    }
-    let name = finish(f, name)?;
-    let app = App {
-        id: DeviceId(id.unwrap_or_else(hookrelay_core::new_device_token)),
-        org_id,
-        name,
-        created_at_ms: now_ms(),
+        None
     };
-    state.config.create_app(app.clone()).await?;
-    Ok((StatusCode::CREATED, Json(views::app(&app))))
+    let name = required_name(&mut f);
+    let name = finish(f, name)?;
+    bind(&state, org_id, id, name).await
 }
 
 /// An app of the caller's organization, or 404 (never 403).
@@ -162,7 +248,8 @@ pub(crate) async fn get_app(
     Ok(Json(views::app(&own_app(&state, &org_id, &app_id)?)))
 }
 
-/// `DELETE /v1/organization/apps/{app_id}`: with its tokens and webhooks.
+/// `DELETE /v1/organization/apps/{app_id}`: with its tokens and webhooks; the
+/// device id stays bound (a tombstone).
 #[utoipa::path(delete, path = "/v1/organization/apps/{app_id}", tag = "tenancy", params(("app_id" = String, Path, description = "app (device) id")), security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = Success), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn delete_app(
     State(state): State<ApiState>,
@@ -175,20 +262,145 @@ pub(crate) async fn delete_app(
     Ok(Json(json!({"success": true})))
 }
 
-/// `POST /v1/organization/apps/{app_id}/tokens`: 201 `{"token"}`, shown once.
-#[utoipa::path(post, path = "/v1/organization/apps/{app_id}/tokens", tag = "tenancy", params(("app_id" = String, Path, description = "app (device) id")), security(("admin_key" = []), ("api_key" = [])), responses((status = 201, body = TokenCreated), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+fn created(id: &str, name: &str, secret: (&str, &str), at: i64) -> Json<Value> {
+    let mut v = json!({"id": id, "name": name});
+    v[secret.0] = json!(secret.1);
+    v["created_at"] = json!(rfc3339_ms(at));
+    Json(v)
+}
+
+/// `POST /v1/organization/apps/{app_id}/tokens` `{"name"?}`: 201
+/// `{id, name, token, created_at}`; the token is shown once.
+#[utoipa::path(post, path = "/v1/organization/apps/{app_id}/tokens", tag = "tenancy", params(("app_id" = String, Path, description = "app (device) id")), request_body = NamedInput, security(("admin_key" = []), ("api_key" = [])), responses((status = 201, body = TokenCreated), (status = 400, body = NativeError), (status = 404, body = NativeError), (status = 409, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn create_token(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(app_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), Native> {
     let org_id = auth::admin(&state, &headers)?;
     let app = own_app(&state, &org_id, &app_id)?;
+    let map = json_object(&headers, body)?;
+    let mut f = Fields::new(&map);
+    let name = optional_name(&mut f);
+    let name = finish(f, Some(name))?;
     let token = hookrelay_core::new_device_token();
-    let scope = TokenScope::Device {
+    let record = DeviceToken {
+        id: new_token_id(),
+        hash: hash_token(&token),
+        name,
         org_id,
         device_id: app.id,
+        created_at_ms: now_ms(),
     };
-    state.config.add_token(hash_token(&token), scope).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "token": token }))))
+    state
+        .config
+        .add_token(record.clone(), state.tenancy.max_tokens_per_org)
+        .await?;
+    let body = created(
+        &record.id,
+        &record.name,
+        ("token", &token),
+        record.created_at_ms,
+    );
+    Ok((StatusCode::CREATED, body))
+}
+
+/// `GET /v1/organization/apps/{app_id}/tokens`: ids and names, never tokens.
+#[utoipa::path(get, path = "/v1/organization/apps/{app_id}/tokens", tag = "tenancy", params(("app_id" = String, Path, description = "app (device) id")), security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = CredentialList), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+pub(crate) async fn list_tokens(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(app_id): Path<String>,
+) -> Result<Json<Value>, Native> {
+    let org_id = auth::admin(&state, &headers)?;
+    let app = own_app(&state, &org_id, &app_id)?;
+    let data: Vec<Value> = state
+        .config
+        .tokens_of(&app.id)
+        .iter()
+        .map(|t| json!({"id": t.id, "name": t.name, "created_at": rfc3339_ms(t.created_at_ms)}))
+        .collect();
+    Ok(Json(json!({ "data": data })))
+}
+
+/// `DELETE /v1/organization/apps/{app_id}/tokens/{token_id}`: the token
+/// answers 401 from its next request on.
+#[utoipa::path(delete, path = "/v1/organization/apps/{app_id}/tokens/{token_id}", tag = "tenancy", params(("app_id" = String, Path, description = "app (device) id"), ("token_id" = String, Path, description = "token id (tok_…)")), security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = Success), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+pub(crate) async fn revoke_token(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path((app_id, token_id)): Path<(String, String)>,
+) -> Result<Json<Value>, Native> {
+    let org_id = auth::admin(&state, &headers)?;
+    let app = own_app(&state, &org_id, &app_id)?;
+    if !state.config.revoke_token(&app.id, &token_id).await? {
+        return Err(ApiError::NotFound("token not found".into()).into());
+    }
+    Ok(Json(json!({"success": true})))
+}
+
+/// `POST /v1/organization/ingest-keys` `{"name"?}`: 201 `{id, name, key,
+/// created_at}`; the key is shown once and publishes only for the
+/// organization's devices.
+#[utoipa::path(post, path = "/v1/organization/ingest-keys", tag = "tenancy", request_body = NamedInput, security(("admin_key" = []), ("api_key" = [])), responses((status = 201, body = IngestKeyCreated), (status = 400, body = NativeError), (status = 409, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+pub(crate) async fn create_ingest_key(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), Native> {
+    let org_id = auth::admin(&state, &headers)?;
+    let map = json_object(&headers, body)?;
+    let mut f = Fields::new(&map);
+    let name = optional_name(&mut f);
+    let name = finish(f, Some(name))?;
+    let key = generate_ingest_key();
+    let record = IngestKey {
+        id: new_ingest_key_id(),
+        hash: hash_token(&key),
+        name,
+        org_id,
+        created_at_ms: now_ms(),
+    };
+    state
+        .config
+        .add_ingest_key(record.clone(), state.tenancy.max_ingest_keys_per_org)
+        .await?;
+    let body = created(
+        &record.id,
+        &record.name,
+        ("key", &key),
+        record.created_at_ms,
+    );
+    Ok((StatusCode::CREATED, body))
+}
+
+/// `GET /v1/organization/ingest-keys`: ids and names, never keys.
+#[utoipa::path(get, path = "/v1/organization/ingest-keys", tag = "tenancy", security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = CredentialList), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+pub(crate) async fn list_ingest_keys(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Native> {
+    let org_id = auth::admin(&state, &headers)?;
+    let data: Vec<Value> = state
+        .config
+        .ingest_keys_of(&org_id)
+        .iter()
+        .map(|k| json!({"id": k.id, "name": k.name, "created_at": rfc3339_ms(k.created_at_ms)}))
+        .collect();
+    Ok(Json(json!({ "data": data })))
+}
+
+/// `DELETE /v1/organization/ingest-keys/{id}`: refused from the next publish on.
+#[utoipa::path(delete, path = "/v1/organization/ingest-keys/{id}", tag = "tenancy", params(("id" = String, Path, description = "ingest key id (ikid_…)")), security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = Success), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+pub(crate) async fn delete_ingest_key(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Native> {
+    let org_id = auth::admin(&state, &headers)?;
+    if !state.config.delete_ingest_key(&org_id, &id).await? {
+        return Err(ApiError::NotFound("ingest key not found".into()).into());
+    }
+    Ok(Json(json!({"success": true})))
 }

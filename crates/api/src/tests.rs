@@ -8,7 +8,7 @@ use axum::{
 };
 use hookrelay_core::{hash_token, Catalog, DeliveryConfig, DeviceId, OrgId};
 use hookrelay_store::{
-    App, BoxFuture, ConfigStore, ControlError, DeliveryControl, Org, Store, TokenScope,
+    App, BoxFuture, ConfigStore, ControlError, DeliveryControl, DeviceToken, Org, Store,
 };
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -58,16 +58,16 @@ async fn app() -> (Router, Store, tempfile::TempDir) {
         name: "a".into(),
         created_at_ms: 0,
     };
-    store.config.create_app(app).await.expect("app");
-    let scope = TokenScope::Device {
+    store.config.create_app(app, 10).await.expect("app");
+    let token = DeviceToken {
+        id: "tok_a".into(),
+        hash: hash_token("tok-a"),
+        name: String::new(),
         org_id: OrgId::from("org_a"),
         device_id: DeviceId::from("dev-a"),
+        created_at_ms: 0,
     };
-    store
-        .config
-        .add_token(hash_token("tok-a"), scope)
-        .await
-        .expect("token");
+    store.config.add_token(token, 10).await.expect("token");
     let deps = ApiDeps {
         config: store.config.clone(),
         log: store.log.clone(),
@@ -81,9 +81,14 @@ async fn app() -> (Router, Store, tempfile::TempDir) {
             operator_key: Some(OPERATOR.into()),
             delivery: DeliveryConfig::default(),
             max_webhooks_per_app: 3,
+            rate_limit: crate::RateLimit {
+                per_second: 1000,
+                burst: 1000,
+            },
+            ..ApiConfig::default()
         },
     );
-    (finish(router(state), 1000, 1000), store, dir)
+    (finish(router(state.clone()), state), store, dir)
 }
 
 async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Value) {

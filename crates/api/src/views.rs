@@ -68,6 +68,13 @@ pub(crate) fn app(a: &App) -> Value {
     json!({"id": a.id, "name": a.name, "created_at": rfc3339_ms(a.created_at_ms)})
 }
 
+/// The filter's entries in their first order, each once.
+fn dedup(mut events: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    events.retain(|e| seen.insert(e.clone()));
+    events
+}
+
 /// Who owns a webhook being built.
 pub(crate) struct Owner {
     pub(crate) org_id: OrgId,
@@ -104,7 +111,7 @@ pub(crate) fn build_webhook(
         device_id: owner.device_id,
         name: input.name.unwrap_or_default(),
         url: input.url.unwrap_or_default(),
-        events: input.events.unwrap_or_default(),
+        events: dedup(input.events.unwrap_or_default()),
         active,
         primary: owner.primary,
         retry_attempts: input

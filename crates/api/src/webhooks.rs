@@ -18,6 +18,7 @@ use axum::{
     Json,
 };
 use hookrelay_core::{now_ms, DeviceId, FieldError, OrgId, Webhook, WebhookId, WebhookInput};
+use hookrelay_store::StoreError;
 use serde_json::{json, Value};
 use std::{collections::HashMap, sync::Arc};
 
@@ -50,6 +51,15 @@ pub(crate) fn app_scope(
     })
 }
 
+fn not_found() -> ApiError {
+    ApiError::NotFound("webhook not found".to_owned())
+}
+
+/// Whether `w` belongs to the scope's device.
+pub(crate) fn owned_by(w: &Webhook, scope: &Scope) -> bool {
+    w.device_id == scope.device_id && w.org_id == scope.org_id
+}
+
 /// A webhook of the scope's device, or 404 (never 403).
 pub(crate) fn own_webhook(
     state: &ApiState,
@@ -59,8 +69,8 @@ pub(crate) fn own_webhook(
     state
         .config
         .webhook(&WebhookId::from(id))
-        .filter(|w| w.device_id == scope.device_id && w.org_id == scope.org_id)
-        .ok_or_else(|| ApiError::NotFound("webhook not found".to_owned()))
+        .filter(|w| owned_by(w, scope))
+        .ok_or_else(not_found)
 }
 
 fn page_param(
@@ -86,7 +96,11 @@ fn page_param(
     }
 }
 
-fn validate(state: &ApiState, input: &WebhookInput, require: bool) -> Result<(), ApiError> {
+pub(crate) fn validate(
+    state: &ApiState,
+    input: &WebhookInput,
+    require: bool,
+) -> Result<(), ApiError> {
     input
         .validate(&state.catalog, &state.delivery, require)
         .map_err(|p| {
@@ -139,23 +153,30 @@ async fn create(
 ) -> Result<Value, ApiError> {
     let input = parse_input(headers, body)?;
     validate(state, &input, true)?;
-    let count = state.config.webhooks_of(&scope.device_id).len();
-    if count >= state.max_webhooks_per_app {
-        return Err(ApiError::validation(
-            format!("the app already has {count} webhooks, the most allowed"),
-            vec![FieldError {
-                field: "url".into(),
-                message: "webhook limit per app reached".into(),
-            }],
-        ));
-    }
     let owner = Owner {
         org_id: scope.org_id,
         device_id: scope.device_id,
         primary: false,
     };
     let w = build_webhook(None, input, owner, &state.delivery, now_ms());
-    let stored = state.config.put_webhook(w).await?;
+    // The limit is checked by the store under its writer lock, so concurrent
+    // creates never exceed it.
+    let stored = match state
+        .config
+        .create_webhook(w, state.max_webhooks_per_app)
+        .await
+    {
+        Err(StoreError::Limit { max, .. }) => {
+            return Err(ApiError::validation(
+                format!("the app already has {max} webhooks, the most allowed"),
+                vec![FieldError {
+                    field: "url".into(),
+                    message: "webhook limit per app reached".into(),
+                }],
+            ))
+        }
+        other => other?,
+    };
     Ok(views::webhook(
         &stored,
         state.control.circuit_open(&stored.url),
@@ -163,7 +184,10 @@ async fn create(
 }
 
 /// `PUT` (replace: omitted fields take their defaults) or `PATCH` (merge:
-/// omitted fields keep their values).
+/// omitted fields keep their values). The merge and the write happen in one
+/// atomic update of the store: a concurrent change (an auto-disable, another
+/// PATCH) is merged with, never overwritten, and a deleted webhook stays
+/// deleted.
 async fn update(
     state: &ApiState,
     scope: Scope,
@@ -172,22 +196,43 @@ async fn update(
     body: Result<Bytes, BytesRejection>,
     merge: bool,
 ) -> Result<Value, ApiError> {
-    let existing = own_webhook(state, &scope, id)?;
+    own_webhook(state, &scope, id)?;
     let input = parse_input(headers, body)?;
-    let input = if merge {
-        validate(state, &input, false)?;
-        views::merged(&existing, input)
-    } else {
-        input
-    };
-    validate(state, &input, true)?;
-    let owner = Owner {
-        org_id: scope.org_id,
-        device_id: scope.device_id,
-        primary: existing.primary,
-    };
-    let w = build_webhook(Some(&existing), input, owner, &state.delivery, now_ms());
-    let stored = state.config.put_webhook(w).await?;
+    validate(state, &input, !merge)?;
+    let mut problem = None;
+    let now = now_ms();
+    let stored = state
+        .config
+        .update_webhook(
+            &WebhookId::from(id),
+            Box::new(|current: &mut Webhook| {
+                if !owned_by(current, &scope) {
+                    problem = Some(not_found());
+                    return false;
+                }
+                let input = if merge {
+                    views::merged(current, input)
+                } else {
+                    input
+                };
+                if let Err(e) = validate(state, &input, true) {
+                    problem = Some(e);
+                    return false;
+                }
+                let owner = Owner {
+                    org_id: current.org_id.clone(),
+                    device_id: current.device_id.clone(),
+                    primary: current.primary,
+                };
+                *current = build_webhook(Some(current), input, owner, &state.delivery, now);
+                true
+            }),
+        )
+        .await?;
+    if let Some(e) = problem {
+        return Err(e);
+    }
+    let stored = stored.ok_or_else(not_found)?;
     Ok(views::webhook(
         &stored,
         state.control.circuit_open(&stored.url),
@@ -195,8 +240,14 @@ async fn update(
 }
 
 async fn delete(state: &ApiState, scope: Scope, id: &str) -> Result<Value, ApiError> {
-    let w = own_webhook(state, &scope, id)?;
-    state.config.delete_webhook(&w.id).await?;
+    let id = WebhookId::from(id);
+    let deleted = state
+        .config
+        .delete_webhook(&id, Box::new(|w: &Webhook| owned_by(w, &scope)))
+        .await?;
+    if !deleted {
+        return Err(not_found());
+    }
     Ok(json!({"success": true}))
 }
 

@@ -214,7 +214,7 @@ async fn run(scenario: Scenario, bin: PathBuf) -> anyhow::Result<Outcome> {
             for w in 1..webhooks {
                 server
                     .extra_webhook(
-                        &admin,
+                        &admin.admin_key,
                         "fan",
                         &format!("http://{}/w{w}", addrs[w as usize % addrs.len()]),
                     )

@@ -11,8 +11,14 @@ use std::{
     time::Duration,
 };
 
-pub(crate) const INGEST_KEY: &str = "bench-ingest-key";
+pub(crate) const INGEST_KEY: &str = "bench-ingest-key-0123456789abcdef";
 const OPERATOR_KEY: &str = "bench-operator-key-0123456789";
+
+/// An organization of the bench server.
+pub(crate) struct Tenant {
+    org_id: String,
+    pub(crate) admin_key: String,
+}
 
 /// A running server process.
 pub(crate) struct Server {
@@ -145,29 +151,31 @@ level = "warn"
         Ok(body)
     }
 
-    /// Creates an organization; returns its admin key.
-    pub(crate) async fn organization(&self) -> anyhow::Result<String> {
+    /// Creates an organization.
+    pub(crate) async fn organization(&self) -> anyhow::Result<Tenant> {
         let org = self
             .post("/v1/organizations", OPERATOR_KEY, json!({"name": "bench"}))
             .await?;
-        org["admin_key"]
-            .as_str()
-            .map(str::to_owned)
-            .context("no admin key")
+        let text = |k: &str| org[k].as_str().map(str::to_owned).context("no {k}");
+        Ok(Tenant {
+            org_id: text("id")?,
+            admin_key: text("admin_key")?,
+        })
     }
 
-    /// Creates app `device` and returns a device token for it.
-    pub(crate) async fn device(&self, admin: &str, device: &str) -> anyhow::Result<String> {
+    /// Binds device id `device` to the organization (as the operator) and
+    /// returns a device token for it.
+    pub(crate) async fn device(&self, org: &Tenant, device: &str) -> anyhow::Result<String> {
         self.post(
-            "/v1/organization/apps",
-            admin,
+            &format!("/v1/organizations/{}/apps", org.org_id),
+            OPERATOR_KEY,
             json!({"id": device, "name": device}),
         )
         .await?;
         let t = self
             .post(
                 &format!("/v1/organization/apps/{device}/tokens"),
-                admin,
+                &org.admin_key,
                 json!({}),
             )
             .await?;

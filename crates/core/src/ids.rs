@@ -71,3 +71,18 @@ pub fn new_org_id() -> OrgId {
 pub fn new_event_id() -> String {
     format!("evt_{}", random_hex())
 }
+
+/// A fresh device-token id (`tok_…`; the token itself is a UUID v4).
+pub fn new_token_id() -> String {
+    format!("tok_{}", random_hex())
+}
+
+/// A fresh organization ingest-key id (`ikid_…`; the key is `ik_…`).
+pub fn new_ingest_key_id() -> String {
+    format!("ikid_{}", random_hex())
+}
+
+/// A server-assigned device id: a UUID v4 (CONTRACT §4.4).
+pub fn new_device_id() -> DeviceId {
+    DeviceId(uuid::Uuid::new_v4().to_string())
+}

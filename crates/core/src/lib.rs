@@ -37,13 +37,17 @@ pub use delivery::{
     DeliveryTask, ErrorKind, Progress,
 };
 pub use event::{validate_event, Event, EventError, RawEvent};
-pub use ids::{new_event_id, new_org_id, new_webhook_id, DeviceId, OrgId, Seq, WebhookId};
+pub use ids::{
+    new_device_id, new_event_id, new_ingest_key_id, new_org_id, new_token_id, new_webhook_id,
+    DeviceId, OrgId, Seq, WebhookId,
+};
 pub use json::minify_json_object;
 pub use names::{header, metric};
 pub use retry::{Backoff, RetryPolicy};
 pub use time::{now_ms, rfc3339_ms, rfc3339_now};
 pub use token::{
-    constant_time_eq, generate_admin_key, generate_secret, hash_token, new_device_token, TokenHash,
+    constant_time_eq, generate_admin_key, generate_ingest_key, generate_secret, hash_token,
+    new_device_token, TokenHash,
 };
 pub use webhook::{
     FieldError, Webhook, WebhookInput, WebhookProblems, MAX_HEADERS, MAX_RETRY_ATTEMPTS,

@@ -44,6 +44,11 @@ pub fn generate_admin_key() -> String {
     format!("sk_admin_{}", hex::encode(random_bytes::<32>()))
 }
 
+/// A new organization ingest key: `ik_` + 64 hex digits.
+pub fn generate_ingest_key() -> String {
+    format!("ik_{}", hex::encode(random_bytes::<32>()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,14 +22,25 @@ const MAX_HEADER_VALUE_LEN: usize = 4096;
 /// Longest `name`.
 const MAX_NAME_LEN: usize = 200;
 
-/// Header names a webhook may not set (besides every `webhook-*`).
+/// Most entries of an event filter (`events` / `enabled_events`).
+pub(crate) const MAX_EVENT_FILTERS: usize = 100;
+
+/// Header names a webhook may not set, compared case-insensitively (besides
+/// every `webhook-*` and `proxy-*`, CONTRACT §4.4): hop-by-hop headers and
+/// those the engine sets itself.
 const RESERVED_HEADERS: &[&str] = &[
     "host",
     "content-length",
     "content-type",
     "transfer-encoding",
     "connection",
+    "user-agent",
+    "te",
+    "upgrade",
+    "keep-alive",
+    "expect",
 ];
+const RESERVED_PREFIXES: &[&str] = &["webhook-", "proxy-"];
 
 /// A webhook: where to deliver which events, and how.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,6 +178,10 @@ impl WebhookInput {
             Some(events) if events.is_empty() => {
                 p.push("enabled_events", "must list at least one event")
             }
+            Some(events) if events.len() > MAX_EVENT_FILTERS => p.push(
+                "enabled_events",
+                format!("at most {MAX_EVENT_FILTERS} entries are allowed"),
+            ),
             Some(events) => {
                 for e in events {
                     if !catalog.is_valid_filter(e) && !p.unknown_events.contains(e) {
@@ -283,13 +298,21 @@ fn check_headers(headers: &BTreeMap<String, String>, p: &mut WebhookProblems) {
             format!("at most {MAX_HEADERS} headers are allowed"),
         );
     }
+    let mut seen = std::collections::HashSet::new();
     for (name, value) in headers {
         let field = format!("headers.{name}");
         let lower = name.to_ascii_lowercase();
         if name.is_empty() || !name.bytes().all(is_token_char) {
             p.push(field, "is not a valid header name");
-        } else if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("webhook-") {
+        } else if RESERVED_HEADERS.contains(&lower.as_str())
+            || RESERVED_PREFIXES.iter().any(|pre| lower.starts_with(pre))
+        {
             p.push(field, "is set by hookrelay and cannot be overridden");
+        } else if !seen.insert(lower) {
+            p.push(
+                field,
+                "repeats another header name (names are case-insensitive)",
+            );
         } else if value.len() > MAX_HEADER_VALUE_LEN
             || !value
                 .bytes()
@@ -325,6 +348,39 @@ mod tests {
     #[test]
     fn valid_input_passes() {
         assert!(fields(ok_input()).is_empty());
+    }
+
+    /// CONTRACT §4.4: filter size, reserved names in any case, names equal but for case.
+    #[test]
+    fn tenancy_input_limits_hold() {
+        let many = WebhookInput {
+            events: Some(vec!["message.received".into(); MAX_EVENT_FILTERS + 1]),
+            ..ok_input()
+        };
+        assert_eq!(fields(many), vec!["enabled_events"]);
+        for reserved in [
+            "User-Agent",
+            "TE",
+            "Upgrade",
+            "keep-alive",
+            "Expect",
+            "Proxy-Authorization",
+            "WEBHOOK-ID",
+        ] {
+            let i = WebhookInput {
+                headers: Some(BTreeMap::from([(reserved.to_owned(), "x".to_owned())])),
+                ..ok_input()
+            };
+            assert_eq!(fields(i), vec![format!("headers.{reserved}")], "{reserved}");
+        }
+        let twins = WebhookInput {
+            headers: Some(BTreeMap::from([
+                ("X-Tenant".to_owned(), "a".to_owned()),
+                ("x-tenant".to_owned(), "b".to_owned()),
+            ])),
+            ..ok_input()
+        };
+        assert_eq!(fields(twins).len(), 1);
     }
 
     #[test]

@@ -1,35 +1,95 @@
-//! Ingest-key authentication.
+//! Who may publish (CONTRACT §2, §4.4).
+//!
+//! Keys in `ingest.keys` are the operator's and publish for any device id.
+//! An organization ingest key (stored hashed in the config store) publishes
+//! only for device ids bound to its organization; any other device id, bound
+//! elsewhere or not at all, refuses the whole request with one answer, so it
+//! tells nothing about other tenants. Revocation shows on the next publish:
+//! an organization key is looked up again for every append.
 
-use hookrelay_core::{constant_time_eq, hash_token, TokenHash};
+use crate::IngestError;
+use hookrelay_core::{constant_time_eq, hash_token, DeviceId, OrgId, TokenHash};
+use hookrelay_store::ConfigStore;
+use std::sync::Arc;
 
-/// The accepted ingest keys, kept only as SHA-256 hashes.
-#[derive(Clone, Debug, Default)]
+/// An authenticated producer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Publisher {
+    /// A key of `ingest.keys`: any device id.
+    Operator,
+    /// An organization ingest key: that organization's devices only.
+    Org {
+        /// The organization.
+        org_id: OrgId,
+        /// The key's hash, looked up again on every append (revocation).
+        key: TokenHash,
+    },
+}
+
+/// The accepted ingest keys: the operator's (hashed here) and the
+/// organizations' (in the config store).
+#[derive(Clone)]
 pub struct IngestKeys {
     hashes: Vec<TokenHash>,
+    config: Option<Arc<dyn ConfigStore>>,
 }
 
 impl IngestKeys {
-    /// Hashes the configured keys (empty ones are ignored).
-    pub fn new(keys: &[String]) -> Self {
+    /// The operator's keys (empty ones are ignored) and, with `config`, the
+    /// organizations' keys.
+    pub fn new(keys: &[String], config: Option<Arc<dyn ConfigStore>>) -> Self {
         Self {
             hashes: keys
                 .iter()
                 .filter(|k| !k.is_empty())
                 .map(|k| hash_token(k))
                 .collect(),
+            config,
         }
     }
 
-    /// Whether an `authorization` header value (`Bearer <key>`) is accepted.
-    /// Every configured key is compared, in constant time, whatever matches.
-    pub fn check_bearer(&self, header: Option<&str>) -> bool {
-        let Some(key) = header.and_then(bearer) else {
-            return false;
-        };
-        let presented = hash_token(key);
-        self.hashes
+    /// The publisher an `authorization` header value (`Bearer <key>`)
+    /// authenticates. Every operator key is compared, in constant time.
+    pub fn authenticate(&self, header: Option<&str>) -> Option<Publisher> {
+        let presented = hash_token(header.and_then(bearer)?);
+        let operator = self
+            .hashes
             .iter()
-            .fold(false, |ok, h| constant_time_eq(&h.0, &presented.0) | ok)
+            .fold(false, |ok, h| constant_time_eq(&h.0, &presented.0) | ok);
+        if operator {
+            return Some(Publisher::Operator);
+        }
+        let org_id = self.config.as_ref()?.ingest_key_org(&presented)?;
+        Some(Publisher::Org {
+            org_id,
+            key: presented,
+        })
+    }
+
+    /// Whether `publisher` may append events for every device id of
+    /// `devices`: `Unauthenticated` when its key was revoked meanwhile,
+    /// `Forbidden` when any device is not its organization's.
+    pub fn check<'a>(
+        &self,
+        publisher: &Publisher,
+        devices: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), IngestError> {
+        let Publisher::Org { org_id, key } = publisher else {
+            return Ok(());
+        };
+        let config = self.config.as_ref().ok_or(IngestError::Unauthenticated)?;
+        if config.ingest_key_org(key).as_ref() != Some(org_id) {
+            return Err(IngestError::Unauthenticated);
+        }
+        for device in devices {
+            let owned = config
+                .app(&DeviceId::from(device))
+                .is_some_and(|a| &a.org_id == org_id);
+            if !owned {
+                return Err(IngestError::Forbidden);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -45,13 +105,16 @@ mod tests {
 
     #[test]
     fn bearer_keys_are_checked() {
-        let k = IngestKeys::new(&["k1".into(), "k2".into(), String::new()]);
-        assert!(k.check_bearer(Some("Bearer k1")));
-        assert!(k.check_bearer(Some("bearer k2")));
-        assert!(!k.check_bearer(Some("Bearer k3")));
-        assert!(!k.check_bearer(Some("k1")));
-        assert!(!k.check_bearer(Some("Bearer ")));
-        assert!(!k.check_bearer(None));
-        assert!(!IngestKeys::new(&[]).check_bearer(Some("Bearer ")));
+        let k = IngestKeys::new(&["k1".into(), "k2".into(), String::new()], None);
+        assert_eq!(k.authenticate(Some("Bearer k1")), Some(Publisher::Operator));
+        assert!(k.authenticate(Some("bearer k2")).is_some());
+        assert!(k.authenticate(Some("Bearer k3")).is_none());
+        assert!(k.authenticate(Some("k1")).is_none());
+        assert!(k.authenticate(Some("Bearer ")).is_none());
+        assert!(k.authenticate(None).is_none());
+        assert!(IngestKeys::new(&[], None)
+            .authenticate(Some("Bearer "))
+            .is_none());
+        assert!(k.check(&Publisher::Operator, ["any", "device"]).is_ok());
     }
 }

@@ -23,11 +23,26 @@ pub struct IngestConfig {
     /// Pending deliveries above which publishing answers RESOURCE_EXHAUSTED
     /// (default 5,000,000).
     pub max_pending_deliveries: u64,
+    /// Most events in one request: a `PublishBatch` or a `POST /v1/events`
+    /// array (default 500). With `max_event_bytes` it sets the largest gRPC
+    /// message accepted.
+    pub max_request_events: usize,
     /// Most events gathered into one group commit (default 4096).
     pub max_batch_events: usize,
     /// Append requests that may wait for the committer (default 4096); when
     /// full, publishers wait (back-pressure on the connection).
     pub queue_capacity: usize,
+}
+
+impl IngestConfig {
+    /// The largest gRPC message accepted: a full batch of the largest events,
+    /// plus their framing.
+    pub fn max_message_bytes(&self) -> usize {
+        const FRAMING_PER_EVENT: usize = 1024;
+        self.max_request_events
+            .max(1)
+            .saturating_mul(self.max_event_bytes.saturating_add(FRAMING_PER_EVENT))
+    }
 }
 
 impl Default for IngestConfig {
@@ -38,6 +53,7 @@ impl Default for IngestConfig {
             dedup_window: Duration::from_secs(24 * 3600),
             max_backlog: 1_000_000,
             max_pending_deliveries: 5_000_000,
+            max_request_events: 500,
             max_batch_events: 4096,
             queue_capacity: 4096,
         }

@@ -9,6 +9,12 @@ pub enum IngestError {
     /// Missing or wrong ingest key.
     #[error("missing or invalid ingest key")]
     Unauthenticated,
+    /// The key may not publish for a device of the request (an organization
+    /// key and a device id not bound to its organization).
+    #[error(
+        "this ingest key may not publish for a device id of this request; nothing was appended"
+    )]
+    Forbidden,
     /// An event failed validation; `index` is its position in a batch or stream.
     #[error("{}{source}", index.map(|i| format!("events[{i}]: ")).unwrap_or_default())]
     Invalid {
@@ -44,6 +50,7 @@ impl IngestError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
             Self::Invalid { .. } | Self::Missing(_) => "invalid",
             Self::Overloaded { .. } => "overloaded",
             Self::Unavailable(_) | Self::ShuttingDown => "unavailable",
@@ -56,6 +63,7 @@ impl From<IngestError> for tonic::Status {
         let msg = e.to_string();
         match e {
             IngestError::Unauthenticated => tonic::Status::unauthenticated(msg),
+            IngestError::Forbidden => tonic::Status::permission_denied(msg),
             IngestError::Invalid { .. } | IngestError::Missing(_) => {
                 tonic::Status::invalid_argument(msg)
             }

@@ -52,6 +52,7 @@ fn ingest_error(e: IngestError) -> Response {
         IngestError::Unauthenticated => {
             error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", msg, json!(null))
         }
+        IngestError::Forbidden => error(StatusCode::FORBIDDEN, "FORBIDDEN", msg, json!(null)),
         IngestError::Invalid { index, source } => {
             let field = match index {
                 Some(i) => format!("[{i}].{}", source.field),
@@ -90,9 +91,9 @@ async fn publish(State(svc): State<IngestGrpc>, headers: HeaderMap, body: Bytes)
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if !svc.keys.check_bearer(auth) {
+    let Some(publisher) = svc.keys.authenticate(auth) else {
         return ingest_error(IngestError::Unauthenticated);
-    }
+    };
     let text = match std::str::from_utf8(&body) {
         Ok(t) => t,
         Err(_) => {
@@ -123,6 +124,15 @@ async fn publish(State(svc): State<IngestGrpc>, headers: HeaderMap, body: Bytes)
             );
         }
     };
+    if items.len() > svc.max_request_events {
+        let msg = format!("at most {} events per request", svc.max_request_events);
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            msg,
+            json!(null),
+        );
+    }
     let now = now_ms();
     let mut events = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
@@ -142,6 +152,10 @@ async fn publish(State(svc): State<IngestGrpc>, headers: HeaderMap, body: Bytes)
             Ok(event) => events.push(Incoming { event, keyed }),
             Err(source) => return ingest_error(IngestError::Invalid { index, source }),
         }
+    }
+    let devices = events.iter().map(|e| e.event.device_id.as_str());
+    if let Err(e) = svc.keys.check(&publisher, devices) {
+        return ingest_error(e);
     }
     let n = events.len() as u64;
     match svc.committer.append(events).await {

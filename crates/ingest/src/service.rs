@@ -6,7 +6,7 @@ use crate::{
         ingest_service_server::IngestService, Event as ProtoEvent, PublishBatchRequest,
         PublishBatchResponse, PublishRequest, PublishResponse,
     },
-    Accepted, CommitterHandle, Incoming, IngestError, IngestKeys,
+    Accepted, CommitterHandle, Incoming, IngestError, IngestKeys, Publisher,
 };
 use hookrelay_core::{metric, now_ms, validate_event, Catalog, RawEvent};
 use std::{pin::Pin, sync::Arc};
@@ -25,6 +25,7 @@ pub struct IngestGrpc {
     pub(crate) keys: Arc<IngestKeys>,
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) max_event_bytes: usize,
+    pub(crate) max_request_events: usize,
     /// Most stream requests gathered into one append.
     stream_batch: usize,
     tasks: TaskTracker,
@@ -44,21 +45,53 @@ impl IngestGrpc {
             keys: Arc::new(keys),
             catalog,
             max_event_bytes: config.max_event_bytes,
+            max_request_events: config.max_request_events.max(1),
             stream_batch: config.max_batch_events.clamp(1, STREAM_BUFFER),
             tasks,
         }
     }
 
-    fn authenticate<T>(&self, req: &Request<T>) -> Result<(), Status> {
+    /// The gRPC interceptor: authenticates the ingest key from the request
+    /// headers *before* the message is read or decoded, so unauthenticated
+    /// requests cost no more than their headers (CONTRACT §4.4). The
+    /// publisher rides on the request's extensions to the handler.
+    pub fn interceptor(
+        &self,
+    ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static
+    {
+        let keys = self.keys.clone();
+        move |mut req: Request<()>| {
+            let header = req
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok());
+            let publisher = keys
+                .authenticate(header)
+                .ok_or_else(|| reject(IngestError::Unauthenticated))?;
+            req.extensions_mut().insert(publisher);
+            Ok(req)
+        }
+    }
+
+    /// The publisher the interceptor authenticated (authenticating here when
+    /// the service runs without it, as in unit tests).
+    fn publisher<T>(&self, req: &Request<T>) -> Result<Publisher, Status> {
+        if let Some(p) = req.extensions().get::<Publisher>() {
+            return Ok(p.clone());
+        }
         let header = req
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        if self.keys.check_bearer(header) {
-            Ok(())
-        } else {
-            Err(reject(IngestError::Unauthenticated))
-        }
+        self.keys
+            .authenticate(header)
+            .ok_or_else(|| reject(IngestError::Unauthenticated))
+    }
+
+    fn permitted(&self, publisher: &Publisher, events: &[Incoming]) -> Result<(), Status> {
+        self.keys
+            .check(publisher, events.iter().map(|e| e.event.device_id.as_str()))
+            .map_err(reject)
     }
 
     fn validate(
@@ -128,11 +161,13 @@ impl IngestService for IngestGrpc {
         &self,
         req: Request<PublishRequest>,
     ) -> Result<Response<PublishResponse>, Status> {
-        self.authenticate(&req)?;
+        let publisher = self.publisher(&req)?;
         let event = self
             .validate(req.into_inner().event, None)
             .map_err(reject)?;
-        let mut accepted = self.append(vec![event]).await?;
+        let events = vec![event];
+        self.permitted(&publisher, &events)?;
+        let mut accepted = self.append(events).await?;
         let a = accepted
             .pop()
             .ok_or_else(|| Status::internal("append answered nothing"))?;
@@ -143,15 +178,21 @@ impl IngestService for IngestGrpc {
         &self,
         req: Request<PublishBatchRequest>,
     ) -> Result<Response<PublishBatchResponse>, Status> {
-        self.authenticate(&req)?;
-        let events = req
-            .into_inner()
-            .events
+        let publisher = self.publisher(&req)?;
+        let events = req.into_inner().events;
+        if events.len() > self.max_request_events {
+            return Err(Status::invalid_argument(format!(
+                "events: at most {} events per batch",
+                self.max_request_events
+            )));
+        }
+        let events = events
             .into_iter()
             .enumerate()
             .map(|(i, e)| self.validate(Some(e), Some(i)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(reject)?;
+        self.permitted(&publisher, &events)?;
         let accepted = self.append(events).await?;
         Ok(Response::new(PublishBatchResponse {
             results: accepted.into_iter().map(response).collect(),
@@ -164,7 +205,7 @@ impl IngestService for IngestGrpc {
         &self,
         req: Request<Streaming<PublishRequest>>,
     ) -> Result<Response<Self::PublishStreamStream>, Status> {
-        self.authenticate(&req)?;
+        let publisher = self.publisher(&req)?;
         let mut inbound = req.into_inner();
         // Reader → processor, bounded: a producer that runs ahead waits on
         // HTTP/2 flow control once this fills.
@@ -187,7 +228,15 @@ impl IngestService for IngestGrpc {
                 let mut events = Vec::with_capacity(buf.len());
                 let mut failure = None;
                 for msg in buf.drain(..) {
-                    match msg.and_then(|m| svc.validate(m.event, Some(index)).map_err(reject)) {
+                    // A device the key may not publish for (or a key revoked
+                    // meanwhile) ends the stream like a bad item.
+                    let checked = msg
+                        .and_then(|m| svc.validate(m.event, Some(index)).map_err(reject))
+                        .and_then(|e| {
+                            svc.permitted(&publisher, std::slice::from_ref(&e))
+                                .map(|()| e)
+                        });
+                    match checked {
                         Ok(e) => events.push(e),
                         Err(status) => {
                             failure = Some(status);

@@ -20,16 +20,20 @@ use std::{
 /// The hosts whose breaker is open, shared with the API.
 pub(crate) type Board = Arc<RwLock<BTreeSet<Arc<str>>>>;
 
-/// The lane key of a URL: `scheme://host:port` (lower-cased), or the whole
-/// URL if it does not parse that way.
+/// The lane key of a URL: `scheme://host:port` of the host the HTTP client
+/// actually dials. Parsed with the same WHATWG parser the client uses (the
+/// `url` crate), so tricks such as `http://a.example\\@b.example/` or a
+/// default port spelled out land in the lane of the real target; the whole
+/// URL if it does not parse.
 pub(crate) fn host_of(url: &str) -> Arc<str> {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    let scheme = url.split_once("://").map_or("", |(s, _)| s);
-    format!("{scheme}://{authority}")
-        .to_ascii_lowercase()
-        .into()
+    match url::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port_or_known_default()) {
+            (Some(host), Some(port)) => format!("{}://{host}:{port}", u.scheme()).into(),
+            (Some(host), None) => format!("{}://{host}", u.scheme()).into(),
+            _ => url.into(),
+        },
+        Err(_) => url.into(),
+    }
 }
 
 /// A token bucket of `rate` per second, holding at most one second's worth.
@@ -382,8 +386,15 @@ mod tests {
             &*host_of("https://Example.com:8443/a?b#c"),
             "https://example.com:8443"
         );
-        assert_eq!(&*host_of("http://u:p@h/x"), "http://h");
-        assert_eq!(&*host_of("https://h"), "https://h");
+        assert_eq!(&*host_of("http://u:p@h/x"), "http://h:80");
+        assert_eq!(&*host_of("https://h"), "https://h:443");
+        assert_eq!(&*host_of("https://h:443/x"), "https://h:443");
+        // The client dials a.example here, not b.example.
+        assert_eq!(
+            &*host_of("http://a.example\\@b.example/"),
+            "http://a.example:80"
+        );
+        assert_eq!(&*host_of("http://[::1]:9000/"), "http://[::1]:9000");
     }
 
     #[test]

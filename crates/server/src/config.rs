@@ -3,6 +3,7 @@
 //! `HOOKRELAY_<SECTION>__<KEY>`.
 
 use anyhow::{bail, Context};
+use hookrelay_api::TenancyConfig;
 use hookrelay_core::{CatalogConfig, DeliveryConfig};
 use hookrelay_ingest::IngestConfig;
 use hookrelay_scheduler::SchedulerConfig;
@@ -31,6 +32,8 @@ pub(crate) struct Config {
     pub(crate) catalog: CatalogConfig,
     /// `[scheduler]`.
     pub(crate) scheduler: SchedulerConfig,
+    /// `[tenancy]`.
+    pub(crate) tenancy: TenancyConfig,
     /// `[log]`.
     pub(crate) log: LogConfig,
     /// `[shutdown]`.
@@ -76,6 +79,15 @@ pub(crate) struct GrpcConfig {
     pub(crate) tls_key: Option<PathBuf>,
     /// PEM CA: producers must present a client certificate it signed.
     pub(crate) client_ca: Option<PathBuf>,
+    /// Most concurrent HTTP/2 streams one producer connection may open
+    /// (default 128).
+    pub(crate) max_concurrent_streams: u32,
+    /// Most requests of one connection handled at once (default 256).
+    pub(crate) concurrency_per_connection: usize,
+    /// Longest a request handler may take before it answers (default 30s;
+    /// a `PublishStream` answers at once and then streams).
+    #[serde(with = "humantime_serde")]
+    pub(crate) request_timeout: Duration,
 }
 
 impl Default for GrpcConfig {
@@ -85,6 +97,9 @@ impl Default for GrpcConfig {
             tls_cert: None,
             tls_key: None,
             client_ca: None,
+            max_concurrent_streams: 128,
+            concurrency_per_connection: 256,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -138,6 +153,16 @@ pub(crate) struct ApiSection {
     pub(crate) requests_per_second: u32,
     /// Requests a token may make in a burst (default 200).
     pub(crate) burst: u32,
+    /// Sustained `POST /v1/events` requests per second per ingest key
+    /// (default 5000).
+    pub(crate) ingest_requests_per_second: u32,
+    /// `POST /v1/events` burst per ingest key (default 10000).
+    pub(crate) ingest_burst: u32,
+    /// Sustained requests per second with a missing or wrong credential,
+    /// per client address (default 5).
+    pub(crate) auth_failures_per_second: u32,
+    /// Burst of such requests per client address (default 20).
+    pub(crate) auth_failures_burst: u32,
 }
 
 impl Default for ApiSection {
@@ -146,6 +171,10 @@ impl Default for ApiSection {
             max_webhooks_per_app: 20,
             requests_per_second: 50,
             burst: 200,
+            ingest_requests_per_second: 5_000,
+            ingest_burst: 10_000,
+            auth_failures_per_second: 5,
+            auth_failures_burst: 20,
         }
     }
 }
@@ -327,14 +356,24 @@ fn parse_env_value(s: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(s.to_owned()))
 }
 
+/// Shortest accepted configured key (ingest keys, operator key).
+const MIN_KEY_LEN: usize = 32;
+
 /// Every semantic problem, each naming its key.
 pub(crate) fn check(c: &Config) -> Vec<String> {
     let mut p = Vec::new();
     if c.ingest.max_event_bytes == 0 {
         p.push("ingest.max_event_bytes: must be positive".to_owned());
     }
-    if c.ingest.keys.iter().any(String::is_empty) {
-        p.push("ingest.keys: keys must not be empty strings".to_owned());
+    for (i, k) in c.ingest.keys.iter().enumerate() {
+        if k.chars().count() < MIN_KEY_LEN {
+            p.push(format!(
+                "ingest.keys[{i}]: must be at least {MIN_KEY_LEN} characters (generate one with `openssl rand -hex 32`)"
+            ));
+        }
+    }
+    if c.ingest.max_request_events == 0 {
+        p.push("ingest.max_request_events: must be at least 1".to_owned());
     }
     for (section, cert, key) in [
         ("http", &c.http.tls_cert, &c.http.tls_key),
@@ -405,6 +444,22 @@ pub(crate) fn check(c: &Config) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CONTRACT §4.4: no guessable operator ingest key.
+    #[test]
+    fn short_ingest_keys_are_refused_by_index() {
+        let mut c = Config::default();
+        c.ingest.keys = vec!["change-me".into(), "k".repeat(32)];
+        let p = check(&c);
+        assert_eq!(
+            p.iter()
+                .filter(|l| l.starts_with("ingest.keys[0]:"))
+                .count(),
+            1,
+            "{p:?}"
+        );
+        assert!(!p.iter().any(|l| l.starts_with("ingest.keys[1]")), "{p:?}");
+    }
 
     #[test]
     fn defaults_and_env_overrides() {

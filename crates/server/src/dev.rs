@@ -7,7 +7,7 @@ use anyhow::Context;
 use hookrelay_core::{
     generate_admin_key, hash_token, new_device_token, new_org_id, now_ms, DeviceId, OrgId,
 };
-use hookrelay_store::{App, ConfigStore, Org, Store, TokenScope};
+use hookrelay_store::{App, ConfigStore, DeviceToken, Org, Store};
 use serde::{Deserialize, Serialize};
 use std::{net::SocketAddr, path::Path};
 
@@ -98,21 +98,23 @@ pub(crate) async fn ensure(store: &Store, creds: &DevCredentials) -> anyhow::Res
             name: "dev device".to_owned(),
             created_at_ms: now_ms(),
         };
-        store.config.create_app(app).await?;
+        // Bound as the operator binds device ids (CONTRACT §4.4).
+        store.config.create_app(app, usize::MAX).await?;
     }
     if store
         .config
         .token_scope(&hash_token(&creds.device_token))
         .is_none()
     {
-        let scope = TokenScope::Device {
+        let token = DeviceToken {
+            id: hookrelay_core::new_token_id(),
+            hash: hash_token(&creds.device_token),
+            name: "dev".to_owned(),
             org_id,
             device_id: device,
+            created_at_ms: now_ms(),
         };
-        store
-            .config
-            .add_token(hash_token(&creds.device_token), scope)
-            .await?;
+        store.config.add_token(token, usize::MAX).await?;
     }
     Ok(())
 }

@@ -92,7 +92,16 @@ fn spawn_conn<I>(
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
         .keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app.clone()));
+    // The client address, for the failed-authentication limit.
+    let addr = hookrelay_api::ClientAddr(peer.ip());
+    let svc = tower::ServiceExt::map_request(
+        app.clone(),
+        move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(addr);
+            req
+        },
+    );
+    let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(svc));
     let conn = graceful.watch(conn);
     tokio::spawn(async move {
         if let Err(e) = conn.await {

@@ -16,7 +16,7 @@ use crate::{
 };
 use anyhow::Context;
 use axum::{routing::get, Router};
-use hookrelay_api::{ApiConfig, ApiDeps, ApiState};
+use hookrelay_api::{ApiConfig, ApiDeps, ApiState, RateLimit};
 use hookrelay_core::{metric, Catalog, Progress};
 use hookrelay_ingest::{
     proto::{ingest_service_server::IngestServiceServer, FILE_DESCRIPTOR_SET},
@@ -30,9 +30,6 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{error, info, warn};
-
-/// Largest gRPC message accepted (a batch of events).
-const MAX_GRPC_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// Runs the server until a shutdown signal. `config_path` is re-read on
 /// SIGHUP for the log level.
@@ -109,7 +106,7 @@ pub(crate) async fn serve(
     // gRPC.
     let ingest = IngestGrpc::new(
         committer_handle,
-        IngestKeys::new(&config.ingest.keys),
+        IngestKeys::new(&config.ingest.keys, Some(store.config.clone())),
         catalog.clone(),
         &config.ingest,
         tasks.clone(),
@@ -126,10 +123,18 @@ pub(crate) async fn serve(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("cannot build gRPC reflection")?;
+    // The ingest key is checked by the interceptor, before the message is
+    // read; the message limit follows from the request limits.
+    let ingest_svc = tonic::service::interceptor::InterceptedService::new(
+        IngestServiceServer::new(ingest.clone())
+            .max_decoding_message_size(config.ingest.max_message_bytes()),
+        ingest.interceptor(),
+    );
     let grpc = tonic::transport::Server::builder()
-        .add_service(
-            IngestServiceServer::new(ingest.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE),
-        )
+        .max_concurrent_streams(Some(config.grpc.max_concurrent_streams))
+        .concurrency_limit_per_connection(config.grpc.concurrency_per_connection)
+        .timeout(config.grpc.request_timeout)
+        .add_service(ingest_svc)
         .add_service(health_svc)
         .add_service(reflection);
     let grpc_stop = stop_listeners.clone();
@@ -179,8 +184,22 @@ pub(crate) async fn serve(
         },
         ApiConfig {
             operator_key: config.auth.operator_key.clone(),
+            operator_ingest_keys: config.ingest.keys.clone(),
             delivery: config.delivery.clone(),
             max_webhooks_per_app: config.api.max_webhooks_per_app,
+            tenancy: config.tenancy.clone(),
+            rate_limit: RateLimit {
+                per_second: config.api.requests_per_second,
+                burst: config.api.burst,
+            },
+            ingest_rate_limit: RateLimit {
+                per_second: config.api.ingest_requests_per_second,
+                burst: config.api.ingest_burst,
+            },
+            auth_failure_limit: RateLimit {
+                per_second: config.api.auth_failures_per_second,
+                burst: config.api.auth_failures_burst,
+            },
         },
     );
     // Without the exporter's own HTTP listener nobody drains histogram
@@ -207,8 +226,7 @@ pub(crate) async fn serve(
         hookrelay_api::router(api_state.clone())
             .merge(hookrelay_ingest::http_router(ingest))
             .merge(metrics_route),
-        config.api.requests_per_second,
-        config.api.burst,
+        api_state.clone(),
     );
     let http_listener = tokio::net::TcpListener::bind(config.http.listen)
         .await

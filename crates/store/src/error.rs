@@ -49,6 +49,14 @@ pub enum StoreError {
         /// What exists.
         what: &'static str,
     },
+    /// A configured count limit would be exceeded.
+    #[error("at most {max} {what}")]
+    Limit {
+        /// What is counted.
+        what: &'static str,
+        /// The limit.
+        max: usize,
+    },
     /// The thing to change does not exist.
     #[error("{what} not found")]
     NotFound {

@@ -23,7 +23,10 @@
 //! | `state` | `d` ++ due ms (u64) ++ delivery key | 1 byte: 0 scheduled, 1 lease |
 //! | `attempts` | webhook id ++ 0 ++ seq ++ generation ++ attempt | `Attempt` |
 //! | `orgs`, `apps`, `webhooks` | id | record |
+//! | `bound` | device id | organization id (kept after the app is deleted) |
 //! | `tokens` | SHA-256 of the token | scope |
+//! | `device_tokens` | token id (`tok_…`) | [`DeviceToken`] |
+//! | `ingest_keys` | SHA-256 of the key | [`IngestKey`] |
 //!
 //! Values go through [`codec`]: one format-version byte, then bincode 2.
 //!
@@ -41,8 +44,11 @@ mod error;
 mod keys;
 mod log;
 mod retention;
+mod sled_config;
 
-pub use config::{App, ConfigStore, Org, TokenScope};
+pub use config::{
+    App, ConfigStore, DeviceToken, IngestKey, Org, PrimaryChange, TokenScope, WebhookChange,
+};
 pub use control::{ControlError, DeliveryControl};
 pub use deliveries::{DeliveryStore, DeliveryWrite, DueEntry, DueKind};
 pub use error::StoreError;
@@ -61,7 +67,7 @@ pub struct Store {
     /// The event log.
     pub log: Arc<log::SledLog>,
     /// Configuration.
-    pub config: Arc<config::SledConfig>,
+    pub config: Arc<sled_config::SledConfig>,
     /// Delivery state.
     pub deliveries: Arc<deliveries::SledDeliveries>,
     retention: Arc<retention::Retention>,
@@ -104,7 +110,7 @@ impl Store {
             }
         }
         let log = Arc::new(log::SledLog::open(&db, path, min_free_bytes)?);
-        let config = Arc::new(config::SledConfig::open(&db)?);
+        let config = Arc::new(sled_config::SledConfig::open(&db)?);
         let deliveries = Arc::new(deliveries::SledDeliveries::open(&db, meta)?);
         let retention = Arc::new(retention::Retention::new(log.first_seq()?));
         Ok(Self {

@@ -77,6 +77,22 @@ struct Answer {
 
 type Failure = (ErrorKind, Option<String>);
 
+/// A refused target is recorded as that word only: the internal address it
+/// resolved to is not the webhook owner's business (CONTRACT §4.4).
+fn blocked() -> Failure {
+    (
+        ErrorKind::BlockedAddress,
+        Some(ErrorKind::BlockedAddress.as_str().to_owned()),
+    )
+}
+
+fn failure(e: &reqwest::Error) -> Failure {
+    match classify::transport_error(e) {
+        ErrorKind::BlockedAddress => blocked(),
+        kind => (kind, Some(e.to_string())),
+    }
+}
+
 async fn send(
     client: &reqwest::Client,
     task: &DeliveryTask,
@@ -86,8 +102,7 @@ async fn send(
     let w = &task.webhook;
     let url = reqwest::Url::parse(&w.url).map_err(|_| (ErrorKind::Other, None))?;
     if let Some(host) = url.host_str() {
-        ssrf::check_literal_host(host, allow_private)
-            .map_err(|e| (ErrorKind::BlockedAddress, Some(e.to_string())))?;
+        ssrf::check_literal_host(host, allow_private).map_err(|_| blocked())?;
     }
     let body = signing::signed_body(&task.envelope, w.secret.as_deref());
     let ts = now.div_euclid(1000);
@@ -110,11 +125,7 @@ async fn send(
             req = req.header(n, v);
         }
     }
-    let mut resp = req
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| (classify::transport_error(&e), Some(e.to_string())))?;
+    let mut resp = req.body(body).send().await.map_err(|e| failure(&e))?;
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()
@@ -141,7 +152,7 @@ async fn send(
             // A reset mid-body: a success already has its answer; a failure
             // keeps what arrived.
             Err(_) if success => break,
-            Err(e) => return Err((classify::transport_error(&e), Some(e.to_string()))),
+            Err(e) => return Err(failure(&e)),
         }
     }
     let body = (!success).then(|| {

@@ -10,6 +10,9 @@ pub fn build_client(allow_private_targets: bool) -> reqwest::Result<reqwest::Cli
         .use_rustls_tls()
         .user_agent(USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy from the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY)
+        // would resolve targets itself, past the SSRF guard: never use one.
+        .no_proxy()
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(64)
         .tcp_nodelay(true)

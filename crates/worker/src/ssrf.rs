@@ -54,6 +54,15 @@ pub fn is_blocked(ip: IpAddr) -> bool {
             if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0; 4] {
                 return v4_blocked(embedded);
             }
+            // Tunnels and translators that reach IPv4 (or anything) through
+            // a relay the guard cannot see: 6to4 2002::/16, Teredo
+            // 2001::/32, NAT64 local-use 64:ff9b:1::/48.
+            if seg[0] == 0x2002
+                || (seg[0] == 0x2001 && seg[1] == 0)
+                || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1)
+            {
+                return true;
+            }
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
@@ -129,6 +138,11 @@ mod tests {
             "::ffff:10.0.0.1",
             "::127.0.0.1",
             "64:ff9b::a00:1",
+            // 6to4 of 127.0.0.1 and of a public address, Teredo, NAT64 local-use.
+            "2002:7f00:1::1",
+            "2002:808:808::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "64:ff9b:1::a00:1",
         ] {
             let ip: IpAddr = s.parse().expect("ip");
             assert!(is_blocked(ip), "{s} should be blocked");

@@ -18,18 +18,56 @@ use std::time::Duration;
 use tonic::transport::Channel;
 
 /// The ingest key every test server accepts.
-pub const INGEST_KEY: &str = "test-ingest-key";
+pub const INGEST_KEY: &str = "test-ingest-key-0123456789abcdef";
 /// The operator key every test server accepts.
 pub const OPERATOR_KEY: &str = "test-operator-key-0123456789";
 
 /// A device's credentials, obtained through the real routes.
 pub struct Tenant {
+    pub org_id: String,
     pub admin_key: String,
     pub device_id: String,
     pub token: String,
 }
 
-/// Operator → organization → app → device token, through HTTP only.
+/// Binds `device_id` to `org_id` as the operator; returns status and JSON.
+pub async fn bind(server: &Server, org_id: &str, device_id: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(server.url(&format!("/v1/organizations/{org_id}/apps")))
+        .bearer_auth(OPERATOR_KEY)
+        .json(&json!({"id": device_id, "name": "phone"}))
+        .send()
+        .await
+        .expect("bind app");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// A device token for `device_id`, made with the admin key.
+pub async fn device_token(server: &Server, admin_key: &str, device_id: &str) -> String {
+    let resp = reqwest::Client::new()
+        .post(server.url(&format!("/v1/organization/apps/{device_id}/tokens")))
+        .header("x-api-key", admin_key)
+        .send()
+        .await
+        .expect("create token");
+    assert_eq!(resp.status(), 201);
+    let token: Value = resp.json().await.expect("token json");
+    assert!(
+        token["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("tok_")),
+        "{token}"
+    );
+    let token = token["token"].as_str().expect("token").to_owned();
+    assert!(
+        uuid::Uuid::parse_str(&token).is_ok(),
+        "token is a UUID: {token}"
+    );
+    token
+}
+
+/// Operator → organization → (operator binds) app → device token, through HTTP only.
 pub async fn bootstrap(server: &Server, device_id: &str) -> Tenant {
     let http = reqwest::Client::new();
     let org: Value = http
@@ -45,29 +83,13 @@ pub async fn bootstrap(server: &Server, device_id: &str) -> Tenant {
         .await
         .expect("org json");
     let admin_key = org["admin_key"].as_str().expect("admin_key").to_owned();
+    let org_id = org["id"].as_str().expect("org id").to_owned();
     assert!(admin_key.starts_with("sk_admin_"));
-    let resp = http
-        .post(server.url("/v1/organization/apps"))
-        .bearer_auth(&admin_key)
-        .json(&json!({"id": device_id, "name": "phone"}))
-        .send()
-        .await
-        .expect("create app");
-    assert_eq!(resp.status(), 201);
-    let resp = http
-        .post(server.url(&format!("/v1/organization/apps/{device_id}/tokens")))
-        .header("x-api-key", &admin_key)
-        .send()
-        .await
-        .expect("create token");
-    assert_eq!(resp.status(), 201);
-    let token: Value = resp.json().await.expect("token json");
-    let token = token["token"].as_str().expect("token").to_owned();
-    assert!(
-        uuid::Uuid::parse_str(&token).is_ok(),
-        "token is a UUID: {token}"
-    );
+    let (status, app) = bind(server, &org_id, device_id).await;
+    assert_eq!(status, 201, "{app}");
+    let token = device_token(server, &admin_key, device_id).await;
     Tenant {
+        org_id,
         admin_key,
         device_id: device_id.to_owned(),
         token,
