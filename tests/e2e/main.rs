@@ -18,3 +18,4 @@ mod resources;
 mod restart;
 mod soak;
 mod tls;
+mod trust;

@@ -9,6 +9,7 @@ mod http;
 mod notify;
 mod receive;
 mod run;
+mod supervise;
 mod telemetry;
 mod tls;
 
@@ -83,6 +84,7 @@ fn main() -> ExitCode {
                 cfg.store.path = dir;
             }
             let logs = telemetry::init_logs(&cfg.log);
+            hookrelay_store::failpoints_from_env().map_err(anyhow::Error::msg)?;
             runtime()?.block_on(run::serve(cfg, dev, config, logs))
         }),
         Command::Receive {

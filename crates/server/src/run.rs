@@ -11,6 +11,7 @@ use crate::{
     config::Config,
     dev,
     notify::Notifier,
+    supervise::Supervisor,
     telemetry::{self, LogHandle},
     tls::{self, Reloadable, TlsFiles},
 };
@@ -25,13 +26,17 @@ use hookrelay_ingest::{
 use hookrelay_scheduler::{Scheduler, SchedulerChannels};
 use hookrelay_store::Store;
 use hookrelay_worker::WorkerPool;
-use std::{sync::Arc, time::Duration};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{error, info, warn};
 
-/// Runs the server until a shutdown signal. `config_path` is re-read on
+/// How long a failed engine keeps answering `/readyz` 503 before it shuts
+/// down.
+const FAILURE_LINGER: Duration = Duration::from_secs(1);
+
+/// Runs the server until a shutdown signal or an engine failure. `config_path` is re-read on
 /// SIGHUP for the log level.
 pub(crate) async fn serve(
     mut config: Config,
@@ -66,7 +71,6 @@ pub(crate) async fn serve(
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
     let (committer, committer_handle) =
         Committer::new(store.log.clone(), &config.ingest, progress_rx);
-    let committer_task = tasks.spawn(committer.run(stop_ingest.clone()));
 
     // Scheduler ⇄ workers.
     let (task_tx, task_rx) = mpsc::channel(config.scheduler.task_channel);
@@ -80,17 +84,35 @@ pub(crate) async fn serve(
         &config.delivery,
     );
     let scheduler_handle = scheduler.handle();
+
+    // REST state first: the supervisor reports failure through `/readyz`.
+    let api_state = ApiState::new(
+        ApiDeps {
+            config: store.config.clone(),
+            log: store.log.clone(),
+            deliveries: store.deliveries.clone(),
+            control: Arc::new(scheduler_handle),
+            catalog: catalog.clone(),
+        },
+        api_config(&config),
+    );
+    let sup = Supervisor::new(api_state.clone());
+    let committer_stop = stop_ingest.clone();
+    let committer_task = tasks.spawn(sup.watch("committer", stop_ingest.clone(), async move {
+        committer.run(committer_stop).await;
+        Ok::<(), Infallible>(())
+    }));
     let channels = SchedulerChannels {
         tasks: task_tx,
         reports: report_rx,
         progress: progress_tx,
     };
     let scheduler_stop = stop_scheduler.clone();
-    let scheduler_task = tasks.spawn(async move {
-        if let Err(e) = scheduler.run(channels, scheduler_stop).await {
-            error!(error = %e, "scheduler failed");
-        }
-    });
+    let scheduler_task = tasks.spawn(sup.watch(
+        "scheduler",
+        stop_scheduler.clone(),
+        scheduler.run(channels, scheduler_stop),
+    ));
     let client = hookrelay_worker::build_client(config.delivery.allow_private_targets)
         .context("cannot build the HTTP client")?;
     let pool = Arc::new(WorkerPool::new(
@@ -100,8 +122,10 @@ pub(crate) async fn serve(
     ));
     let pool_run = pool.clone();
     let workers_stop = stop_workers.clone();
-    let workers_task =
-        tasks.spawn(async move { pool_run.run(task_rx, report_tx, workers_stop).await });
+    let workers_task = tasks.spawn(sup.watch("workers", stop_workers.clone(), async move {
+        pool_run.run(task_rx, report_tx, workers_stop).await;
+        Ok::<(), Infallible>(())
+    }));
 
     // gRPC.
     let ingest = IngestGrpc::new(
@@ -153,55 +177,19 @@ pub(crate) async fn serve(
     let grpc_task = match &grpc_tls {
         Some(tls) => {
             let conns = tls::accept(grpc_listener, tls.clone(), grpc_stop.clone(), &tasks);
-            tasks.spawn(async move {
-                if let Err(e) = grpc
-                    .serve_with_incoming_shutdown(tls::incoming(conns), grpc_stop.cancelled())
+            tasks.spawn(sup.watch("gRPC listener", grpc_stop.clone(), async move {
+                grpc.serve_with_incoming_shutdown(tls::incoming(conns), grpc_stop.cancelled())
                     .await
-                {
-                    error!(error = %e, "gRPC server failed");
-                }
-            })
+            }))
         }
-        None => tasks.spawn(async move {
+        None => tasks.spawn(sup.watch("gRPC listener", grpc_stop.clone(), async move {
             let incoming = TcpListenerStream::new(grpc_listener);
-            if let Err(e) = grpc
-                .serve_with_incoming_shutdown(incoming, grpc_stop.cancelled())
+            grpc.serve_with_incoming_shutdown(incoming, grpc_stop.cancelled())
                 .await
-            {
-                error!(error = %e, "gRPC server failed");
-            }
-        }),
+        })),
     };
 
     // REST.
-    let api_state = ApiState::new(
-        ApiDeps {
-            config: store.config.clone(),
-            log: store.log.clone(),
-            deliveries: store.deliveries.clone(),
-            control: Arc::new(scheduler_handle),
-            catalog: catalog.clone(),
-        },
-        ApiConfig {
-            operator_key: config.auth.operator_key.clone(),
-            operator_ingest_keys: config.ingest.keys.clone(),
-            delivery: config.delivery.clone(),
-            max_webhooks_per_app: config.api.max_webhooks_per_app,
-            tenancy: config.tenancy.clone(),
-            rate_limit: RateLimit {
-                per_second: config.api.requests_per_second,
-                burst: config.api.burst,
-            },
-            ingest_rate_limit: RateLimit {
-                per_second: config.api.ingest_requests_per_second,
-                burst: config.api.ingest_burst,
-            },
-            auth_failure_limit: RateLimit {
-                per_second: config.api.auth_failures_per_second,
-                burst: config.api.auth_failures_burst,
-            },
-        },
-    );
     // Without the exporter's own HTTP listener nobody drains histogram
     // samples into buckets between scrapes: do it here, or memory grows.
     let upkeep = metrics.clone();
@@ -254,31 +242,42 @@ pub(crate) async fn serve(
         )),
         None => crate::http::Connections::Tcp(http_listener),
     };
-    let http_task = tasks.spawn(crate::http::serve(
+    let http_serve = crate::http::serve(
         conns,
         app,
         config.http.header_read_timeout,
-        http_stop,
+        http_stop.clone(),
         config.shutdown.timeout / 4,
-    ));
+    );
+    let http_task = tasks.spawn(sup.watch("REST listener", http_stop, async move {
+        http_serve.await;
+        Ok::<(), Infallible>(())
+    }));
 
-    tasks.spawn(maintain(
-        store.clone(),
-        config.store.retention,
-        config.store.compact_interval,
+    tasks.spawn(sup.watch(
+        "retention",
         stop_scheduler.clone(),
+        maintain(
+            store.clone(),
+            config.store.retention,
+            config.store.compact_interval,
+            stop_scheduler.clone(),
+        ),
     ));
 
     let notifier = Notifier::from_env();
     if let Some(every) = notifier.watchdog_interval() {
         let stop = stop_scheduler.clone();
         let pinger = Notifier::from_env();
+        let watched = sup.clone();
+        // Fed only while the engine is healthy: a failed task stops it.
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tokio::select! {
                     _ = tick.tick() => pinger.notify("WATCHDOG=1"),
                     () = stop.cancelled() => break,
+                    () = watched.failed() => break,
                 }
             }
         });
@@ -291,7 +290,9 @@ pub(crate) async fn serve(
         reloadable,
         stop_scheduler.clone(),
     ));
-    api_state.set_ready(true);
+    if sup.failure().is_none() {
+        api_state.set_ready(true);
+    }
     notifier.notify(&format!(
         "READY=1\nSTATUS=serving http={http_addr} grpc={grpc_addr}"
     ));
@@ -302,7 +303,14 @@ pub(crate) async fn serve(
         println!("{}", dev::banner(c, http_addr, grpc_addr));
     }
 
-    shutdown_signal().await;
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = sup.failed() => {
+            notifier.notify("STATUS=engine task failed; stopping");
+            // Probes and load balancers see `/readyz` 503 before the port closes.
+            tokio::time::sleep(FAILURE_LINGER).await;
+        }
+    }
     let deadline = tokio::time::Instant::now() + config.shutdown.timeout;
     info!(timeout = ?config.shutdown.timeout, "shutting down");
     notifier.notify("STOPPING=1");
@@ -335,15 +343,50 @@ pub(crate) async fn serve(
     let _ = tokio::time::timeout_at(deadline, scheduler_task).await;
     tasks.close();
     if let Err(e) = store.flush().await {
-        error!(error = %e, "final store flush failed");
+        sup.fail("final flush", e);
+    }
+    if let Some(failure) = sup.failure() {
+        error!("hookrelay stopped after a failure");
+        anyhow::bail!(failure);
     }
     info!("hookrelay stopped");
     Ok(())
 }
 
+/// What the REST API takes from the configuration.
+fn api_config(config: &Config) -> ApiConfig {
+    ApiConfig {
+        operator_key: config.auth.operator_key.clone(),
+        operator_ingest_keys: config.ingest.keys.clone(),
+        delivery: config.delivery.clone(),
+        max_webhooks_per_app: config.api.max_webhooks_per_app,
+        tenancy: config.tenancy.clone(),
+        rate_limit: RateLimit {
+            per_second: config.api.requests_per_second,
+            burst: config.api.burst,
+        },
+        ingest_rate_limit: RateLimit {
+            per_second: config.api.ingest_requests_per_second,
+            burst: config.api.ingest_burst,
+        },
+        auth_failure_limit: RateLimit {
+            per_second: config.api.auth_failures_per_second,
+            burst: config.api.auth_failures_burst,
+        },
+    }
+}
+
 /// Retention and the store-size gauge: one compaction pass per interval
 /// (small batches, off the runtime threads), the gauge every pass.
-async fn maintain(store: Store, retention: Duration, interval: Duration, stop: CancellationToken) {
+async fn maintain(
+    store: Store,
+    retention: Duration,
+    interval: Duration,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    /// Consecutive failed passes tolerated (each retried on the next tick).
+    const MAX_FAILURES: u32 = 10;
+    let mut failures = 0u32;
     /// Chunks and attempt entries handled per pass: bounded work per tick.
     const MAX_CHUNKS: usize = 256;
     const MAX_ATTEMPTS: usize = 100_000;
@@ -374,11 +417,21 @@ async fn maintain(store: Store, retention: Duration, interval: Duration, stop: C
                     );
                 }
                 metrics::gauge!(metric::STORE_BYTES).set(bytes as f64);
+                failures = 0;
             }
-            Ok((Err(e), _)) => error!(error = %e, "compaction pass failed"),
-            Err(e) => error!(error = %e, "compaction task panicked"),
+            Ok((Err(e), _)) => {
+                failures += 1;
+                warn!(error = %e, failures, "compaction pass failed; retrying on the next tick");
+                if failures >= MAX_FAILURES {
+                    anyhow::bail!(
+                        "{failures} compaction passes failed in a row, the last with: {e}"
+                    );
+                }
+            }
+            Err(e) => anyhow::bail!("compaction task panicked: {e}"),
         }
     }
+    Ok(())
 }
 
 /// SIGHUP: re-reads `log.level` from the configuration file and the TLS

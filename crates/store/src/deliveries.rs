@@ -162,6 +162,7 @@ impl DeliveryStore for SledDeliveries {
     }
 
     fn due(&self, until_ms: i64, max: usize) -> Result<Vec<DueEntry>, StoreError> {
+        fail::fail_point!("store::due", |_| Err(crate::error::injected()));
         let mut end = vec![DUE];
         end.extend_from_slice(&(until_ms.max(0) as u64).saturating_add(1).to_be_bytes());
         let mut out = Vec::new();

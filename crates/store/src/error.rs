@@ -71,3 +71,27 @@ impl StoreError {
         matches!(self, Self::Io(_) | Self::DiskFull { .. })
     }
 }
+
+/// The error an injected store fault returns (tests with `failpoints`).
+#[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+pub(crate) fn injected() -> StoreError {
+    StoreError::Io(sled::Error::Io(std::io::Error::other(
+        "injected store fault",
+    )))
+}
+
+/// Reads fail-point configuration from `FAILPOINTS` (builds with the
+/// `failpoints` feature only; elsewhere a no-op). Malformed configuration is
+/// an error, never a panic.
+pub fn failpoints_from_env() -> Result<(), String> {
+    #[cfg(feature = "failpoints")]
+    if let Ok(spec) = std::env::var("FAILPOINTS") {
+        for item in spec.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            let (name, actions) = item
+                .split_once('=')
+                .ok_or_else(|| format!("FAILPOINTS: {item:?} is not name=actions"))?;
+            fail::cfg(name, actions)?;
+        }
+    }
+    Ok(())
+}

@@ -19,6 +19,7 @@
 //! | `meta` | `format_version`, `dispatch_cursor` | u8 / u64 |
 //! | `events` | first seq of the chunk (u64) | [`Chunk`] |
 //! | `event_keys` | first seq of the chunk | [`ChunkKeys`]: idempotency keys |
+//! | `chunk_index` | first seq of the chunk | [`ChunkIndex`]: devices and event types |
 //! | `state` | `r` ++ seq ++ generation ++ webhook id | `DeliveryRecord` |
 //! | `state` | `d` ++ due ms (u64) ++ delivery key | 1 byte: 0 scheduled, 1 lease |
 //! | `attempts` | webhook id ++ 0 ++ seq ++ generation ++ attempt | `Attempt` |
@@ -51,8 +52,8 @@ pub use config::{
 };
 pub use control::{ControlError, DeliveryControl};
 pub use deliveries::{DeliveryStore, DeliveryWrite, DueEntry, DueKind};
-pub use error::StoreError;
-pub use log::{Chunk, ChunkKeys, EventLog, IdemKey, LoggedEvent};
+pub use error::{failpoints_from_env, StoreError};
+pub use log::{Chunk, ChunkIndex, ChunkKeys, EventLog, IdemKey, LoggedEvent};
 pub use retention::CompactStats;
 
 use std::{future::Future, path::Path, pin::Pin, sync::Arc};

@@ -41,6 +41,51 @@ pub struct ChunkKeys {
     pub keys: Vec<(IdemKey, u32)>,
 }
 
+/// What one chunk holds, kept beside it so that replay can find a device's
+/// events without decoding chunks that hold none of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkIndex {
+    /// When the chunk was appended (unix ms).
+    pub appended_at_ms: i64,
+    /// Events in the chunk.
+    pub len: u32,
+    /// Each device id in the chunk with its event types and their counts.
+    pub devices: Vec<(String, Vec<(String, u32)>)>,
+}
+
+impl ChunkIndex {
+    fn of(events: &[Event], appended_at_ms: i64) -> Self {
+        let mut devices: Vec<(String, Vec<(String, u32)>)> = Vec::new();
+        for e in events {
+            let at = match devices.iter().position(|(d, _)| *d == e.device_id) {
+                Some(i) => i,
+                None => {
+                    devices.push((e.device_id.clone(), Vec::new()));
+                    devices.len() - 1
+                }
+            };
+            let types = &mut devices[at].1;
+            match types.iter_mut().find(|(t, _)| *t == e.event_type) {
+                Some((_, n)) => *n += 1,
+                None => types.push((e.event_type.clone(), 1)),
+            }
+        }
+        Self {
+            appended_at_ms,
+            len: u32::try_from(events.len()).unwrap_or(u32::MAX),
+            devices,
+        }
+    }
+
+    /// The event types of `device` in this chunk, with counts.
+    pub fn types_of(&self, device: &str) -> &[(String, u32)] {
+        self.devices
+            .iter()
+            .find(|(d, _)| d == device)
+            .map_or(&[], |(_, t)| t.as_slice())
+    }
+}
+
 /// The durable event log.
 pub trait EventLog: Send + Sync + 'static {
     /// Appends `events` as one atomic chunk and returns the first sequence;
@@ -64,6 +109,12 @@ pub trait EventLog: Send + Sync + 'static {
     fn read(&self, from: Seq, max: usize) -> Result<Vec<LoggedEvent>, StoreError>;
     /// Watches the highest durable sequence (0 when empty).
     fn durable_head(&self) -> watch::Receiver<Seq>;
+    /// Index entries of up to `max` chunks whose first sequence is ≥ `from`,
+    /// in order, no further than the durable head.
+    fn chunk_index(&self, from: Seq, max: usize) -> Result<Vec<(Seq, ChunkIndex)>, StoreError>;
+    /// First sequence of the first chunk appended at or after `at_ms`, found
+    /// by bisection (append times never decrease along the log).
+    fn first_seq_at(&self, at_ms: i64) -> Result<Option<Seq>, StoreError>;
 }
 
 /// sled implementation of [`EventLog`].
@@ -75,6 +126,7 @@ pub struct SledLog {
     min_free_bytes: u64,
     tree: sled::Tree,
     keys: sled::Tree,
+    index: sled::Tree,
     /// Recently decoded chunks by first sequence: retries and listings read
     /// single events, and a chunk holds thousands.
     cache: Mutex<Vec<(Seq, Arc<DecodedChunk>)>>,
@@ -93,6 +145,21 @@ impl SledLog {
     ) -> Result<Self, StoreError> {
         let tree = db.open_tree("events")?;
         let keys = db.open_tree("event_keys")?;
+        let index = db.open_tree(INDEX_TREE)?;
+        if index.is_empty() && !tree.is_empty() {
+            // Logs written before the index existed get it once, here.
+            let mut built = 0usize;
+            for item in tree.iter() {
+                let (k, v) = item?;
+                let chunk: Chunk = codec::decode(&v, "event chunk")?;
+                index.insert(
+                    k,
+                    codec::encode(&ChunkIndex::of(&chunk.events, chunk.appended_at_ms)),
+                )?;
+                built += 1;
+            }
+            tracing::info!(chunks = built, "built the chunk index of the event log");
+        }
         let last = match tree.last()? {
             Some((k, v)) => {
                 let first = seq_of(&k)?;
@@ -107,6 +174,7 @@ impl SledLog {
             min_free_bytes,
             tree,
             keys,
+            index,
             cache: Mutex::new(Vec::with_capacity(CHUNK_CACHE)),
             next: Mutex::new(last + 1),
             appended: AtomicU64::new(last),
@@ -124,6 +192,9 @@ impl SledLog {
         self.appended.load(Ordering::Acquire)
     }
 }
+
+/// The tree of [`ChunkIndex`] entries, keyed like the chunks.
+pub(crate) const INDEX_TREE: &str = "chunk_index";
 
 /// Decoded chunks kept in [`SledLog`]'s cache.
 const CHUNK_CACHE: usize = 8;
@@ -188,6 +259,7 @@ impl EventLog for SledLog {
         if n == 0 {
             return Ok(*self.next.lock().unwrap_or_else(|p| p.into_inner()));
         }
+        let index = codec::encode(&ChunkIndex::of(&events, appended_at_ms));
         let value = codec::encode(&Chunk {
             appended_at_ms,
             events,
@@ -195,6 +267,9 @@ impl EventLog for SledLog {
         let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
         let first = *next;
         self.tree.insert(first.to_be_bytes(), value)?;
+        // After the chunk (recovery keeps a prefix of the write order): an
+        // index entry never describes a chunk that is not there.
+        self.index.insert(first.to_be_bytes(), index)?;
         // Written after the chunk: recovery keeps a prefix of the write
         // order, so a surviving key never points past the log.
         if !keys.is_empty() {
@@ -259,6 +334,51 @@ impl EventLog for SledLog {
 
     fn durable_head(&self) -> watch::Receiver<Seq> {
         self.durable.subscribe()
+    }
+
+    fn chunk_index(&self, from: Seq, max: usize) -> Result<Vec<(Seq, ChunkIndex)>, StoreError> {
+        let head = *self.durable.borrow();
+        let mut out = Vec::new();
+        for item in self.index.range(from.to_be_bytes()..).take(max) {
+            let (k, v) = item?;
+            let first = seq_of(&k)?;
+            if first > head {
+                break;
+            }
+            out.push((first, codec::decode(&v, "chunk index")?));
+        }
+        Ok(out)
+    }
+
+    fn first_seq_at(&self, at_ms: i64) -> Result<Option<Seq>, StoreError> {
+        // g(s): append time of the first chunk whose key is ≥ s; it never
+        // decreases with s. Bisect for the smallest s with g(s) ≥ at_ms.
+        let g = |s: Seq| -> Result<Option<(Seq, i64)>, StoreError> {
+            match self.index.range(s.to_be_bytes()..).next() {
+                Some(item) => {
+                    let (k, v) = item?;
+                    let ix: ChunkIndex = codec::decode(&v, "chunk index")?;
+                    Ok(Some((seq_of(&k)?, ix.appended_at_ms)))
+                }
+                None => Ok(None),
+            }
+        };
+        let (Some(first), Some(last)) = (self.index.first()?, self.index.last()?) else {
+            return Ok(None);
+        };
+        let (mut lo, mut hi) = (seq_of(&first.0)?, seq_of(&last.0)?);
+        match g(hi)? {
+            Some((_, at)) if at >= at_ms => {}
+            _ => return Ok(None),
+        }
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match g(mid)? {
+                Some((_, at)) if at >= at_ms => hi = mid,
+                _ => lo = mid + 1,
+            }
+        }
+        Ok(g(lo)?.map(|(seq, _)| seq))
     }
 
     fn recent_keys(&self, since_ms: i64) -> Result<Vec<(IdemKey, Seq, i64)>, StoreError> {
@@ -354,6 +474,39 @@ mod tests {
         assert_eq!(store.log.prune_keys(15).expect("prune"), 1);
         assert_eq!(store.log.recent_keys(0).expect("keys").len(), 2);
         assert_eq!(store.log.append(vec![ev(8)], vec![], 30).ok(), Some(8));
+    }
+
+    #[tokio::test]
+    async fn the_chunk_index_finds_devices_and_times() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let log = &store.log;
+        let mut other = ev(0);
+        other.device_id = "e".into();
+        log.append(vec![ev(1), ev(2)], vec![], 10).expect("append");
+        log.append(vec![other.clone()], vec![], 20).expect("append");
+        log.append(vec![other, ev(3)], vec![], 20).expect("append");
+        log.append(vec![ev(4)], vec![], 35).expect("append");
+        log.sync().await.expect("sync");
+        let ix = log.chunk_index(1, 10).expect("index");
+        assert_eq!(
+            ix.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            vec![1, 3, 4, 6]
+        );
+        assert_eq!(ix[0].1.types_of("d"), &[("message.received".to_owned(), 2)]);
+        assert!(ix[1].1.types_of("d").is_empty());
+        assert_eq!(ix[2].1.len, 2);
+        for (at, want) in [
+            (0, Some(1)),
+            (10, Some(1)),
+            (11, Some(3)),
+            (20, Some(3)),
+            (21, Some(6)),
+            (35, Some(6)),
+            (36, None),
+        ] {
+            assert_eq!(log.first_seq_at(at).expect("bisect"), want, "at {at}");
+        }
     }
 
     #[test]

@@ -54,6 +54,7 @@ impl crate::Store {
     ) -> Result<CompactStats, StoreError> {
         let cursor = self.deliveries.cursor()?;
         let events = self.db.open_tree("events")?;
+        let index = self.db.open_tree(crate::log::INDEX_TREE)?;
         let records = self.db.open_tree("state")?;
         let mut stats = CompactStats::default();
         let mut horizon = *self
@@ -90,6 +91,7 @@ impl crate::Store {
             }
             records.apply_batch(batch)?;
             events.remove(&k)?;
+            index.remove(&k)?;
             stats.chunks += 1;
             stats.events += head.len;
             stats.records += terminal.len();

@@ -159,10 +159,39 @@ pub async fn publish_batch(
     client: &mut IngestServiceClient<Channel>,
     events: Vec<Event>,
 ) -> Result<PublishBatchResponse, tonic::Status> {
+    publish_batch_with(client, INGEST_KEY, events).await
+}
+
+/// `PublishBatch` with an ingest key.
+pub async fn publish_batch_with(
+    client: &mut IngestServiceClient<Channel>,
+    key: &str,
+    events: Vec<Event>,
+) -> Result<PublishBatchResponse, tonic::Status> {
     client
-        .publish_batch(with_key(PublishBatchRequest { events }, INGEST_KEY))
+        .publish_batch(with_key(PublishBatchRequest { events }, key))
         .await
         .map(tonic::Response::into_inner)
+}
+
+/// A new organization: its id and admin key.
+pub async fn organization(server: &Server, name: &str) -> (String, String) {
+    let org: Value = reqwest::Client::new()
+        .post(server.url("/v1/organizations"))
+        .bearer_auth(OPERATOR_KEY)
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .expect("create org")
+        .error_for_status()
+        .expect("org 201")
+        .json()
+        .await
+        .expect("org json");
+    (
+        org["id"].as_str().expect("id").to_owned(),
+        org["admin_key"].as_str().expect("admin_key").to_owned(),
+    )
 }
 
 /// `PublishStream`: sends every event, returns the responses and the final
@@ -171,12 +200,21 @@ pub async fn publish_stream(
     client: &mut IngestServiceClient<Channel>,
     events: Vec<Event>,
 ) -> (Vec<PublishResponse>, Option<tonic::Status>) {
+    publish_stream_with(client, INGEST_KEY, events).await
+}
+
+/// [`publish_stream`] with an ingest key.
+pub async fn publish_stream_with(
+    client: &mut IngestServiceClient<Channel>,
+    key: &str,
+    events: Vec<Event>,
+) -> (Vec<PublishResponse>, Option<tonic::Status>) {
     let reqs: Vec<PublishRequest> = events
         .into_iter()
         .map(|e| PublishRequest { event: Some(e) })
         .collect();
     let stream = tokio_stream::iter(reqs);
-    let mut inbound = match client.publish_stream(with_key(stream, INGEST_KEY)).await {
+    let mut inbound = match client.publish_stream(with_key(stream, key)).await {
         Ok(r) => r.into_inner(),
         Err(s) => return (vec![], Some(s)),
     };

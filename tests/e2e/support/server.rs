@@ -106,7 +106,11 @@ timeout = "5s"
     pub fn start(&self) -> Server {
         let config_path = self.data_dir.with_extension("toml");
         std::fs::write(&config_path, self.config()).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        // HOOKRELAY_E2E_BIN runs the suite against another build (e.g. an
+        // older release, to see a regression test fail there).
+        let bin = std::env::var_os("HOOKRELAY_E2E_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_hookrelay").into());
+        let mut child = Command::new(bin)
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
@@ -193,6 +197,26 @@ impl Server {
             .await
             .expect("wait task")
             .is_some_and(|s| s.success())
+    }
+
+    /// Waits up to `secs` for the process to exit by itself; its status,
+    /// or `None` (then it is killed).
+    pub async fn exit_within(mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let child = self.child.take().expect("child");
+        tokio::task::spawn_blocking(move || wait(child, Duration::from_secs(secs)))
+            .await
+            .expect("wait task")
+    }
+
+    /// Resident memory of the process, bytes (Linux `/proc`).
+    pub fn rss_bytes(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
     }
 
     /// SIGKILL: a crash.

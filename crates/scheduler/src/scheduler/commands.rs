@@ -1,28 +1,26 @@
-//! Commands from the API (manual retry, replay), run inside the scheduler
-//! loop so that delivery state keeps a single writer.
+//! Commands from the API (manual retry, replay). Delivery state keeps a
+//! single writer, the scheduler loop: a retry runs inside it; a replay is
+//! planned and read *off* the loop (see [`super::replay`]) and only its
+//! ready-made records are handed in, in bounded batches.
 
-use super::Scheduler;
+use super::{replay, Scheduler};
 use crate::lanes::{host_of, Board};
-use hookrelay_core::{
-    now_ms, DeliveryKey, DeliveryRecord, DeliveryStatus, Seq, WebhookId, WEBHOOK_TEST,
+use hookrelay_core::{now_ms, Catalog, DeliveryKey, DeliveryRecord, DeliveryStatus, WebhookId};
+use hookrelay_store::{
+    BoxFuture, ConfigStore, ControlError, DeliveryControl, DeliveryWrite, DueEntry, DueKind,
+    EventLog,
 };
-use hookrelay_store::{BoxFuture, ControlError, DeliveryControl, DeliveryWrite, DueEntry, DueKind};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
-
-/// Events read per step of a replay scan.
-const REPLAY_BATCH: usize = 1024;
+use tokio_util::task::TaskTracker;
 
 pub(crate) enum Command {
     Retry {
         key: DeliveryKey,
         reply: oneshot::Sender<Result<(), ControlError>>,
     },
-    Replay {
-        webhook: WebhookId,
-        since_ms: i64,
-        until_ms: i64,
-        reply: oneshot::Sender<Result<u64, ControlError>>,
-    },
+    /// New pending deliveries of a replay, due now.
+    Replayed(Vec<(DeliveryKey, DeliveryRecord)>),
 }
 
 /// The API's side of the scheduler: implements [`DeliveryControl`].
@@ -30,12 +28,35 @@ pub(crate) enum Command {
 pub struct SchedulerHandle {
     tx: mpsc::Sender<Command>,
     board: Board,
+    log: Arc<dyn EventLog>,
+    config: Arc<dyn ConfigStore>,
+    catalog: Arc<Catalog>,
+    replays: TaskTracker,
 }
 
 impl SchedulerHandle {
-    pub(crate) fn new(capacity: usize, board: Board) -> (Self, mpsc::Receiver<Command>) {
+    pub(crate) fn new(
+        capacity: usize,
+        board: Board,
+        log: Arc<dyn EventLog>,
+        config: Arc<dyn ConfigStore>,
+        catalog: Arc<Catalog>,
+    ) -> (Self, mpsc::Receiver<Command>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        (Self { tx, board }, rx)
+        let handle = Self {
+            tx,
+            board,
+            log,
+            config,
+            catalog,
+            replays: TaskTracker::new(),
+        };
+        (handle, rx)
+    }
+
+    /// Replays still handing deliveries to the scheduler (for shutdown).
+    pub fn replays(&self) -> TaskTracker {
+        self.replays.clone()
     }
 }
 
@@ -65,17 +86,40 @@ impl DeliveryControl for SchedulerHandle {
         until_ms: i64,
     ) -> BoxFuture<'_, Result<u64, ControlError>> {
         Box::pin(async move {
-            let (reply, answer) = oneshot::channel();
-            self.tx
-                .send(Command::Replay {
-                    webhook,
-                    since_ms,
-                    until_ms,
-                    reply,
-                })
-                .await
-                .map_err(|_| ControlError::Unavailable)?;
-            answer.await.map_err(|_| ControlError::Unavailable)?
+            let w = self
+                .config
+                .webhook(&webhook)
+                .filter(|w| w.active)
+                .ok_or_else(|| {
+                    ControlError::Conflict("the webhook is inactive or deleted".into())
+                })?;
+            // Never events logged for this device id before it was bound.
+            let bound_at = self
+                .config
+                .app(&w.device_id)
+                .map(|a| a.created_at_ms)
+                .ok_or_else(|| ControlError::NotFound("the app no longer exists".into()))?;
+            let since_ms = since_ms.max(bound_at);
+            let (log, catalog, events) = (self.log.clone(), self.catalog.clone(), w.events.clone());
+            let device = w.device_id.to_string();
+            let plan = tokio::task::spawn_blocking(move || {
+                replay::plan(&*log, &catalog, &device, &events, since_ms, until_ms)
+            })
+            .await
+            .map_err(|_| ControlError::Unavailable)??;
+            let count = plan.count;
+            if count > 0 {
+                let feeder = replay::Feeder {
+                    log: self.log.clone(),
+                    catalog: self.catalog.clone(),
+                    tx: self.tx.clone(),
+                    webhook: w,
+                    // One generation per replay request, distinct from fan-out's 0.
+                    generation: u32::try_from((now_ms() / 1000).max(1)).unwrap_or(u32::MAX),
+                };
+                self.replays.spawn(feeder.run(plan));
+            }
+            Ok(count)
         })
     }
 }
@@ -86,15 +130,28 @@ impl Scheduler {
             Command::Retry { key, reply } => {
                 let _ = reply.send(self.retry(key));
             }
-            Command::Replay {
-                webhook,
-                since_ms,
-                until_ms,
-                reply,
-            } => {
-                let _ = reply.send(self.replay(&webhook, since_ms, until_ms));
-            }
+            Command::Replayed(entries) => self.take_replayed(entries),
         }
+    }
+
+    /// Writes the records of a replay step with their due entries.
+    fn take_replayed(&mut self, entries: Vec<(DeliveryKey, DeliveryRecord)>) {
+        for (key, rec) in entries {
+            if self.active.contains_key(&key) {
+                continue;
+            }
+            // The due entry must carry the record's own time: the due scan
+            // treats any other as a stale schedule.
+            let at_ms = rec.next_attempt_ms;
+            self.writes.push(DeliveryWrite::Record(key.clone(), rec));
+            self.writes.push(DeliveryWrite::Due(DueEntry {
+                at_ms,
+                key,
+                kind: DueKind::Scheduled,
+            }));
+            self.pending_records += 1;
+        }
+        self.flush();
     }
 
     /// Attempts a delivery again now, under a lease like any recorded one.
@@ -118,11 +175,13 @@ impl Scheduler {
             .webhook(&key.webhook_id)
             .filter(|w| w.active)
             .ok_or_else(|| ControlError::Conflict("the webhook is inactive or deleted".into()))?;
+        // The event must be the webhook's own device's (the API only passes
+        // deliveries it found; this keeps the rule where the data is read).
         let event = self
             .log
             .read(key.seq, 1)?
             .into_iter()
-            .find(|e| e.seq == key.seq)
+            .find(|e| e.seq == key.seq && e.event.device_id == webhook.device_id.as_str())
             .ok_or_else(|| ControlError::NotFound("the event is no longer in the log".into()))?;
         let now = now_ms();
         let attempts = match &record {
@@ -145,79 +204,5 @@ impl Scheduler {
         self.pending_records += 1;
         self.dispatch_recorded(key, rec, Some(webhook), now)?;
         Ok(())
-    }
-
-    /// New deliveries (a fresh generation) of every event appended in
-    /// `[since_ms, until_ms)` that the webhook's filter selects, due now.
-    fn replay(
-        &mut self,
-        webhook: &WebhookId,
-        since_ms: i64,
-        until_ms: i64,
-    ) -> Result<u64, ControlError> {
-        let w = self
-            .config
-            .webhook(webhook)
-            .filter(|w| w.active)
-            .ok_or_else(|| ControlError::Conflict("the webhook is inactive or deleted".into()))?;
-        let now = now_ms();
-        // One generation per replay request, distinct from fan-out's 0.
-        let generation = u32::try_from((now / 1000).max(1)).unwrap_or(u32::MAX);
-        let mut from: Seq = 1;
-        let mut count = 0u64;
-        'scan: loop {
-            let batch = self.log.read(from, REPLAY_BATCH)?;
-            let Some(last) = batch.last().map(|e| e.seq) else {
-                break;
-            };
-            for e in batch {
-                if e.appended_at_ms < since_ms {
-                    continue;
-                }
-                if e.appended_at_ms >= until_ms {
-                    break 'scan;
-                }
-                let ev = &e.event;
-                if ev.device_id != w.device_id.as_str()
-                    || ev.event_type == WEBHOOK_TEST
-                    || !self.catalog.matches_any(&w.events, &ev.event_type)
-                {
-                    continue;
-                }
-                let key = DeliveryKey {
-                    seq: e.seq,
-                    generation,
-                    webhook_id: w.id.clone(),
-                };
-                if self.active.contains_key(&key) {
-                    continue;
-                }
-                let rec = DeliveryRecord {
-                    status: DeliveryStatus::Pending,
-                    attempts: 0,
-                    next_attempt_ms: now,
-                    last_status_code: None,
-                    last_error: None,
-                    event_type: ev.event_type.clone(),
-                    event_id: ev.id.clone(),
-                    created_at_ms: now,
-                    updated_at_ms: now,
-                };
-                self.writes.push(DeliveryWrite::Record(key.clone(), rec));
-                self.writes.push(DeliveryWrite::Due(DueEntry {
-                    at_ms: now,
-                    key,
-                    kind: DueKind::Scheduled,
-                }));
-                self.pending_records += 1;
-                count += 1;
-            }
-            if self.writes.len() >= 2 * REPLAY_BATCH {
-                self.flush();
-            }
-            from = last + 1;
-        }
-        self.flush();
-        Ok(count)
     }
 }

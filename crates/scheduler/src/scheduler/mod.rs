@@ -5,6 +5,7 @@ mod commands;
 mod dispatch;
 mod due;
 mod outcome;
+mod replay;
 
 pub use commands::SchedulerHandle;
 
@@ -22,13 +23,21 @@ use hookrelay_core::{
 use hookrelay_store::{
     ConfigStore, DeliveryStore, DeliveryWrite, DueEntry, DueKind, EventLog, LoggedEvent, StoreError,
 };
-use std::{collections::HashMap, sync::Arc, time::Instant};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 use tokio::sync::{
     mpsc::{self, error::TrySendError},
     watch,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
+
+/// Consecutive failed storage passes retried (with backoff 0.1 s, 0.2 s, …,
+/// about 6 s in all) before the scheduler gives up with the error.
+const STORAGE_RETRIES: u32 = 6;
 
 /// The channels the server creates between scheduler, workers and ingest.
 pub struct SchedulerChannels {
@@ -119,7 +128,13 @@ impl Scheduler {
         let head = log.durable_head();
         let lease_margin = delivery.lease_margin;
         let board = crate::lanes::Board::default();
-        let (handle, commands) = SchedulerHandle::new(cfg.command_channel, board.clone());
+        let (handle, commands) = SchedulerHandle::new(
+            cfg.command_channel,
+            board.clone(),
+            log.clone(),
+            config.clone(),
+            catalog.clone(),
+        );
         Self {
             log,
             config,
@@ -166,6 +181,7 @@ impl Scheduler {
         self.recover()?;
         let mut reports = Vec::with_capacity(256);
         let mut next_tick = tokio::time::Instant::now();
+        let mut failures = 0u32;
         loop {
             if !self.health.is_empty() {
                 self.apply_health().await;
@@ -174,17 +190,24 @@ impl Scheduler {
             {
                 self.spill();
             }
-            self.fill_from_log()?;
-            if tokio::time::Instant::now() >= next_tick {
-                self.scan_due()?;
-                self.spill();
-                self.defer_overflow();
-                self.lanes.wake_throttled();
-                self.update_gauges();
-                next_tick = tokio::time::Instant::now() + self.cfg.tick;
+            // Storage errors are retried with backoff; past the budget the
+            // scheduler ends with the error, and the server stops (loudly)
+            // so that its supervisor restarts it.
+            if let Err(e) = self.storage_pass(&mut next_tick) {
+                failures += 1;
+                if failures > STORAGE_RETRIES {
+                    error!(error = %e, failures, "delivery state storage keeps failing; the scheduler stops");
+                    return Err(e);
+                }
+                let backoff = Duration::from_millis(100u64 << (failures - 1).min(10));
+                warn!(error = %e, failures, backoff_ms = backoff.as_millis() as u64, "storage pass failed; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                continue;
             }
-            self.advance_cursor();
-            self.flush();
+            failures = 0;
             self.publish_progress(&ch.progress);
             if !self.send_ready(&ch.tasks) {
                 break;
@@ -229,6 +252,22 @@ impl Scheduler {
         Ok(())
     }
 
+    /// One turn's storage work: read the log, scan the due index on ticks,
+    /// advance the cursor and write what is pending.
+    fn storage_pass(&mut self, next_tick: &mut tokio::time::Instant) -> Result<(), StoreError> {
+        self.fill_from_log()?;
+        if tokio::time::Instant::now() >= *next_tick {
+            self.scan_due()?;
+            self.spill();
+            self.defer_overflow();
+            self.lanes.wake_throttled();
+            self.update_gauges();
+            *next_tick = tokio::time::Instant::now() + self.cfg.tick;
+        }
+        self.advance_cursor();
+        self.try_flush()
+    }
+
     fn publish_progress(&self, tx: &watch::Sender<Progress>) {
         let p = Progress {
             cursor: self.cursor,
@@ -249,18 +288,22 @@ impl Scheduler {
         }
     }
 
-    /// Applies the pending writes; on failure keeps them for the next turn.
-    fn flush(&mut self) {
+    /// Applies the pending writes; on failure keeps them for the next turn
+    /// (sled keys are idempotent, so writing a prefix twice is harmless).
+    fn try_flush(&mut self) -> Result<(), StoreError> {
         if self.writes.is_empty() {
-            return;
+            return Ok(());
         }
-        match self.store.apply(&self.writes) {
-            Ok(()) => self.writes.clear(),
-            // Kept for the next turn; sled keys are idempotent, so writing a
-            // prefix twice is harmless.
-            Err(e) => {
-                error!(error = %e, writes = self.writes.len(), "writing delivery state failed; will retry")
-            }
+        self.store.apply(&self.writes)?;
+        self.writes.clear();
+        Ok(())
+    }
+
+    /// [`Self::try_flush`], logging a failure: the main loop's next pass
+    /// retries it and counts it.
+    fn flush(&mut self) {
+        if let Err(e) = self.try_flush() {
+            error!(error = %e, writes = self.writes.len(), "writing delivery state failed; will retry");
         }
     }
 

@@ -1,0 +1,146 @@
+//! Replay, off the scheduler loop (CONTRACT §4.4: a replay over any window
+//! answers within 2 s and never stalls other deliveries).
+//!
+//! [`plan`] finds the first chunk appended in the window by bisection over
+//! the log's chunk index, then walks the index (never the chunks) to count
+//! the device's matching events and to list the chunks that hold any. The
+//! API answers with that count at once. A tracked [`Feeder`] task then reads
+//! only those chunks, in bounded steps, and hands ready-made pending
+//! records to the scheduler loop, which writes them like any others.
+
+use super::commands::Command;
+use hookrelay_core::{
+    Catalog, DeliveryKey, DeliveryRecord, DeliveryStatus, Seq, Webhook, WEBHOOK_TEST,
+};
+use hookrelay_store::{ControlError, EventLog};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// Index entries read per step of planning.
+const INDEX_STEP: usize = 4096;
+/// Records handed to the scheduler per command.
+const FEED_STEP: usize = 1024;
+
+/// The chunks a replay reads and how many deliveries it makes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// `(first sequence, length)` of each chunk holding matching events.
+    pub(crate) chunks: Vec<(Seq, u32)>,
+    /// Matching events, i.e. deliveries the replay creates.
+    pub(crate) count: u64,
+}
+
+/// Plans a replay of `device`'s events of the types `filter` selects,
+/// appended in `[since_ms, until_ms)`.
+pub(crate) fn plan(
+    log: &dyn EventLog,
+    catalog: &Catalog,
+    device: &str,
+    filter: &[String],
+    since_ms: i64,
+    until_ms: i64,
+) -> Result<Plan, ControlError> {
+    let mut plan = Plan::default();
+    let Some(mut from) = log.first_seq_at(since_ms)? else {
+        return Ok(plan);
+    };
+    loop {
+        let step = log.chunk_index(from, INDEX_STEP)?;
+        let Some((last, ix)) = step.last() else {
+            break;
+        };
+        from = last + u64::from(ix.len.max(1));
+        for (first, ix) in &step {
+            if ix.appended_at_ms >= until_ms {
+                return Ok(plan);
+            }
+            let n: u64 = ix
+                .types_of(device)
+                .iter()
+                .filter(|(t, _)| t != WEBHOOK_TEST && catalog.matches_any(filter, t))
+                .map(|(_, n)| u64::from(*n))
+                .sum();
+            if n > 0 {
+                plan.count += n;
+                plan.chunks.push((*first, ix.len));
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// Reads the planned chunks and feeds their deliveries to the scheduler.
+pub(crate) struct Feeder {
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) tx: mpsc::Sender<Command>,
+    pub(crate) webhook: Arc<Webhook>,
+    pub(crate) generation: u32,
+}
+
+impl Feeder {
+    pub(crate) async fn run(self, plan: Plan) {
+        let mut fed = 0u64;
+        let mut batch = Vec::with_capacity(FEED_STEP);
+        for (first, len) in plan.chunks {
+            let log = self.log.clone();
+            let read = tokio::task::spawn_blocking(move || log.read(first, len as usize)).await;
+            let events = match read {
+                Ok(Ok(events)) => events,
+                Ok(Err(e)) => {
+                    warn!(webhook_id = %self.webhook.id, error = %e, fed, "replay stopped: reading the log failed");
+                    return;
+                }
+                Err(e) => {
+                    warn!(webhook_id = %self.webhook.id, error = %e, fed, "replay stopped");
+                    return;
+                }
+            };
+            for e in events {
+                let ev = &e.event;
+                if ev.device_id != self.webhook.device_id.as_str()
+                    || ev.event_type == WEBHOOK_TEST
+                    || !self
+                        .catalog
+                        .matches_any(&self.webhook.events, &ev.event_type)
+                {
+                    continue;
+                }
+                let key = DeliveryKey {
+                    seq: e.seq,
+                    generation: self.generation,
+                    webhook_id: self.webhook.id.clone(),
+                };
+                let now = hookrelay_core::now_ms();
+                let rec = DeliveryRecord {
+                    status: DeliveryStatus::Pending,
+                    attempts: 0,
+                    next_attempt_ms: now,
+                    last_status_code: None,
+                    last_error: None,
+                    event_type: ev.event_type.clone(),
+                    event_id: ev.id.clone(),
+                    created_at_ms: now,
+                    updated_at_ms: now,
+                };
+                batch.push((key, rec));
+                if batch.len() >= FEED_STEP {
+                    fed += batch.len() as u64;
+                    let step = std::mem::replace(&mut batch, Vec::with_capacity(FEED_STEP));
+                    // Bounded channel: the feeder waits while the loop is busy.
+                    if self.tx.send(Command::Replayed(step)).await.is_err() {
+                        warn!(webhook_id = %self.webhook.id, fed, "replay stopped: the scheduler is gone");
+                        return;
+                    }
+                }
+            }
+        }
+        fed += batch.len() as u64;
+        if !batch.is_empty() && self.tx.send(Command::Replayed(batch)).await.is_err() {
+            warn!(webhook_id = %self.webhook.id, fed, "replay stopped: the scheduler is gone");
+            return;
+        }
+        info!(webhook_id = %self.webhook.id, deliveries = fed, "replay handed to the scheduler");
+    }
+}
