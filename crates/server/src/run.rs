@@ -98,7 +98,7 @@ pub(crate) async fn serve(
     );
     let sup = Supervisor::new(api_state.clone());
     let committer_stop = stop_ingest.clone();
-    let committer_task = tasks.spawn(sup.watch("committer", stop_ingest.clone(), async move {
+    let committer_task = tasks.spawn(sup.watch("committer", stop_listeners.clone(), async move {
         committer.run(committer_stop).await;
         Ok::<(), Infallible>(())
     }));
@@ -110,7 +110,7 @@ pub(crate) async fn serve(
     let scheduler_stop = stop_scheduler.clone();
     let scheduler_task = tasks.spawn(sup.watch(
         "scheduler",
-        stop_scheduler.clone(),
+        stop_listeners.clone(),
         scheduler.run(channels, scheduler_stop),
     ));
     let client = hookrelay_worker::build_client(config.delivery.allow_private_targets)
@@ -122,7 +122,7 @@ pub(crate) async fn serve(
     ));
     let pool_run = pool.clone();
     let workers_stop = stop_workers.clone();
-    let workers_task = tasks.spawn(sup.watch("workers", stop_workers.clone(), async move {
+    let workers_task = tasks.spawn(sup.watch("workers", stop_listeners.clone(), async move {
         pool_run.run(task_rx, report_tx, workers_stop).await;
         Ok::<(), Infallible>(())
     }));
@@ -249,14 +249,16 @@ pub(crate) async fn serve(
         http_stop.clone(),
         config.shutdown.timeout / 4,
     );
-    let http_task = tasks.spawn(sup.watch("REST listener", http_stop, async move {
-        http_serve.await;
-        Ok::<(), Infallible>(())
-    }));
+    let http_task = tasks.spawn(
+        sup.watch("REST listener", stop_listeners.clone(), async move {
+            http_serve.await;
+            Ok::<(), Infallible>(())
+        }),
+    );
 
     tasks.spawn(sup.watch(
         "retention",
-        stop_scheduler.clone(),
+        stop_listeners.clone(),
         maintain(
             store.clone(),
             config.store.retention,

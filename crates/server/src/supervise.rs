@@ -2,7 +2,8 @@
 //!
 //! Every engine task (committer, scheduler, workers, retention, listeners)
 //! runs under [`Supervisor::watch`]. A task that ends with an error, or ends
-//! at all before its stop token was cancelled, fails the process: `/readyz`
+//! at all before the shutdown began (its tasks then end in the shutdown's
+//! order as their inputs close), fails the process: `/readyz`
 //! turns 503 at once, the systemd watchdog stops being fed, one error line
 //! names the task, the server shuts down in order and `serve` returns the
 //! error, so the process exits non-zero and its supervisor restarts it.
@@ -63,12 +64,12 @@ impl Supervisor {
         self.first.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Runs `task`; an error, or an end before `stop` was cancelled, fails
-    /// the engine.
+    /// Runs `task`; an error, or an end before `stopping` (the first token
+    /// the shutdown cancels) was cancelled, fails the engine.
     pub(crate) fn watch<F, E>(
         &self,
         name: &'static str,
-        stop: CancellationToken,
+        stopping: CancellationToken,
         task: F,
     ) -> impl Future<Output = ()> + Send + 'static
     where
@@ -79,7 +80,7 @@ impl Supervisor {
         async move {
             match task.await {
                 Err(e) => me.fail(name, e),
-                Ok(()) if !stop.is_cancelled() => me.fail(name, "ended unexpectedly"),
+                Ok(()) if !stopping.is_cancelled() => me.fail(name, "ended unexpectedly"),
                 Ok(()) => {}
             }
         }
