@@ -402,12 +402,7 @@ pub(crate) async fn rotate(
         .update_webhook(
             &w.id,
             Box::new(move |next: &mut Webhook| {
-                next.previous_secret = next
-                    .secret
-                    .take()
-                    .filter(|old| !old.is_empty())
-                    .map(|old| (old, now + grace));
-                next.secret = Some(new_secret);
+                next.rotate_secret(new_secret, now, grace);
                 next.updated_at_ms = now;
                 true
             }),

@@ -110,7 +110,11 @@ pub(crate) fn build_webhook(
         org_id: owner.org_id,
         device_id: owner.device_id,
         name: input.name.unwrap_or_default(),
-        url: input.url.unwrap_or_default(),
+        // Validated already: stored in the form the client will dial.
+        url: input
+            .url
+            .map(|u| hookrelay_core::normalize_url(&u).unwrap_or(u))
+            .unwrap_or_default(),
         events: dedup(input.events.unwrap_or_default()),
         active,
         primary: owner.primary,
@@ -128,7 +132,9 @@ pub(crate) fn build_webhook(
         }),
         headers: input.headers.unwrap_or_default(),
         secret,
-        previous_secret: existing.and_then(|w| w.previous_secret.clone()),
+        previous_secrets: existing
+            .map(|w| w.previous_secrets.clone())
+            .unwrap_or_default(),
         rate_limit: input.rate_limit.and_then(|r| u32::try_from(r).ok()),
         created_at_ms: existing.map_or(now, |w| w.created_at_ms),
         updated_at_ms: now,

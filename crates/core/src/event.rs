@@ -6,6 +6,11 @@ use serde::{Deserialize, Serialize};
 /// Longest accepted `id` and `device_id`, in bytes.
 pub(crate) const MAX_ID_LEN: usize = 256;
 
+/// Earliest accepted occurred-at time: 2000-01-01T00:00:00Z, unix ms.
+pub(crate) const MIN_OCCURRED_AT_MS: i64 = 946_684_800_000;
+/// How far past the server's clock an occurred-at time may be, ms (24 h).
+pub(crate) const MAX_FUTURE_MS: i64 = 24 * 3600 * 1000;
+
 /// An event as it arrives from a producer (gRPC or HTTP), not yet validated.
 #[derive(Clone, Debug, Default)]
 pub struct RawEvent {
@@ -63,11 +68,14 @@ pub fn validate_event(
     max_event_bytes: usize,
     now_ms: i64,
 ) -> Result<Event, EventError> {
-    let size = raw.id.len() + raw.device_id.len() + raw.event_type.len() + raw.data.len();
-    if size > max_event_bytes {
+    // The limit is on `data`; the other fields have their own small limits.
+    if raw.data.len() > max_event_bytes {
         return Err(EventError::new(
-            "event",
-            format!("event is {size} bytes, over the limit of {max_event_bytes} bytes"),
+            "data",
+            format!(
+                "is {} bytes, over the limit of {max_event_bytes} bytes",
+                raw.data.len()
+            ),
         ));
     }
     if raw.device_id.trim().is_empty() {
@@ -79,11 +87,22 @@ pub fn validate_event(
             format!("must be at most {MAX_ID_LEN} bytes without control characters"),
         ));
     }
-    if raw.id.len() > MAX_ID_LEN || raw.id.chars().any(char::is_control) {
+    // Visible ASCII only: the id travels as the `webhook-id` header and is
+    // signed there; HTTP stacks trim spaces and re-decode other bytes, which
+    // would break the signature and receivers' deduplication.
+    if raw.id.len() > MAX_ID_LEN || !raw.id.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
         return Err(EventError::new(
             "id",
-            format!("must be at most {MAX_ID_LEN} bytes without control characters"),
+            format!("must be 1 to {MAX_ID_LEN} visible ASCII characters (0x21-0x7E), no spaces"),
         ));
+    }
+    if let Some(at) = raw.occurred_at_ms {
+        if !(MIN_OCCURRED_AT_MS..=now_ms.saturating_add(MAX_FUTURE_MS)).contains(&at) {
+            return Err(EventError::new(
+                "occurred_at",
+                "must be between 2000-01-01T00:00:00Z and 24 hours from now",
+            ));
+        }
     }
     if raw.event_type.is_empty() {
         return Err(EventError::new("event_type", "is required"));
@@ -127,8 +146,11 @@ mod tests {
         }
     }
 
+    /// 2026-06-15T12:00:00Z.
+    const NOW: i64 = 1_781_524_800_000;
+
     fn field_of(r: RawEvent) -> &'static str {
-        match validate_event(r, &Catalog::builtin(), 1024, 5) {
+        match validate_event(r, &Catalog::builtin(), 1024, NOW) {
             Err(e) => e.field,
             Ok(_) => "ok",
         }
@@ -136,9 +158,9 @@ mod tests {
 
     #[test]
     fn valid_event_gets_id_time_and_compact_data() {
-        let e = validate_event(raw(), &Catalog::builtin(), 1024, 5).expect("valid");
+        let e = validate_event(raw(), &Catalog::builtin(), 1024, NOW).expect("valid");
         assert!(e.id.starts_with("evt_"));
-        assert_eq!(e.occurred_at_ms, 5);
+        assert_eq!(e.occurred_at_ms, NOW);
         assert_eq!(e.data, r#"{"a":1}"#);
     }
 
@@ -191,7 +213,7 @@ mod tests {
                 data: vec![b' '; 2000],
                 ..raw()
             }),
-            "event"
+            "data"
         );
         assert_eq!(
             field_of(RawEvent {
@@ -200,5 +222,76 @@ mod tests {
             }),
             "id"
         );
+    }
+
+    /// Ids that HTTP stacks would trim or re-decode in `webhook-id`.
+    #[test]
+    fn ids_are_visible_ascii() {
+        for bad in ["  ", " lead", "trail ", "évt-ü", "a\tb", "a\u{7f}"] {
+            assert_eq!(
+                field_of(RawEvent {
+                    id: bad.into(),
+                    ..raw()
+                }),
+                "id",
+                "{bad:?}"
+            );
+        }
+        for good in ["evt_1", "a!~", &"x".repeat(256)] {
+            assert_eq!(
+                field_of(RawEvent {
+                    id: good.to_owned(),
+                    ..raw()
+                }),
+                "ok",
+                "{good:?}"
+            );
+        }
+        assert_eq!(
+            field_of(RawEvent {
+                id: "x".repeat(257),
+                ..raw()
+            }),
+            "id"
+        );
+    }
+
+    #[test]
+    fn occurred_at_is_bounded() {
+        for bad in [
+            -1,
+            0,
+            MIN_OCCURRED_AT_MS - 1,
+            NOW + MAX_FUTURE_MS + 1,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let r = RawEvent {
+                occurred_at_ms: Some(bad),
+                ..raw()
+            };
+            assert_eq!(field_of(r), "occurred_at", "{bad}");
+        }
+        for good in [MIN_OCCURRED_AT_MS, NOW, NOW + MAX_FUTURE_MS] {
+            let r = RawEvent {
+                occurred_at_ms: Some(good),
+                ..raw()
+            };
+            assert_eq!(field_of(r), "ok", "{good}");
+        }
+    }
+
+    /// The limit counts `data` only: exactly the limit passes.
+    #[test]
+    fn the_size_limit_is_on_data() {
+        let pad = 1024 - br#"{"a":""}"#.len();
+        let data = format!(r#"{{"a":"{}"}}"#, "x".repeat(pad)).into_bytes();
+        assert_eq!(data.len(), 1024);
+        let r = RawEvent {
+            data,
+            id: "i".repeat(200),
+            ..raw()
+        };
+        assert_eq!(field_of(r), "ok");
     }
 }

@@ -22,6 +22,9 @@ const MAX_HEADER_VALUE_LEN: usize = 4096;
 /// Longest `name`.
 const MAX_NAME_LEN: usize = 200;
 
+/// Most rotated-out secrets a webhook keeps signing with at once.
+pub const MAX_PREVIOUS_SECRETS: usize = 10;
+
 /// Most entries of an event filter (`events` / `enabled_events`).
 pub(crate) const MAX_EVENT_FILTERS: usize = 100;
 
@@ -71,8 +74,10 @@ pub struct Webhook {
     pub headers: BTreeMap<String, String>,
     /// Signing secret; never returned by the API.
     pub secret: Option<String>,
-    /// The secret before the last rotation, and until when (unix ms) it still signs.
-    pub previous_secret: Option<(String, i64)>,
+    /// Rotated-out secrets, each with the end of its own grace (unix ms),
+    /// oldest first. (Encoded like the former `Option` of one secret, so
+    /// records written before hold zero or one entry.)
+    pub previous_secrets: Vec<(String, i64)>,
     /// Deliveries per second, if limited.
     pub rate_limit: Option<u32>,
     /// Creation time, unix ms.
@@ -86,18 +91,37 @@ pub struct Webhook {
 
 impl Webhook {
     /// The secrets that sign an attempt at `now_ms`: the current one first,
-    /// then a rotated-out one still inside its grace period.
+    /// then every rotated-out one still inside its own grace, newest first.
     pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
-        let mut out = Vec::with_capacity(2);
+        let mut out = Vec::with_capacity(1 + self.previous_secrets.len());
         if let Some(s) = self.secret.as_deref().filter(|s| !s.is_empty()) {
             out.push(s);
         }
-        if let Some((old, until)) = &self.previous_secret {
-            if *until > now_ms && !old.is_empty() {
+        for (old, until) in self.previous_secrets.iter().rev() {
+            if *until > now_ms && !old.is_empty() && !out.contains(&old.as_str()) {
                 out.push(old.as_str());
             }
         }
         out
+    }
+
+    /// Replaces the secret with `next`: the current one keeps signing until
+    /// `now_ms + grace_ms`, every earlier one until its own grace ends;
+    /// secrets past their grace are dropped, and at most
+    /// [`MAX_PREVIOUS_SECRETS`] are kept (the oldest go first).
+    pub fn rotate_secret(&mut self, next: String, now_ms: i64, grace_ms: i64) {
+        self.previous_secrets
+            .retain(|(s, until)| *until > now_ms && !s.is_empty());
+        if let Some(old) = self.secret.take().filter(|s| !s.is_empty()) {
+            self.previous_secrets
+                .push((old, now_ms.saturating_add(grace_ms)));
+        }
+        let excess = self
+            .previous_secrets
+            .len()
+            .saturating_sub(MAX_PREVIOUS_SECRETS);
+        self.previous_secrets.drain(..excess);
+        self.secret = Some(next);
     }
 }
 
@@ -257,14 +281,48 @@ impl WebhookInput {
     }
 }
 
+/// Parses a webhook URL once, with the WHATWG parser the HTTP client uses.
+/// `Err` names the problem. A URL the parser had to *repair* (tabs or
+/// newlines dropped, a missing `//`, backslashes, characters it had to
+/// escape) is refused rather than stored as sent and delivered as repaired;
+/// harmless normalisation (host case, an empty path, a default port) is
+/// accepted, and [`normalize_url`] gives the form to store.
+fn parse_url(url: &str) -> Result<url::Url, String> {
+    use std::cell::RefCell;
+    if url.chars().count() > MAX_URL_LEN {
+        return Err(format!("must be at most {MAX_URL_LEN} characters"));
+    }
+    let violation = RefCell::new(None);
+    let record = |v: url::SyntaxViolation| {
+        violation.borrow_mut().get_or_insert(v);
+    };
+    let parsed = url::Url::options()
+        .syntax_violation_callback(Some(&record))
+        .parse(url)
+        .map_err(|e| format!("must be an absolute URL ({e})"))?;
+    if let Some(v) = violation.into_inner() {
+        return Err(format!(
+            "is malformed ({}); send it in its normal form",
+            v.description()
+        ));
+    }
+    Ok(parsed)
+}
+
+/// The form a valid webhook URL is stored and delivered in.
+pub fn normalize_url(url: &str) -> Option<String> {
+    parse_url(url).ok().map(String::from)
+}
+
+/// Longest DNS name and label (RFC 1035).
+const MAX_HOST_LEN: usize = 253;
+const MAX_LABEL_LEN: usize = 63;
+
 fn check_url(url: &str, allow_http: bool, p: &mut WebhookProblems) {
     const FIELD: &str = "webhook_url";
-    if url.len() > MAX_URL_LEN {
-        return p.push(FIELD, format!("must be at most {MAX_URL_LEN} characters"));
-    }
-    let parsed = match url::Url::parse(url) {
+    let parsed = match parse_url(url) {
         Ok(u) => u,
-        Err(e) => return p.push(FIELD, format!("must be an absolute URL ({e})")),
+        Err(e) => return p.push(FIELD, e),
     };
     match parsed.scheme() {
         "https" => {}
@@ -272,8 +330,23 @@ fn check_url(url: &str, allow_http: bool, p: &mut WebhookProblems) {
         "http" => return p.push(FIELD, "must use https (plain http is disabled)"),
         other => return p.push(FIELD, format!("scheme {other:?} is not allowed; use https")),
     }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        p.push(FIELD, "must name a host");
+    match parsed.host() {
+        None => p.push(FIELD, "must name a host"),
+        Some(url::Host::Domain(d)) if d.is_empty() => p.push(FIELD, "must name a host"),
+        Some(url::Host::Domain(d))
+            if d.len() > MAX_HOST_LEN || d.split('.').any(|l| l.len() > MAX_LABEL_LEN) =>
+        {
+            p.push(
+                FIELD,
+                format!(
+                    "host names are at most {MAX_HOST_LEN} characters, {MAX_LABEL_LEN} per label"
+                ),
+            )
+        }
+        Some(_) => {}
+    }
+    if parsed.port() == Some(0) {
+        p.push(FIELD, "port 0 is not a port");
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
         p.push(
@@ -383,6 +456,58 @@ mod tests {
         assert_eq!(fields(twins).len(), 1);
     }
 
+    /// URLs are parsed once: what the parser had to repair is refused, what
+    /// it only normalises is stored normalised.
+    #[test]
+    fn urls_are_refused_when_repaired_and_stored_normalised() {
+        let url_ok = |u: &str| {
+            let i = WebhookInput {
+                url: Some(u.to_owned()),
+                ..ok_input()
+            };
+            i.validate(
+                &Catalog::builtin(),
+                &DeliveryConfig {
+                    allow_http: true,
+                    ..DeliveryConfig::default()
+                },
+                true,
+            )
+            .is_ok()
+        };
+        for bad in [
+            "http://127.0.0.1:91\r\n16/crlf/a\tb",
+            "https:///path",
+            "http:127.0.0.1:9116/x",
+            "https://example.com:0/x",
+            "https://example.com\\@evil.example/",
+            "https://ex ample.com/",
+            &format!("https://{}.com/", "a".repeat(300)),
+            &format!("https://{}.com/", vec!["a".repeat(60); 5].join(".")),
+            &format!("https://a.example/{}", "é".repeat(2040)),
+        ] {
+            assert!(!url_ok(bad), "{bad:?} must be refused");
+        }
+        // The limit counts characters: 1,040 é are 2,080 bytes but 1,058 characters.
+        assert!(url_ok(&format!("https://a.example/{}", "é".repeat(1040))));
+        for good in [
+            "https://example.com",
+            "https://Example.COM:443/a?b=c",
+            "http://127.0.0.1:9116/x",
+            "https://[::1]:8443/hook",
+        ] {
+            assert!(url_ok(good), "{good:?} must be accepted");
+        }
+        assert_eq!(
+            normalize_url("https://Example.COM:443").as_deref(),
+            Some("https://example.com/")
+        );
+        assert_eq!(
+            normalize_url("http://127.0.0.1:9116/x").as_deref(),
+            Some("http://127.0.0.1:9116/x")
+        );
+    }
+
     #[test]
     fn every_rule_is_reported_with_its_field() {
         let bad = WebhookInput {
@@ -479,7 +604,7 @@ mod tests {
             retry_policy: RetryPolicy::default(),
             headers: BTreeMap::new(),
             secret: Some("new".into()),
-            previous_secret: Some(("old".into(), 100)),
+            previous_secrets: vec![("old".into(), 100)],
             rate_limit: None,
             created_at_ms: 0,
             updated_at_ms: 0,
@@ -487,7 +612,19 @@ mod tests {
         };
         assert_eq!(w.signing_secrets(99), vec!["new", "old"]);
         assert_eq!(w.signing_secrets(100), vec!["new"]);
+        // Two rotations within the grace: every earlier secret keeps its own.
+        w.rotate_secret("newer".into(), 50, 1000);
+        w.rotate_secret("newest".into(), 60, 1000);
+        assert_eq!(w.signing_secrets(70), vec!["newest", "newer", "new", "old"]);
+        assert_eq!(w.signing_secrets(100), vec!["newest", "newer", "new"]);
+        assert_eq!(w.signing_secrets(1055), vec!["newest", "newer"]);
+        assert_eq!(w.signing_secrets(1060), vec!["newest"]);
+        for i in 0..3 * MAX_PREVIOUS_SECRETS {
+            w.rotate_secret(format!("s{i}"), 2000, 1000);
+        }
+        assert_eq!(w.previous_secrets.len(), MAX_PREVIOUS_SECRETS);
         w.secret = None;
+        w.previous_secrets.clear();
         assert!(w.signing_secrets(100).is_empty());
     }
 }

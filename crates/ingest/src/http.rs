@@ -4,7 +4,7 @@
 use crate::{Incoming, IngestError, IngestGrpc};
 use axum::{
     body::Bytes,
-    extract::State,
+    extract::{rejection::BytesRejection, State},
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::post,
@@ -53,11 +53,22 @@ fn ingest_error(e: IngestError) -> Response {
             error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", msg, json!(null))
         }
         IngestError::Forbidden => error(StatusCode::FORBIDDEN, "FORBIDDEN", msg, json!(null)),
-        IngestError::Invalid { index, source } => {
+        IngestError::Invalid { index, mut source } => {
+            // Fields as this API names them (gRPC's names differ).
+            source.field = match source.field {
+                "event_type" => "event",
+                "occurred_at" => "timestamp",
+                other => other,
+            };
             let field = match index {
                 Some(i) => format!("[{i}].{}", source.field),
                 None => source.field.to_owned(),
             };
+            let msg = IngestError::Invalid {
+                index,
+                source: source.clone(),
+            }
+            .to_string();
             let details = json!([{"field": field, "message": source.message}]);
             error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", msg, details)
         }
@@ -87,12 +98,37 @@ fn ingest_error(e: IngestError) -> Response {
     }
 }
 
-async fn publish(State(svc): State<IngestGrpc>, headers: HeaderMap, body: Bytes) -> Response {
+/// Largest accepted REST `timestamp` (unix seconds): 10^11 is year 5138, and
+/// any larger value is a millisecond time sent by mistake.
+const MAX_TIMESTAMP_SECS: u64 = 100_000_000_000;
+
+async fn publish(
+    State(svc): State<IngestGrpc>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let Some(publisher) = svc.keys.authenticate(auth) else {
         return ingest_error(IngestError::Unauthenticated);
+    };
+    // Every error in the JSON envelope, the body limit's too.
+    let body = match body {
+        Ok(b) => b,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let msg = "request body is over the size limit".to_owned();
+            return error(r.status(), "PAYLOAD_TOO_LARGE", msg, json!(null));
+        }
+        Err(r) => {
+            let msg = format!("could not read the request body: {r}");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                msg,
+                json!(null),
+            );
+        }
     };
     let text = match std::str::from_utf8(&body) {
         Ok(t) => t,
@@ -142,7 +178,20 @@ async fn publish(State(svc): State<IngestGrpc>, headers: HeaderMap, body: Bytes)
             id: item.id.unwrap_or_default(),
             device_id: item.device_id.unwrap_or_default(),
             event_type: item.event.unwrap_or_default(),
-            occurred_at_ms: item.timestamp.and_then(|s| s.checked_mul(1000)),
+            occurred_at_ms: match item.timestamp {
+                None => None,
+                // Unix seconds; a value this large is milliseconds (or junk).
+                Some(t) if t.unsigned_abs() > MAX_TIMESTAMP_SECS => {
+                    let source = hookrelay_core::EventError {
+                        field: "timestamp",
+                        message: format!(
+                            "must be unix seconds; {t} looks like milliseconds or is out of range"
+                        ),
+                    };
+                    return ingest_error(IngestError::Invalid { index, source });
+                }
+                Some(t) => Some(t * 1000),
+            },
             data: item
                 .data
                 .map(|d| d.get().as_bytes().to_vec())

@@ -360,7 +360,7 @@ mod tests {
             retry_policy: RetryPolicy::default(),
             headers: Default::default(),
             secret: None,
-            previous_secret: None,
+            previous_secrets: Vec::new(),
             rate_limit: None,
             created_at_ms: 0,
             updated_at_ms: 0,

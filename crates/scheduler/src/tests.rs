@@ -28,7 +28,7 @@ fn webhook(id: &str, events: &[&str]) -> Webhook {
         },
         headers: Default::default(),
         secret: None,
-        previous_secret: None,
+        previous_secrets: Vec::new(),
         rate_limit: None,
         created_at_ms: 0,
         updated_at_ms: 0,

@@ -73,6 +73,23 @@ mod tests {
     use super::*;
     use hookrelay_core::Event;
 
+    /// Webhooks written when they kept one rotated-out secret (an `Option`)
+    /// read back as a list of zero or one.
+    #[test]
+    fn an_option_reads_back_as_a_list_of_at_most_one() {
+        #[derive(serde::Serialize)]
+        struct Before(Option<(String, i64)>, u8);
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct After(Vec<(String, i64)>, u8);
+        let some = encode(&Before(Some(("old".into(), 7)), 9));
+        assert_eq!(
+            decode::<After>(&some, "t").ok(),
+            Some(After(vec![("old".into(), 7)], 9))
+        );
+        let none = encode(&Before(None, 9));
+        assert_eq!(decode::<After>(&none, "t").ok(), Some(After(vec![], 9)));
+    }
+
     #[test]
     fn round_trips_and_refuses_other_versions() {
         let e = Event {

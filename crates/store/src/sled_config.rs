@@ -612,7 +612,7 @@ mod tests {
             retry_policy: RetryPolicy::default(),
             headers: Default::default(),
             secret: Some("s".into()),
-            previous_secret: None,
+            previous_secrets: Vec::new(),
             rate_limit: None,
             created_at_ms: at,
             updated_at_ms: at,

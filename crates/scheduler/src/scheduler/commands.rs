@@ -161,15 +161,22 @@ impl Scheduler {
                 "the delivery is already being attempted".into(),
             ));
         }
-        let record = self.store.record(&key)?;
-        if record
-            .as_ref()
-            .is_some_and(|r| r.status == DeliveryStatus::Pending)
-        {
-            return Err(ControlError::Conflict(
-                "the delivery is already pending".into(),
-            ));
-        }
+        // Decided here, in the single writer: of concurrent retries of one
+        // delivery the first makes it pending and the others find it so.
+        let record = match self.store.record(&key)? {
+            Some(r) if matches!(r.status, DeliveryStatus::Failed | DeliveryStatus::Cancelled) => r,
+            Some(r) => {
+                return Err(ControlError::Conflict(format!(
+                    "the delivery is {}; only failed and cancelled deliveries are retried",
+                    r.status.as_str()
+                )))
+            }
+            None => {
+                return Err(ControlError::Conflict(
+                    "only failed and cancelled deliveries are retried".into(),
+                ))
+            }
+        };
         let webhook = self
             .config
             .webhook(&key.webhook_id)
@@ -184,21 +191,15 @@ impl Scheduler {
             .find(|e| e.seq == key.seq && e.event.device_id == webhook.device_id.as_str())
             .ok_or_else(|| ControlError::NotFound("the event is no longer in the log".into()))?;
         let now = now_ms();
-        let attempts = match &record {
-            Some(r) => r.attempts,
-            None => self.store.attempts(&key)?.len() as u32,
-        };
         let rec = DeliveryRecord {
             status: DeliveryStatus::Pending,
-            attempts,
+            attempts: record.attempts,
             next_attempt_ms: now,
-            last_status_code: record.as_ref().and_then(|r| r.last_status_code),
-            last_error: record.as_ref().and_then(|r| r.last_error.clone()),
+            last_status_code: record.last_status_code,
+            last_error: record.last_error.clone(),
             event_type: event.event.event_type.clone(),
             event_id: event.event.id.clone(),
-            created_at_ms: record
-                .as_ref()
-                .map_or(event.appended_at_ms, |r| r.created_at_ms),
+            created_at_ms: record.created_at_ms,
             updated_at_ms: now,
         };
         self.pending_records += 1;
