@@ -332,7 +332,7 @@ fn check_url(url: &str, allow_http: bool, p: &mut WebhookProblems) {
     }
     match parsed.host() {
         None => p.push(FIELD, "must name a host"),
-        Some(url::Host::Domain(d)) if d.is_empty() => p.push(FIELD, "must name a host"),
+        Some(url::Host::Domain("")) => p.push(FIELD, "must name a host"),
         Some(url::Host::Domain(d))
             if d.len() > MAX_HOST_LEN || d.split('.').any(|l| l.len() > MAX_LABEL_LEN) =>
         {
