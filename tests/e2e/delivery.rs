@@ -3,46 +3,7 @@
 use crate::support::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use tokio::{io::AsyncWriteExt, net::TcpListener};
-
-/// A raw receiver: reads each request head, then runs `answer` on the socket.
-async fn raw_receiver<F, Fut>(answer: F) -> std::net::SocketAddr
-where
-    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static + Clone,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let answer = answer.clone();
-            tokio::spawn(async move {
-                if read_request(&mut stream).await {
-                    answer(stream).await;
-                }
-            });
-        }
-    });
-    addr
-}
-
-async fn failed_delivery(server: &Server, token: &str, webhook_id: &str) -> Value {
-    eventually(15, "a failed delivery", || async {
-        let v: Value = reqwest::Client::new()
-            .get(server.url(&format!(
-                "/v1/webhooks/{webhook_id}/deliveries?status=failed"
-            )))
-            .bearer_auth(token)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        v["data"].as_array()?.first().cloned()
-    })
-    .await
-}
+use tokio::io::AsyncWriteExt;
 
 async fn webhook(server: &Server, token: &str, body: Value) -> String {
     let v: Value = reqwest::Client::new()

@@ -10,6 +10,7 @@ mod crash;
 mod crash_matrix;
 mod delivery;
 mod durability;
+mod edges;
 mod faults;
 mod foundation;
 mod isolation;

@@ -8,10 +8,6 @@ use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use std::time::{Duration, Instant};
 use tracing::{debug, Instrument};
 
-/// Most bytes read from a successful response just to keep the connection
-/// reusable; beyond it the connection is dropped instead.
-const DRAIN_CAP: usize = 64 * 1024;
-
 /// Performs one attempt of `task` and reports its outcome. The webhook's
 /// timeout bounds connect, send and the whole response together.
 pub async fn perform(
@@ -35,7 +31,14 @@ pub async fn perform(
         let duration = start.elapsed();
         metrics::histogram!(metric::ATTEMPT_DURATION).record(duration.as_secs_f64());
         let (status_code, error, response_body, result) = match outcome {
-            Ok(Answer { status, retry_after, body }) => {
+            // The answer was cut off or reset: failed, whatever the status said.
+            Ok(Answer { status, body, cut: Some(kind), .. }) => (
+                Some(status),
+                Some(kind),
+                body,
+                AttemptResult::Failed { retry_after_ms: None },
+            ),
+            Ok(Answer { status, retry_after, body, cut: None }) => {
                 let result = classify::result_for(status, retry_after.as_deref());
                 let error = classify::status_error(status);
                 (Some(status), error, body, result)
@@ -73,6 +76,8 @@ struct Answer {
     status: u16,
     retry_after: Option<String>,
     body: Option<String>,
+    /// Why the answer ended before it was whole, if it did.
+    cut: Option<ErrorKind>,
 }
 
 type Failure = (ErrorKind, Option<String>);
@@ -133,35 +138,29 @@ async fn send(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let success = (200..300).contains(&status);
-    let cap = if success {
-        DRAIN_CAP
-    } else {
-        RESPONSE_BODY_CAP
-    };
+    // The whole answer is read before anything counts: a 2xx whose body is
+    // cut off or reset is a failed attempt (the receiver may not have
+    // committed what it answered). Only the first bytes are kept.
     let mut kept: Vec<u8> = Vec::new();
+    let mut cut = None;
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
-                let room = cap.saturating_sub(kept.len());
+                let room = RESPONSE_BODY_CAP.saturating_sub(kept.len());
                 kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if kept.len() >= cap {
-                    break;
-                }
             }
             Ok(None) => break,
-            // A reset mid-body: a success already has its answer; a failure
-            // keeps what arrived.
-            Err(_) if success => break,
-            Err(e) => return Err(failure(&e)),
+            Err(e) => {
+                cut = Some(failure(&e).0);
+                break;
+            }
         }
     }
-    let body = (!success).then(|| {
-        kept.truncate(RESPONSE_BODY_CAP);
-        String::from_utf8_lossy(&kept).into_owned()
-    });
+    let body = (!success || cut.is_some()).then(|| String::from_utf8_lossy(&kept).into_owned());
     Ok(Answer {
         status,
         retry_after,
         body,
+        cut,
     })
 }

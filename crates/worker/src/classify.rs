@@ -49,6 +49,13 @@ pub fn transport_error(e: &reqwest::Error) -> ErrorKind {
         if s.is::<BlockedAddress>() {
             return ErrorKind::BlockedAddress;
         }
+        // The connection worked but the answer is not HTTP (a bad status
+        // line, headers over hyper's limits, garbage): outcome `other`.
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            if h.is_parse() || h.is_parse_status() {
+                return ErrorKind::Other;
+            }
+        }
         // rustls is not a direct dependency, so its errors are recognised by
         // their text (hyper-rustls wraps them in io::Error).
         let text = s.to_string().to_ascii_lowercase();
