@@ -470,3 +470,51 @@ async fn retries_and_test_sends_answer_409_when_they_do_not_fit() {
     .await;
     assert_eq!(status, 409, "{v}");
 }
+
+/// Finding 1: a clean stop (SIGTERM) under load sends nothing twice: no
+/// attempt starts after the stop begins, every attempt that ends before the
+/// drain deadline is recorded, and the rest come back after the restart.
+#[tokio::test]
+async fn a_clean_stop_under_load_sends_nothing_twice() {
+    const N: usize = 100;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (http, grpc_port) = (free_port(), free_port());
+    let server = ServerBuilder::new(&data).ports(http, grpc_port).start();
+    let receiver = Receiver::start().await;
+    receiver.set_delay(Duration::from_secs(1));
+    let t = bootstrap(&server, "dev-stop").await;
+    webhook(
+        &server,
+        &t.token,
+        json!({"url": receiver.url("/"), "events": ["*"], "timeout": 10}),
+    )
+    .await;
+    let mut client = grpc(&server).await;
+    let events = (0..N)
+        .map(|i| event("dev-stop", "message.received", &format!(r#"{{"i":{i}}}"#)))
+        .collect();
+    publish_batch(&mut client, events).await.expect("publish");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = receiver.count();
+    assert!(
+        before > 0 && before < N,
+        "some in flight at the stop: {before}"
+    );
+    assert!(server.stop().await, "a clean stop exits 0");
+    let server = ServerBuilder::new(&data).ports(http, grpc_port).start();
+    let ids = |r: &Receiver| {
+        r.received()
+            .iter()
+            .map(|x| x.header("webhook-id").to_owned())
+            .collect::<std::collections::HashSet<_>>()
+    };
+    eventually(40, "every event delivered after the restart", || async {
+        (ids(&receiver).len() >= N).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(ids(&receiver).len(), N);
+    assert_eq!(receiver.count(), N, "duplicates after a clean stop");
+    drop(server);
+}

@@ -1,11 +1,13 @@
 //! `hookrelay serve`: open the store, wire ingest, scheduler, workers and the
 //! REST API together, serve, and shut down in order.
 //!
-//! Shutdown (SIGINT/SIGTERM): stop accepting (listeners close, `/readyz`
-//! turns 503), let the committer finish the batches it already holds, stop
-//! workers taking tasks and let in-flight attempts finish until the drain
-//! deadline, then stop the scheduler (it records what it has) and flush the
-//! store. Whatever is still unanswered comes back after a restart.
+//! Shutdown (SIGINT/SIGTERM): `/readyz` turns 503 and the workers stop
+//! taking tasks at once (no attempt starts after the stop begins); the
+//! listeners close and the committer finishes the batches it holds; attempts
+//! in flight finish until the drain deadline while the scheduler keeps
+//! recording their outcomes; then the scheduler writes what it has and the
+//! store is flushed (a failed flush exits non-zero). Whatever is still
+//! unanswered comes back after a restart; nothing answered is sent again.
 
 use crate::{
     config::Config,
@@ -62,6 +64,9 @@ pub(crate) async fn serve(
     let catalog = Arc::new(Catalog::with_extra(&config.catalog.extra));
 
     let tasks = TaskTracker::new();
+    // Cancelled first when the shutdown begins: after it, engine tasks may
+    // end (in the shutdown's order) without that being a failure.
+    let shutting_down = CancellationToken::new();
     let stop_listeners = CancellationToken::new();
     let stop_ingest = CancellationToken::new();
     let stop_workers = CancellationToken::new();
@@ -98,7 +103,7 @@ pub(crate) async fn serve(
     );
     let sup = Supervisor::new(api_state.clone());
     let committer_stop = stop_ingest.clone();
-    let committer_task = tasks.spawn(sup.watch("committer", stop_listeners.clone(), async move {
+    let committer_task = tasks.spawn(sup.watch("committer", shutting_down.clone(), async move {
         committer.run(committer_stop).await;
         Ok::<(), Infallible>(())
     }));
@@ -110,7 +115,7 @@ pub(crate) async fn serve(
     let scheduler_stop = stop_scheduler.clone();
     let scheduler_task = tasks.spawn(sup.watch(
         "scheduler",
-        stop_listeners.clone(),
+        shutting_down.clone(),
         scheduler.run(channels, scheduler_stop),
     ));
     let client = hookrelay_worker::build_client(config.delivery.allow_private_targets)
@@ -122,7 +127,7 @@ pub(crate) async fn serve(
     ));
     let pool_run = pool.clone();
     let workers_stop = stop_workers.clone();
-    let workers_task = tasks.spawn(sup.watch("workers", stop_listeners.clone(), async move {
+    let workers_task = tasks.spawn(sup.watch("workers", shutting_down.clone(), async move {
         pool_run.run(task_rx, report_tx, workers_stop).await;
         Ok::<(), Infallible>(())
     }));
@@ -177,16 +182,20 @@ pub(crate) async fn serve(
     let grpc_task = match &grpc_tls {
         Some(tls) => {
             let conns = tls::accept(grpc_listener, tls.clone(), grpc_stop.clone(), &tasks);
-            tasks.spawn(sup.watch("gRPC listener", grpc_stop.clone(), async move {
-                grpc.serve_with_incoming_shutdown(tls::incoming(conns), grpc_stop.cancelled())
-                    .await
-            }))
+            tasks.spawn(
+                sup.watch("gRPC listener", shutting_down.clone(), async move {
+                    grpc.serve_with_incoming_shutdown(tls::incoming(conns), grpc_stop.cancelled())
+                        .await
+                }),
+            )
         }
-        None => tasks.spawn(sup.watch("gRPC listener", grpc_stop.clone(), async move {
-            let incoming = TcpListenerStream::new(grpc_listener);
-            grpc.serve_with_incoming_shutdown(incoming, grpc_stop.cancelled())
-                .await
-        })),
+        None => tasks.spawn(
+            sup.watch("gRPC listener", shutting_down.clone(), async move {
+                let incoming = TcpListenerStream::new(grpc_listener);
+                grpc.serve_with_incoming_shutdown(incoming, grpc_stop.cancelled())
+                    .await
+            }),
+        ),
     };
 
     // REST.
@@ -250,7 +259,7 @@ pub(crate) async fn serve(
         config.shutdown.timeout / 4,
     );
     let http_task = tasks.spawn(
-        sup.watch("REST listener", stop_listeners.clone(), async move {
+        sup.watch("REST listener", shutting_down.clone(), async move {
             http_serve.await;
             Ok::<(), Infallible>(())
         }),
@@ -258,7 +267,7 @@ pub(crate) async fn serve(
 
     tasks.spawn(sup.watch(
         "retention",
-        stop_listeners.clone(),
+        shutting_down.clone(),
         maintain(
             store.clone(),
             config.store.retention,
@@ -317,6 +326,10 @@ pub(crate) async fn serve(
     info!(timeout = ?config.shutdown.timeout, "shutting down");
     notifier.notify("STOPPING=1");
     api_state.set_ready(false);
+    shutting_down.cancel();
+    // No attempt starts after the stop begins; those in flight finish (and
+    // are recorded) until the drain deadline.
+    stop_workers.cancel();
     stop_listeners.cancel();
     // Listeners finish the requests they hold, but an idle client connection
     // must not eat the whole deadline (tonic waits for clients to hang up).
@@ -328,7 +341,6 @@ pub(crate) async fn serve(
     .await;
     stop_ingest.cancel();
     let _ = tokio::time::timeout_at(deadline, committer_task).await;
-    stop_workers.cancel();
     let _ = workers_task.await;
     // In-flight attempts get what is left of the deadline, minus a moment to
     // record their outcomes.

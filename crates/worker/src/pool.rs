@@ -54,7 +54,14 @@ impl WorkerPool {
             let client = self.client.clone();
             let reports = reports.clone();
             let allow_private = self.allow_private;
+            let stopping = shutdown.clone();
             self.tasks.spawn(async move {
+                // Handed over just before the stop but not yet started: no
+                // attempt starts after the stop begins. Unanswered, the
+                // delivery comes back after the restart (cursor or lease).
+                if stopping.is_cancelled() {
+                    return;
+                }
                 let report = perform(&client, &task, allow_private).await;
                 drop(permit);
                 // The scheduler stopped: the delivery's lease or the cursor

@@ -38,6 +38,8 @@ struct Inner {
     default_status: u16,
     /// While set, requests wait (unanswered) until it is closed.
     hold: Option<Arc<tokio::sync::Semaphore>>,
+    /// Time taken to answer each request after recording it.
+    delay: std::time::Duration,
 }
 
 /// A receiver on 127.0.0.1; stops when dropped.
@@ -58,14 +60,18 @@ async fn record(
         // A closed semaphore lets every waiter through, present and future.
         let _ = gate.acquire().await;
     }
-    let mut g = inner.lock().expect("lock");
-    let status = g.script.pop_front().unwrap_or(g.default_status);
-    g.got.push(Received {
-        headers,
-        body,
-        at: Instant::now(),
-        status,
-    });
+    let (status, delay) = {
+        let mut g = inner.lock().expect("lock");
+        let status = g.script.pop_front().unwrap_or(g.default_status);
+        g.got.push(Received {
+            headers,
+            body,
+            at: Instant::now(),
+            status,
+        });
+        (status, g.delay)
+    };
+    tokio::time::sleep(delay).await;
     StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
 }
 
@@ -113,6 +119,11 @@ impl Receiver {
     /// The answer once the script is used up.
     pub fn set_default(&self, status: u16) {
         self.inner.lock().expect("lock").default_status = status;
+    }
+
+    /// Takes `delay` to answer each request (recorded on arrival).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.inner.lock().expect("lock").delay = delay;
     }
 
     /// Holds every request unanswered until [`Receiver::release`].

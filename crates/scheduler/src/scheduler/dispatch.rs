@@ -107,7 +107,12 @@ impl Scheduler {
                     self.lanes.unpop(host, task);
                     return true;
                 }
-                Err(TrySendError::Closed(_)) => return false,
+                // The workers stopped (shutdown): the task stays queued here
+                // and, unanswered, comes back after a restart.
+                Err(TrySendError::Closed(task)) => {
+                    self.lanes.unpop(host, task);
+                    return false;
+                }
             }
         }
         true

@@ -182,6 +182,10 @@ impl Scheduler {
         let mut reports = Vec::with_capacity(256);
         let mut next_tick = tokio::time::Instant::now();
         let mut failures = 0u32;
+        // Once the workers stop taking tasks (shutdown), the loop goes on
+        // taking their reports until the last attempt in flight has answered
+        // or the shutdown ends it: every outcome is recorded.
+        let mut workers_gone = false;
         loop {
             if !self.health.is_empty() {
                 self.apply_health().await;
@@ -209,8 +213,8 @@ impl Scheduler {
             }
             failures = 0;
             self.publish_progress(&ch.progress);
-            if !self.send_ready(&ch.tasks) {
-                break;
+            if !workers_gone && !self.send_ready(&ch.tasks) {
+                workers_gone = true;
             }
             let room = self.has_room();
             tokio::select! {
@@ -224,14 +228,14 @@ impl Scheduler {
                         self.on_report(r);
                     }
                 }
-                permit = ch.tasks.reserve(), if self.lanes.has_sendable() => match permit {
+                permit = ch.tasks.reserve(), if !workers_gone && self.lanes.has_sendable() => match permit {
                     Ok(p) => {
                         if let Some((_, t)) = self.next_sendable() {
                             self.mark_sent(&t.key);
                             p.send(t);
                         }
                     }
-                    Err(_) => break,
+                    Err(_) => workers_gone = true,
                 },
                 Some(cmd) = self.commands.recv() => self.on_command(cmd),
                 changed = self.head.changed(), if room => {
