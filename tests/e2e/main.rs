@@ -11,6 +11,7 @@ mod crash_matrix;
 mod delivery;
 mod durability;
 mod edges;
+mod encodings;
 mod faults;
 mod foundation;
 mod isolation;

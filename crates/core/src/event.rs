@@ -1,6 +1,6 @@
 //! Events: what a producer sends, how it is validated, what the log stores.
 
-use crate::{catalog::Catalog, ids::new_event_id, json::minify_json_object};
+use crate::{catalog::Catalog, ids::new_event_id, json::canonical_json_object};
 use serde::{Deserialize, Serialize};
 
 /// Longest accepted `id` and `device_id`, in bytes.
@@ -116,7 +116,7 @@ pub fn validate_event(
     if raw.data.is_empty() {
         return Err(EventError::new("data", "is required (a JSON object)"));
     }
-    let data = minify_json_object(&raw.data)
+    let data = canonical_json_object(&raw.data)
         .map_err(|e| EventError::new("data", format!("must be a UTF-8 JSON object: {e}")))?;
     let id = if raw.id.is_empty() {
         new_event_id()

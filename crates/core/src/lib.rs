@@ -41,7 +41,7 @@ pub use ids::{
     new_device_id, new_event_id, new_ingest_key_id, new_org_id, new_token_id, new_webhook_id,
     DeviceId, OrgId, Seq, WebhookId,
 };
-pub use json::minify_json_object;
+pub use json::canonical_json_object;
 pub use names::{header, metric};
 pub use retry::{Backoff, RetryPolicy};
 pub use time::{now_ms, rfc3339_ms, rfc3339_now};
