@@ -1,7 +1,7 @@
 //! Idempotency across restarts, and back-pressure that loses nothing.
 
 use crate::support::*;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 #[tokio::test]
@@ -275,8 +275,42 @@ async fn a_full_disk_answers_unavailable_loses_nothing_and_recovers() {
         200,
         "the server keeps running"
     );
+    // Not ready while the store cannot take writes; configuration writes
+    // are refused too (sled would not recover from a full disk by itself).
+    let http = reqwest::Client::new();
+    let ready = http
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 503);
+    let reason: Value = ready.json().await.expect("json");
+    assert!(
+        reason["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("disk space")),
+        "{reason}"
+    );
+    let create = |url: String| {
+        http.post(server.url("/v1/webhooks"))
+            .bearer_auth(&t.token)
+            .json(&json!({"url": url, "events": ["*"]}))
+            .send()
+    };
+    let resp = create(receiver.url("/b")).await.expect("create");
+    assert_eq!(resp.status(), 503);
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "UNAVAILABLE");
 
     std::fs::remove_file(&filler).expect("free the space");
+    // Back without a restart.
+    eventually(10, "ready again", || async {
+        let r = http.get(server.url("/readyz")).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    let resp = create(receiver.url("/c")).await.expect("create");
+    assert_eq!(resp.status(), 201);
     acked.push(
         publish(&mut client, event("dev-1", "message.sent", "{}"))
             .await

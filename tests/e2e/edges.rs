@@ -518,3 +518,13 @@ async fn a_clean_stop_under_load_sends_nothing_twice() {
     assert_eq!(receiver.count(), N, "duplicates after a clean stop");
     drop(server);
 }
+
+/// Finding 5: a final flush that fails is a failed stop; the exit status says so.
+#[tokio::test]
+async fn a_failed_final_flush_exits_non_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data"))
+        .env("FAILPOINTS", "store::flush=return")
+        .start();
+    assert!(!server.stop().await, "the stop must not report success");
+}

@@ -141,6 +141,7 @@ impl From<StoreError> for ApiError {
                 error!(error = %e, "storage failure while serving a request");
                 Self::Unavailable("storage unavailable; retry later".to_owned())
             }
+            StoreError::DiskFull { .. } => Self::Unavailable(e.to_string()),
             other => {
                 error!(error = %other, "storage failure while serving a request");
                 Self::Internal

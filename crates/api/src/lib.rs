@@ -133,14 +133,13 @@ async fn healthz() -> impl IntoResponse {
 
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Status), (status = 503, body = Status)))]
 async fn readyz(State(state): State<ApiState>) -> Response {
-    if state.is_ready() {
-        axum::Json(serde_json::json!({"status": "ready"})).into_response()
-    } else {
-        (
+    match state.readiness() {
+        Ok(()) => axum::Json(serde_json::json!({"status": "ready"})).into_response(),
+        Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "not ready"})),
+            axum::Json(serde_json::json!({"status": "not ready", "reason": reason})),
         )
-            .into_response()
+            .into_response(),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::limit::{Limits, RateLimit};
 use hookrelay_core::{constant_time_eq, hash_token, Catalog, DeliveryConfig, TokenHash};
-use hookrelay_store::{ConfigStore, DeliveryControl, DeliveryStore, EventLog};
+use hookrelay_store::{ConfigStore, DeliveryControl, DeliveryStore, EventLog, StoreHealth};
 use std::sync::{
     atomic::{AtomicBool, Ordering},
     Arc,
@@ -94,6 +94,8 @@ pub struct ApiDeps {
     pub control: Arc<dyn DeliveryControl>,
     /// The event catalog.
     pub catalog: Arc<Catalog>,
+    /// Whether the store takes writes, for `/readyz`.
+    pub health: Option<StoreHealth>,
 }
 
 /// Handler state: cheap to clone.
@@ -110,6 +112,7 @@ pub struct ApiState {
     pub(crate) max_webhooks_per_app: usize,
     pub(crate) tenancy: Arc<TenancyConfig>,
     pub(crate) limits: Arc<Limits>,
+    health: Option<StoreHealth>,
     ready: Arc<AtomicBool>,
 }
 
@@ -140,6 +143,7 @@ impl ApiState {
                 api.ingest_rate_limit,
                 api.auth_failure_limit,
             ),
+            health: deps.health,
             ready: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -149,8 +153,17 @@ impl ApiState {
         self.ready.store(ready, Ordering::Release);
     }
 
-    pub(crate) fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+    /// `Err(reason)` while the server cannot take work: starting, draining,
+    /// failed, or the store cannot take writes (disk space inside the
+    /// reserve, a sticky I/O failure).
+    pub(crate) fn readiness(&self) -> Result<(), String> {
+        if !self.ready.load(Ordering::Acquire) {
+            return Err("not serving (starting, stopping or failed)".to_owned());
+        }
+        match self.health.as_ref().and_then(StoreHealth::problem) {
+            Some(problem) => Err(problem),
+            None => Ok(()),
+        }
     }
 
     /// Whether `hash` is a valid REST credential of any kind.

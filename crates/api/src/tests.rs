@@ -74,6 +74,7 @@ async fn app() -> (Router, Store, tempfile::TempDir) {
         deliveries: store.deliveries.clone(),
         control: Arc::new(NoScheduler),
         catalog: Arc::new(Catalog::builtin()),
+        health: Some(store.health.clone()),
     };
     let state = ApiState::new(
         deps,

@@ -98,6 +98,7 @@ pub(crate) async fn serve(
             deliveries: store.deliveries.clone(),
             control: Arc::new(scheduler_handle),
             catalog: catalog.clone(),
+            health: Some(store.health.clone()),
         },
         api_config(&config),
     );

@@ -100,15 +100,37 @@ pub struct SledDeliveries {
     /// Records (`r` ++ delivery key) and due entries (`d` ++ due key).
     state: sled::Tree,
     attempts: sled::Tree,
+    /// Delivery writes may use the free-space reserve, but an I/O failure
+    /// is noted (it is sticky in sled).
+    health: crate::StoreHealth,
 }
 
 impl SledDeliveries {
-    pub(crate) fn open(db: &sled::Db, meta: sled::Tree) -> Result<Self, StoreError> {
+    pub(crate) fn open(
+        db: &sled::Db,
+        meta: sled::Tree,
+        health: crate::StoreHealth,
+    ) -> Result<Self, StoreError> {
         Ok(Self {
             meta,
             state: db.open_tree("state")?,
             attempts: db.open_tree("attempts")?,
+            health,
         })
+    }
+
+    fn write(
+        &self,
+        state: sled::Batch,
+        attempts: sled::Batch,
+        cursor: Option<u64>,
+    ) -> Result<(), sled::Error> {
+        self.state.apply_batch(state)?;
+        self.attempts.apply_batch(attempts)?;
+        if let Some(s) = cursor {
+            self.meta.insert(keys::META_CURSOR, &s.to_be_bytes())?;
+        }
+        Ok(())
     }
 
     fn parse_due_entry(k: &[u8], v: &[u8]) -> Result<DueEntry, StoreError> {
@@ -146,12 +168,10 @@ impl DeliveryStore for SledDeliveries {
                 DeliveryWrite::Cursor(s) => cursor = Some(cursor.unwrap_or(0).max(*s)),
             }
         }
-        self.state.apply_batch(state)?;
-        self.attempts.apply_batch(attempts)?;
-        if let Some(s) = cursor {
-            self.meta.insert(keys::META_CURSOR, &s.to_be_bytes())?;
-        }
-        Ok(())
+        self.health.note(
+            self.write(state, attempts, cursor)
+                .map_err(StoreError::from),
+        )
     }
 
     fn record(&self, key: &DeliveryKey) -> Result<Option<DeliveryRecord>, StoreError> {

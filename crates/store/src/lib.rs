@@ -42,6 +42,7 @@ mod config;
 mod control;
 mod deliveries;
 mod error;
+mod health;
 mod keys;
 mod log;
 mod retention;
@@ -53,6 +54,7 @@ pub use config::{
 pub use control::{ControlError, DeliveryControl};
 pub use deliveries::{DeliveryStore, DeliveryWrite, DueEntry, DueKind};
 pub use error::{failpoints_from_env, StoreError};
+pub use health::StoreHealth;
 pub use log::{Chunk, ChunkIndex, ChunkKeys, EventLog, IdemKey, LoggedEvent};
 pub use retention::CompactStats;
 
@@ -72,6 +74,8 @@ pub struct Store {
     /// Delivery state.
     pub deliveries: Arc<deliveries::SledDeliveries>,
     retention: Arc<retention::Retention>,
+    /// Whether writes can be taken (reserve, sticky I/O failure).
+    pub health: StoreHealth,
 }
 
 impl Store {
@@ -110,9 +114,10 @@ impl Store {
                 })
             }
         }
-        let log = Arc::new(log::SledLog::open(&db, path, min_free_bytes)?);
-        let config = Arc::new(sled_config::SledConfig::open(&db)?);
-        let deliveries = Arc::new(deliveries::SledDeliveries::open(&db, meta)?);
+        let health = StoreHealth::new(path.to_owned(), min_free_bytes);
+        let log = Arc::new(log::SledLog::open(&db, health.clone())?);
+        let config = Arc::new(sled_config::SledConfig::open(&db, health.clone())?);
+        let deliveries = Arc::new(deliveries::SledDeliveries::open(&db, meta, health.clone())?);
         let retention = Arc::new(retention::Retention::new(log.first_seq()?));
         Ok(Self {
             db,
@@ -120,6 +125,7 @@ impl Store {
             config,
             deliveries,
             retention,
+            health,
         })
     }
 
@@ -130,7 +136,9 @@ impl Store {
 
     /// Flushes everything written so far to disk.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        fail::fail_point!("store::flush", |_| Err(error::injected()));
+        self.health
+            .note(self.db.flush_async().await.map_err(StoreError::from))?;
         Ok(())
     }
 }

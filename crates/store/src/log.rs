@@ -120,10 +120,8 @@ pub trait EventLog: Send + Sync + 'static {
 /// sled implementation of [`EventLog`].
 pub struct SledLog {
     db: sled::Db,
-    /// The data directory, for the free-space check.
-    path: std::path::PathBuf,
-    /// Appends are refused while free space is below this (0: no check).
-    min_free_bytes: u64,
+    /// Appends are refused while free space is below the reserve.
+    health: crate::StoreHealth,
     tree: sled::Tree,
     keys: sled::Tree,
     index: sled::Tree,
@@ -138,11 +136,7 @@ pub struct SledLog {
 }
 
 impl SledLog {
-    pub(crate) fn open(
-        db: &sled::Db,
-        path: &std::path::Path,
-        min_free_bytes: u64,
-    ) -> Result<Self, StoreError> {
+    pub(crate) fn open(db: &sled::Db, health: crate::StoreHealth) -> Result<Self, StoreError> {
         let tree = db.open_tree("events")?;
         let keys = db.open_tree("event_keys")?;
         let index = db.open_tree(INDEX_TREE)?;
@@ -170,8 +164,7 @@ impl SledLog {
         };
         Ok(Self {
             db: db.clone(),
-            path: path.to_owned(),
-            min_free_bytes,
+            health,
             tree,
             keys,
             index,
@@ -243,19 +236,10 @@ impl EventLog for SledLog {
         appended_at_ms: i64,
     ) -> Result<Seq, StoreError> {
         let n = events.len() as u64;
-        if self.min_free_bytes > 0 {
-            // A full disk would leave sled in a sticky error state; refusing
-            // while inside the reserve keeps the store writable once space
-            // returns. An unreadable figure is not a refusal.
-            if let Ok(available) = fs2::available_space(&self.path) {
-                if available < self.min_free_bytes {
-                    return Err(StoreError::DiskFull {
-                        available,
-                        reserve: self.min_free_bytes,
-                    });
-                }
-            }
-        }
+        // A full disk would leave sled in a sticky error state; refusing
+        // while inside the reserve keeps the store writable once space
+        // returns.
+        self.health.check_space()?;
         if n == 0 {
             return Ok(*self.next.lock().unwrap_or_else(|p| p.into_inner()));
         }
@@ -266,7 +250,11 @@ impl EventLog for SledLog {
         });
         let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
         let first = *next;
-        self.tree.insert(first.to_be_bytes(), value)?;
+        self.health.note(
+            self.tree
+                .insert(first.to_be_bytes(), value)
+                .map_err(StoreError::from),
+        )?;
         // After the chunk (recovery keeps a prefix of the write order): an
         // index entry never describes a chunk that is not there.
         self.index.insert(first.to_be_bytes(), index)?;
@@ -287,7 +275,8 @@ impl EventLog for SledLog {
     fn sync(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let upto = self.last_seq();
-            self.db.flush_async().await?;
+            self.health
+                .note(self.db.flush_async().await.map_err(StoreError::from))?;
             self.durable.send_if_modified(|d| {
                 let moved = upto > *d;
                 *d = (*d).max(upto);

@@ -73,6 +73,8 @@ pub struct SledConfig {
     mirror: RwLock<Mirror>,
     /// Serialises writers so checks, sled and the mirror change in one order.
     write: tokio::sync::Mutex<()>,
+    /// Configuration writes are refused inside the free-space reserve.
+    health: crate::StoreHealth,
 }
 
 fn load<V: serde::de::DeserializeOwned>(
@@ -88,7 +90,7 @@ fn load<V: serde::de::DeserializeOwned>(
 }
 
 impl SledConfig {
-    pub(crate) fn open(db: &sled::Db) -> Result<Self, StoreError> {
+    pub(crate) fn open(db: &sled::Db, health: crate::StoreHealth) -> Result<Self, StoreError> {
         let s = Self {
             db: db.clone(),
             orgs: db.open_tree("orgs")?,
@@ -100,6 +102,7 @@ impl SledConfig {
             webhooks: db.open_tree("webhooks")?,
             mirror: RwLock::new(Mirror::default()),
             write: tokio::sync::Mutex::new(()),
+            health,
         };
         let mut m = Mirror::default();
         for (_, o) in load::<Org>(&s.orgs, "org")? {
@@ -148,8 +151,17 @@ impl SledConfig {
     }
 
     async fn durable(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        self.health
+            .note(self.db.flush_async().await.map_err(StoreError::from))?;
         Ok(())
+    }
+
+    /// Every write starts here, under the writer lock: inside the free-space
+    /// reserve it is refused before sled could hit a full disk.
+    async fn writer(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, StoreError> {
+        let guard = self.write.lock().await;
+        self.health.check_space()?;
+        Ok(guard)
     }
 
     async fn store_webhook(&self, w: Webhook) -> Result<Arc<Webhook>, StoreError> {
@@ -164,7 +176,7 @@ impl SledConfig {
 impl ConfigStore for SledConfig {
     fn create_org(&self, org: Org, admin_key: TokenHash) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let _w = self.write.lock().await;
+            let _w = self.writer().await?;
             let scope = TokenScope::Admin {
                 org_id: org.id.clone(),
             };
@@ -190,7 +202,7 @@ impl ConfigStore for SledConfig {
 
     fn create_app(&self, app: App, max_per_org: usize) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let _w = self.write.lock().await;
+            let _w = self.writer().await?;
             {
                 let m = self.read();
                 if m.bound.contains_key(&app.id) {
@@ -238,7 +250,7 @@ impl ConfigStore for SledConfig {
     fn delete_app(&self, id: &DeviceId) -> BoxFuture<'_, Result<(), StoreError>> {
         let id = id.clone();
         Box::pin(async move {
-            let _w = self.write.lock().await;
+            let _w = self.writer().await?;
             let (webhooks, tokens, token_ids) = {
                 let m = self.read();
                 if !m.apps.contains_key(&id) {
@@ -299,7 +311,7 @@ impl ConfigStore for SledConfig {
         max_per_org: usize,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let _w = self.write.lock().await;
+            let _w = self.writer().await?;
             {
                 let m = self.read();
                 if m.apps
@@ -353,7 +365,7 @@ impl ConfigStore for SledConfig {
         id: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let _w = self.write.lock().await;
+            let _w = self.writer().await?;
             let Some(t) = self
                 .read()
                 .device_tokens
@@ -386,7 +398,7 @@ impl ConfigStore for SledConfig {
         max_per_org: usize,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let _w = self.write.lock().await;
+            let _w = self.writer().await?;
             {
                 let m = self.read();
                 if !m.orgs.contains_key(&key.org_id) {
@@ -432,7 +444,7 @@ impl ConfigStore for SledConfig {
         id: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let _w = self.write.lock().await;
+            let _w = self.writer().await?;
             let Some(hash) = self
                 .read()
                 .ingest_keys
@@ -461,7 +473,7 @@ impl ConfigStore for SledConfig {
         max_per_app: usize,
     ) -> BoxFuture<'_, Result<Arc<Webhook>, StoreError>> {
         Box::pin(async move {
-            let _w = self.write.lock().await;
+            let _w = self.writer().await?;
             {
                 let m = self.read();
                 if m.apps
@@ -486,7 +498,7 @@ impl ConfigStore for SledConfig {
 
     fn put_webhook(&self, webhook: Webhook) -> BoxFuture<'_, Result<Arc<Webhook>, StoreError>> {
         Box::pin(async move {
-            let _w = self.write.lock().await;
+            let _w = self.writer().await?;
             self.store_webhook(webhook).await
         })
     }
@@ -498,7 +510,7 @@ impl ConfigStore for SledConfig {
     ) -> BoxFuture<'a, Result<Option<Arc<Webhook>>, StoreError>> {
         let id = id.clone();
         Box::pin(async move {
-            let _w = self.write.lock().await;
+            let _w = self.writer().await?;
             let Some(current) = self.read().webhooks.get(&id).cloned() else {
                 return Ok(None);
             };
@@ -521,7 +533,7 @@ impl ConfigStore for SledConfig {
         change: PrimaryChange<'a>,
     ) -> BoxFuture<'a, Result<Option<Arc<Webhook>>, StoreError>> {
         Box::pin(async move {
-            let _w = self.write.lock().await;
+            let _w = self.writer().await?;
             let (current, count, app) = {
                 let m = self.read();
                 let current = m
@@ -562,7 +574,7 @@ impl ConfigStore for SledConfig {
         owned: Box<dyn FnOnce(&Webhook) -> bool + Send + 'a>,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let _w = self.write.lock().await;
+            let _w = self.writer().await?;
             let Some(current) = self.read().webhooks.get(id).cloned() else {
                 return Ok(false);
             };
