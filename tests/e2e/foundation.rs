@@ -80,7 +80,8 @@ async fn signed_delivery_arrives_with_both_signatures_and_custom_headers() {
     let got = receiver.wait_for(1, 10).await;
     let d = &got[0];
     let body = std::str::from_utf8(&d.body).expect("utf8");
-    let unsigned = r#"{"id":"evt-3f2b9c1a","event":"message.received","timestamp":1781827200,"device_id":"device-1","data":{"content":"Hi there!","n":1.50}}"#;
+    // `data` in the JSON.stringify form: 1.50 is delivered as 1.5.
+    let unsigned = r#"{"id":"evt-3f2b9c1a","event":"message.received","timestamp":1781827200,"device_id":"device-1","data":{"content":"Hi there!","n":1.5}}"#;
     let expected_sig = format!(
         "sha256={}",
         hex::encode(hmac(SECRET.as_bytes(), unsigned.as_bytes()))
