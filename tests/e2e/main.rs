@@ -9,6 +9,7 @@ mod abuse;
 mod crash;
 mod crash_matrix;
 mod delivery;
+mod docs;
 mod durability;
 mod edges;
 mod encodings;

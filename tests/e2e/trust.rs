@@ -1,4 +1,4 @@
-//! Attacks on tenancy and trust (CONTRACT §4.4), each against the real
+//! Attacks on tenancy and trust (docs/api.md, docs/security.md), each against the real
 //! binary: forged delivery ids, squatted device ids, replay across a
 //! binding, organization ingest keys, revoked credentials, racing writes,
 //! proxies around the SSRF guard, oversized unauthenticated gRPC, rate-limit
@@ -820,7 +820,7 @@ async fn replaying_a_large_log_never_stalls_other_deliveries() {
     rbig.wait_for(1, 10).await;
 }
 
-/// CONTRACT §4.4 webhook input limits.
+/// docs/api.md webhook input limits.
 #[tokio::test]
 async fn webhook_input_limits_hold() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -84,7 +84,7 @@ impl Found {
     }
 }
 
-/// The one way a delivery is found (CONTRACT §4.4): through a webhook the
+/// The one way a delivery is found (docs/api.md, docs/security.md): through a webhook the
 /// caller owns, and only if the engine made that delivery: it has a state
 /// record or attempts (fan-out past its first attempt, retry, replay), or it
 /// is the first attempt of a logged event of the webhook's own device that

@@ -1,4 +1,4 @@
-//! Request rate limits of the REST listener (CONTRACT §4.4): the caller is
+//! Request rate limits of the REST listener (docs/api.md, docs/security.md): the caller is
 //! authenticated first, then limited on the *credential's* identity (SHA-256
 //! of the token, whatever header form carried it: `Bearer`, `bearer`,
 //! `x-api-key`). Requests whose credential is missing or wrong are limited

@@ -426,7 +426,7 @@ impl Modify for Security {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "hookrelay", description = "REST management API of hookrelay (CONTRACT §4)."),
+    info(title = "hookrelay", description = "REST management API of hookrelay (docs/api.md)."),
     modifiers(&Security),
     paths(
         crate::profile::configure, crate::profile::get, crate::profile::delete, crate::profile::events,

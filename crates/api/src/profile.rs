@@ -1,4 +1,4 @@
-//! The `/webhook` profile (CONTRACT §4.1): one primary webhook per device.
+//! The `/webhook` profile (docs/api.md): one primary webhook per device.
 
 #[allow(unused_imports)]
 use crate::openapi::*;

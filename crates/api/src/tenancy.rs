@@ -180,7 +180,7 @@ pub(crate) async fn bind_app(
 }
 
 /// `POST /v1/organization/apps` (admin key): 201 `{id, name, created_at}`
-/// with a server-assigned UUID v4 (CONTRACT §4.4); an `id` in the body is a
+/// with a server-assigned UUID v4 (docs/api.md, docs/security.md); an `id` in the body is a
 /// 400 unless `tenancy.admin_device_ids` is on.
 #[utoipa::path(post, path = "/v1/organization/apps", tag = "tenancy", request_body = AppInput, security(("admin_key" = []), ("api_key" = [])), responses((status = 201, body = AppDoc), (status = 400, body = NativeError), (status = 409, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn create_app(

@@ -1,4 +1,4 @@
-//! The event catalog (CONTRACT §5) and subscription patterns.
+//! The event catalog (docs/api.md) and subscription patterns.
 //!
 //! A subscription entry is either an exact catalog name, `"*"` (everything
 //! subscribable), or `"<prefix>.*"` where `<prefix>` is the first segment of at

@@ -103,7 +103,7 @@ pub struct DeliveryRecord {
     pub updated_at_ms: i64,
 }
 
-/// How an attempt failed (CONTRACT §3, attempt log and metrics).
+/// How an attempt failed (docs/receiving.md, attempt log and metrics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {

@@ -82,7 +82,7 @@ pub fn new_ingest_key_id() -> String {
     format!("ikid_{}", random_hex())
 }
 
-/// A server-assigned device id: a UUID v4 (CONTRACT §4.4).
+/// A server-assigned device id: a UUID v4 (docs/api.md, docs/security.md).
 pub fn new_device_id() -> DeviceId {
     DeviceId(uuid::Uuid::new_v4().to_string())
 }

@@ -1,4 +1,4 @@
-//! Metric and header names: the one place they are spelled (CONTRACT §3, §6).
+//! Metric and header names: the one place they are spelled (docs/receiving.md, docs/api.md).
 
 /// Metric names, all prefixed `hookrelay_`.
 pub mod metric {

@@ -59,14 +59,16 @@ impl RetryPolicy {
         raw.min(self.max_delay_ms)
     }
 
-    /// Delay before retry `n`, honouring a receiver's `Retry-After` (already in
-    /// milliseconds) when it asks for longer, always within the cap.
+    /// Delay before retry `n`. A receiver's `Retry-After` (already in
+    /// milliseconds) is honoured as asked, shorter or longer than the
+    /// backoff: the receiver knows when it will be back. Always within the cap.
     pub fn next_delay_ms(&self, n: u32, retry_after_ms: Option<u64>) -> u64 {
-        let jitter = rand::rng().random_range(-1.0..=1.0);
-        let d = self.delay_with_jitter_ms(n, jitter);
         match retry_after_ms {
-            Some(ra) => ra.min(self.max_delay_ms).max(d.min(ra)),
-            None => d,
+            Some(ra) => ra.min(self.max_delay_ms),
+            None => {
+                let jitter = rand::rng().random_range(-1.0..=1.0);
+                self.delay_with_jitter_ms(n, jitter)
+            }
         }
     }
 }
@@ -105,6 +107,7 @@ mod tests {
     #[test]
     fn retry_after_is_honoured_within_the_cap() {
         let p = RetryPolicy::default();
+        // Longer and shorter than the 1 s backoff alike.
         assert_eq!(p.next_delay_ms(1, Some(5000)), 5000);
         assert_eq!(p.next_delay_ms(1, Some(10)), 10);
         assert_eq!(p.next_delay_ms(1, Some(u64::MAX)), 3_600_000);

@@ -1,4 +1,4 @@
-//! The delivery envelope (CONTRACT §3) and both signature schemes.
+//! The delivery envelope (docs/receiving.md) and both signature schemes.
 //!
 //! The unsigned envelope is built once per event; each webhook's body adds the
 //! in-body `signature` member, and each attempt signs that body with the

@@ -34,7 +34,7 @@ pub fn generate_secret() -> String {
     )
 }
 
-/// A new device token: a UUID v4 (CONTRACT §1).
+/// A new device token: a UUID v4 (docs/api.md).
 pub fn new_device_token() -> String {
     uuid::Uuid::new_v4().to_string()
 }

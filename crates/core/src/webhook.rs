@@ -1,4 +1,4 @@
-//! The webhook model and the validation rules of CONTRACT §4.1.
+//! The webhook model and the validation rules of docs/api.md.
 
 use crate::{
     catalog::Catalog,
@@ -29,7 +29,7 @@ pub const MAX_PREVIOUS_SECRETS: usize = 10;
 pub(crate) const MAX_EVENT_FILTERS: usize = 100;
 
 /// Header names a webhook may not set, compared case-insensitively (besides
-/// every `webhook-*` and `proxy-*`, CONTRACT §4.4): hop-by-hop headers and
+/// every `webhook-*` and `proxy-*`, docs/api.md): hop-by-hop headers and
 /// those the engine sets itself.
 const RESERVED_HEADERS: &[&str] = &[
     "host",
@@ -423,7 +423,7 @@ mod tests {
         assert!(fields(ok_input()).is_empty());
     }
 
-    /// CONTRACT §4.4: filter size, reserved names in any case, names equal but for case.
+    /// docs/api.md (tenancy and trust): filter size, reserved names in any case, names equal but for case.
     #[test]
     fn tenancy_input_limits_hold() {
         let many = WebhookInput {

@@ -1,4 +1,4 @@
-//! Who may publish (CONTRACT §2, §4.4).
+//! Who may publish (docs/ingest.md).
 //!
 //! Keys in `ingest.keys` are the operator's and publish for any device id.
 //! An organization ingest key (stored hashed in the config store) publishes

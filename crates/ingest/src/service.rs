@@ -53,7 +53,7 @@ impl IngestGrpc {
 
     /// The gRPC interceptor: authenticates the ingest key from the request
     /// headers *before* the message is read or decoded, so unauthenticated
-    /// requests cost no more than their headers (CONTRACT §4.4). The
+    /// requests cost no more than their headers (docs/api.md, docs/security.md). The
     /// publisher rides on the request's extensions to the handler.
     pub fn interceptor(
         &self,

@@ -445,7 +445,7 @@ pub(crate) fn check(c: &Config) -> Vec<String> {
 mod tests {
     use super::*;
 
-    /// CONTRACT §4.4: no guessable operator ingest key.
+    /// docs/api.md (tenancy and trust): no guessable operator ingest key.
     #[test]
     fn short_ingest_keys_are_refused_by_index() {
         let mut c = Config::default();

@@ -98,7 +98,7 @@ pub(crate) async fn ensure(store: &Store, creds: &DevCredentials) -> anyhow::Res
             name: "dev device".to_owned(),
             created_at_ms: now_ms(),
         };
-        // Bound as the operator binds device ids (CONTRACT §4.4).
+        // Bound as the operator binds device ids (docs/api.md, docs/security.md).
         store.config.create_app(app, usize::MAX).await?;
     }
     if store

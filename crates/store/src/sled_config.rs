@@ -285,7 +285,7 @@ impl ConfigStore for SledConfig {
                 self.device_tokens.remove(t.as_str())?;
             }
             // The binding stays: a device id is never bound to another
-            // organization once it was bound (CONTRACT §4.4).
+            // organization once it was bound (docs/api.md, docs/security.md).
             self.apps.remove(id.as_str())?;
             self.durable().await?;
             self.update(|m| {

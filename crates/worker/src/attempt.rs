@@ -83,7 +83,7 @@ struct Answer {
 type Failure = (ErrorKind, Option<String>);
 
 /// A refused target is recorded as that word only: the internal address it
-/// resolved to is not the webhook owner's business (CONTRACT §4.4).
+/// resolved to is not the webhook owner's business (docs/api.md, docs/security.md).
 fn blocked() -> Failure {
     (
         ErrorKind::BlockedAddress,

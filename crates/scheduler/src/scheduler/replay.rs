@@ -1,4 +1,4 @@
-//! Replay, off the scheduler loop (CONTRACT §4.4: a replay over any window
+//! Replay, off the scheduler loop (docs/api.md (tenancy and trust): a replay over any window
 //! answers within 2 s and never stalls other deliveries).
 //!
 //! [`plan`] finds the first chunk appended in the window by bisection over

@@ -1,0 +1,155 @@
+//! The repository stands alone: every Markdown link points to a file in it,
+//! and the verification snippets of `docs/receiving.md` verify a real signed
+//! delivery (Node and Python; `.ci/run` installs both).
+
+use crate::support::*;
+use serde_json::json;
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn markdown_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if !matches!(name.as_str(), "target" | ".git" | "node_modules") {
+                markdown_files(&path, out);
+            }
+        } else if name.ends_with(".md") {
+            out.push(path);
+        }
+    }
+}
+
+/// Relative link targets of `[text](target)` in a Markdown text.
+fn links(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("](") {
+        rest = &rest[i + 2..];
+        let Some(end) = rest.find(')') else { break };
+        let target = rest[..end].split_whitespace().next().unwrap_or("");
+        rest = &rest[end..];
+        if target.is_empty()
+            || target.starts_with('#')
+            || target.contains("://")
+            || target.starts_with("mailto:")
+        {
+            continue;
+        }
+        out.push(target.split('#').next().unwrap_or(target).to_owned());
+    }
+    out
+}
+
+#[test]
+fn every_markdown_link_points_to_a_file_in_the_repository() {
+    let root = repo();
+    let mut files = Vec::new();
+    markdown_files(&root, &mut files);
+    assert!(files.len() >= 5, "found {} Markdown files", files.len());
+    let mut broken = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("read");
+        for target in links(&text) {
+            let resolved = f.parent().expect("dir").join(&target);
+            if !resolved.exists() {
+                broken.push(format!("{} → {target}", f.display()));
+            }
+        }
+        assert!(
+            !text.contains("../shared/"),
+            "{} points outside the repository",
+            f.display()
+        );
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+/// The body of the fenced block of `doc` whose info string is `info`.
+fn snippet(doc: &str, info: &str) -> String {
+    let open = format!("```{info}\n");
+    let start = doc
+        .find(&open)
+        .unwrap_or_else(|| panic!("no ```{info} block"))
+        + open.len();
+    let end = doc[start..].find("```").expect("closed block") + start;
+    doc[start..end].to_owned()
+}
+
+fn tool(name: &str) -> Command {
+    let ok = Command::new(name)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(ok, "{name} is needed for this test (.ci/run installs it)");
+    Command::new(name)
+}
+
+#[tokio::test]
+async fn the_documented_snippets_verify_a_real_delivery() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data")).start();
+    let receiver = Receiver::start().await;
+    let t = bootstrap(&server, "dev-docs").await;
+    let doc = std::fs::read_to_string(repo().join("docs/receiving.md")).expect("receiving.md");
+    let js = dir.path().join("verify.js");
+    let py = dir.path().join("verify.py");
+    std::fs::write(&js, snippet(&doc, "js verify")).expect("write");
+    std::fs::write(&py, snippet(&doc, "python verify")).expect("write");
+    // An engine-style secret and a plain one: both key forms.
+    for (i, secret) in ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "plain secret ✓"]
+        .into_iter()
+        .enumerate()
+    {
+        let (status, v) = configure(
+            &server,
+            &t.token,
+            json!({"webhook_url": receiver.url("/"), "enabled_events": ["*"], "secret": secret}),
+        )
+        .await;
+        assert_eq!(status, 200, "{v}");
+        let mut client = grpc(&server).await;
+        publish(
+            &mut client,
+            event(
+                "dev-docs",
+                "message.received",
+                r#"{"text":"Ol\u00e1 <b>","n":1.50,"10":"ten","2":[1E2,{"b":true,"a":null}]}"#,
+            ),
+        )
+        .await
+        .expect("publish");
+        let got = receiver.wait_for(i + 1, 10).await;
+        let d = &got[i];
+        let body = dir.path().join(format!("body-{i}.json"));
+        std::fs::write(&body, &d.body).expect("write body");
+        for (runner, script) in [("node", &js), ("python3", &py)] {
+            let out = tool(runner)
+                .arg(script)
+                .arg(secret)
+                .arg(&body)
+                .arg(d.header("webhook-id"))
+                .arg(d.header("webhook-timestamp"))
+                .arg(d.header("webhook-signature"))
+                .output()
+                .expect("run");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                stdout.trim(),
+                "ok",
+                "{runner} with {secret:?}: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
