@@ -22,3 +22,4 @@ mod restart;
 mod soak;
 mod tls;
 mod trust;
+mod visibility;

@@ -26,7 +26,7 @@ use hookrelay_ingest::{
     Committer, IngestGrpc, IngestKeys,
 };
 use hookrelay_scheduler::{Scheduler, SchedulerChannels};
-use hookrelay_store::Store;
+use hookrelay_store::{EventLog, Store};
 use hookrelay_worker::WorkerPool;
 use std::{convert::Infallible, sync::Arc, time::Duration};
 use tokio::sync::{mpsc, watch};
@@ -74,6 +74,7 @@ pub(crate) async fn serve(
 
     // Ingest → log; scheduler progress → ingest (back-pressure).
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
+    let scrape_progress = progress_rx.clone();
     let (committer, committer_handle) =
         Committer::new(store.log.clone(), &config.ingest, progress_rx);
 
@@ -213,11 +214,20 @@ pub(crate) async fn serve(
             }
         }
     });
+    // The log's gauges are read when scraped, not on the scheduler's tick:
+    // a scrape right after a publish shows it.
+    let scrape_head = store.log.durable_head();
     let metrics_route = Router::new().route(
         "/metrics",
         get(move || {
             let m = metrics.clone();
-            async move { m.render() }
+            let head = *scrape_head.borrow();
+            let cursor = scrape_progress.borrow().cursor;
+            async move {
+                metrics::gauge!(metric::LOG_SEQUENCE).set(head as f64);
+                metrics::gauge!(metric::FANOUT_LAG).set(head.saturating_sub(cursor) as f64);
+                m.render()
+            }
         }),
     );
     let app = hookrelay_api::finish(

@@ -62,7 +62,7 @@ pub trait DeliveryStore: Send + Sync + 'static {
     fn recovery_scan(&self) -> Result<(usize, Vec<DueEntry>), StoreError>;
     /// The attempt log of one delivery, in order.
     fn attempts(&self, key: &DeliveryKey) -> Result<Vec<Attempt>, StoreError>;
-    /// A webhook's deliveries that have attempts, in log order, after
+    /// A webhook's deliveries that have attempts or a record, in log order, after
     /// `(seq, generation)` when given (for cursor pagination).
     fn webhook_deliveries(
         &self,
@@ -90,6 +90,9 @@ fn due_key(at_ms: i64, k: &DeliveryKey) -> Vec<u8> {
     out.extend_from_slice(&keys::due(at_ms, k));
     out
 }
+
+/// Attempt number of the listing marker (real attempts count from 1).
+const LISTED: u32 = 0;
 
 const LEASE: u8 = 1;
 const SCHEDULED: u8 = 0;
@@ -152,7 +155,13 @@ impl DeliveryStore for SledDeliveries {
         let mut cursor = None;
         for w in writes {
             match w {
-                DeliveryWrite::Record(k, r) => state.insert(record_key(k), codec::encode(r)),
+                DeliveryWrite::Record(k, r) => {
+                    state.insert(record_key(k), codec::encode(r));
+                    // A listing marker (attempt 0, empty): the webhook's
+                    // delivery list shows deliveries with no attempt yet
+                    // (replayed, deferred) too.
+                    attempts.insert(keys::attempt(k, LISTED), &[]);
+                }
                 DeliveryWrite::Due(e) => {
                     let v = if e.kind == DueKind::Lease {
                         LEASE
@@ -210,10 +219,14 @@ impl DeliveryStore for SledDeliveries {
         let mut prefix = keys::attempt_prefix(&key.webhook_id);
         prefix.extend_from_slice(&key.seq.to_be_bytes());
         prefix.extend_from_slice(&key.generation.to_be_bytes());
-        self.attempts
-            .scan_prefix(prefix)
-            .map(|item| codec::decode(&item?.1, "attempt"))
-            .collect()
+        let mut out = Vec::new();
+        for item in self.attempts.scan_prefix(prefix) {
+            let (_, v) = item?;
+            if !v.is_empty() {
+                out.push(codec::decode(&v, "attempt")?);
+            }
+        }
+        Ok(out)
     }
 
     fn webhook_deliveries(

@@ -209,9 +209,10 @@ mod tests {
             ])
             .expect("apply");
         let st = s.compact(5_000, 10, 100).expect("compact");
+        // Attempt entries: two attempts and the listing marker of key 1's record.
         assert_eq!(
             (st.chunks, st.events, st.records, st.attempts),
-            (1, 2, 1, 2)
+            (1, 2, 1, 3)
         );
         assert_eq!(st.horizon, 2);
         assert!(s.log.read(1, 10).expect("read").iter().all(|e| e.seq >= 3));
@@ -227,7 +228,7 @@ mod tests {
             )])
             .expect("apply");
         let st = s.compact(5_000, 10, 100).expect("compact");
-        assert_eq!((st.chunks, st.events, st.attempts), (1, 2, 1));
+        assert_eq!((st.chunks, st.events, st.attempts), (1, 2, 2));
         let left: Vec<u64> = s
             .log
             .read(1, 10)

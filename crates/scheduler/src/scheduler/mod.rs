@@ -312,9 +312,7 @@ impl Scheduler {
     }
 
     fn update_gauges(&self) {
-        let head = *self.head.borrow();
-        metrics::gauge!(metric::LOG_SEQUENCE).set(head as f64);
-        metrics::gauge!(metric::FANOUT_LAG).set(head.saturating_sub(self.next_read - 1) as f64);
+        // The log sequence and fan-out lag are set when scraped (server).
         metrics::gauge!(metric::CIRCUITS_OPEN).set(self.lanes.open_breakers() as f64);
         metrics::gauge!(metric::DELIVERIES_PENDING)
             .set((self.pending_records + self.unrecorded).max(0) as f64);

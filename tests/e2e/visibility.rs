@@ -1,0 +1,197 @@
+//! What operators and webhook owners see is true when they look: gauges at
+//! scrape time, every delivery in its webhook's list, answer bodies of every
+//! attempt, and `Retry-After` as the receiver asked.
+
+use crate::support::*;
+use reqwest::Method as M;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+async fn call(server: &Server, m: M, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .request(m, server.url(path))
+        .bearer_auth(key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The log sequence gauge is read at scrape time, not on the scheduler's tick.
+#[tokio::test]
+async fn a_scrape_right_after_publishing_shows_the_new_log_sequence() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A slow tick: a gauge refreshed on the tick would lag behind.
+    let server = ServerBuilder::new(&dir.path().join("data"))
+        .set("scheduler", "tick", "\"30s\"")
+        .start();
+    let mut client = grpc(&server).await;
+    let mut last = 0;
+    for _ in 0..6 {
+        last = publish(&mut client, event("dev-m", "message.received", "{}"))
+            .await
+            .expect("publish")
+            .sequence;
+    }
+    let seen = metric(&server, "hookrelay_log_sequence").await;
+    assert_eq!(seen, Some(last as f64));
+}
+
+/// A delivery with no attempt yet (replayed while its endpoint holds every
+/// request) is in the list, pending; a success's answer body is in its log.
+#[tokio::test]
+async fn lists_show_unattempted_deliveries_and_logs_keep_success_bodies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data")).start();
+    let receiver = Receiver::start().await;
+    let answering = raw_receiver(|mut s| async move {
+        use tokio::io::AsyncWriteExt;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\naccepted")
+            .await;
+    })
+    .await;
+    let t = bootstrap(&server, "dev-l").await;
+    let mut ids = Vec::new();
+    for url in [format!("http://{answering}/"), receiver.url("/")] {
+        let (status, w) = call(
+            &server,
+            M::POST,
+            "/v1/webhooks",
+            &t.token,
+            Some(json!({"url": url, "events": ["*"]})),
+        )
+        .await;
+        assert_eq!(status, 201, "{w}");
+        ids.push(w["id"].as_str().expect("id").to_owned());
+    }
+    let (with_body, wh) = (ids[0].clone(), ids[1].clone());
+    let mut client = grpc(&server).await;
+    publish(&mut client, event("dev-l", "message.received", "{}"))
+        .await
+        .expect("publish");
+    receiver.wait_for(1, 10).await;
+    // A success's answer body is kept in its attempt log.
+    let first = eventually(10, "the delivered delivery listed", || async {
+        let (_, l) = call(
+            &server,
+            M::GET,
+            &format!("/v1/webhooks/{with_body}/deliveries"),
+            &t.token,
+            None,
+        )
+        .await;
+        (l["data"][0]["status"] == "delivered")
+            .then(|| l["data"][0]["id"].as_str().map(str::to_owned))?
+    })
+    .await;
+    let (_, d) = call(
+        &server,
+        M::GET,
+        &format!("/v1/deliveries/{first}"),
+        &t.token,
+        None,
+    )
+    .await;
+    assert_eq!(d["attempt_log"][0]["response_body"], "accepted", "{d}");
+    let list_path = format!("/v1/webhooks/{wh}/deliveries");
+    eventually(10, "the first delivery listed", || async {
+        let (_, l) = call(&server, M::GET, &list_path, &t.token, None).await;
+        (l["data"][0]["status"] == "delivered").then_some(())
+    })
+    .await;
+
+    // Now hold every request and replay: the new delivery has no attempt yet.
+    receiver.hold();
+    let (status, r) = call(
+        &server,
+        M::POST,
+        &format!("/v1/webhooks/{wh}/replay"),
+        &t.token,
+        Some(json!({"since": "2000-01-01T00:00:00Z"})),
+    )
+    .await;
+    assert_eq!(status, 202, "{r}");
+    let listed = eventually(10, "the replayed delivery listed", || async {
+        let (_, l) = call(
+            &server,
+            M::GET,
+            &format!("{list_path}?status=pending"),
+            &t.token,
+            None,
+        )
+        .await;
+        l["data"].as_array().filter(|a| !a.is_empty()).cloned()
+    })
+    .await;
+    assert_eq!(listed[0]["status"], "pending");
+    assert_eq!(listed[0]["attempts"], 0);
+    let (_, all) = call(&server, M::GET, &list_path, &t.token, None).await;
+    assert_eq!(all["data"].as_array().map(Vec::len), Some(2), "{all}");
+    receiver.release();
+}
+
+/// `Retry-After` is honoured as asked, shorter or longer than the backoff.
+#[tokio::test]
+async fn retry_after_is_honoured_shorter_and_longer_than_the_backoff() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Backoff of the first retry: 1.5 s.
+    let server = ServerBuilder::new(&dir.path().join("data"))
+        .base_delay_ms(1500)
+        .start();
+    let t = bootstrap(&server, "dev-ra").await;
+    let mut hooks = Vec::new();
+    for retry_after in ["0", "3"] {
+        let addr = raw_receiver(move |mut s| async move {
+            use tokio::io::AsyncWriteExt;
+            let head = format!(
+                "HTTP/1.1 503 Busy\r\nretry-after: {retry_after}\r\ncontent-length: 0\r\n\r\n"
+            );
+            let _ = s.write_all(head.as_bytes()).await;
+        })
+        .await;
+        let (status, w) = call(
+            &server,
+            M::POST,
+            "/v1/webhooks",
+            &t.token,
+            Some(json!({"url": format!("http://{addr}/"), "events": ["*"], "retry_attempts": 1})),
+        )
+        .await;
+        assert_eq!(status, 201, "{w}");
+        hooks.push((retry_after, w["id"].as_str().expect("id").to_owned()));
+    }
+    let mut client = grpc(&server).await;
+    publish(&mut client, event("dev-ra", "message.received", "{}"))
+        .await
+        .expect("publish");
+    let started = Instant::now();
+    for (retry_after, wh) in &hooks {
+        let d = failed_delivery(&server, &t.token, wh).await;
+        let (_, detail) = call(
+            &server,
+            M::GET,
+            &format!("/v1/deliveries/{}", d["id"].as_str().expect("id")),
+            &t.token,
+            None,
+        )
+        .await;
+        let log = detail["attempt_log"].as_array().expect("log");
+        assert_eq!(log.len(), 2, "{detail}");
+        let at = |i: usize| {
+            time::OffsetDateTime::parse(
+                log[i]["started_at"].as_str().expect("started_at"),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .expect("rfc3339")
+        };
+        let gap = (at(1) - at(0)).whole_milliseconds();
+        match *retry_after {
+            "0" => assert!(gap < 1200, "Retry-After 0 waited {gap} ms (backoff 1500)"),
+            _ => assert!((2900..6000).contains(&gap), "Retry-After 3 waited {gap} ms"),
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
