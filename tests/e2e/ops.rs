@@ -64,13 +64,46 @@ fn check_config_accepts_the_example_and_lists_every_problem() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     for needle in [
-        "delivery.allow_htp",
-        "strage",
-        "delivery.concurrency",
-        "ingest.keys",
+        "delivery.allow_htp (line 2): unknown key",
+        "strage (line 6): unknown key",
+        "delivery.concurrency (line 3)",
+        "ingest.keys[0] (line 5)",
     ] {
         assert!(err.contains(needle), "{needle} missing from:\n{err}");
     }
+    // A bad type names its key and line; from the environment, its variable.
+    std::fs::write(
+        &bad,
+        "[http]\nlisten = \"127.0.0.1:0\"\n[delivery]\nallow_http = \"yes\"\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(bin)
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("delivery.allow_http (line 4): invalid type"),
+        "{err}"
+    );
+    std::fs::write(&bad, "").expect("write");
+    let out = std::process::Command::new(bin)
+        .arg("check-config")
+        .arg(&bad)
+        .env("HOOKRELAY_DELIVERY__CONCURRENCY", "many")
+        .env("HOOKRELAY_DELIVERY__ALOW_HTTP", "true")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("delivery.concurrency (from HOOKRELAY_DELIVERY__CONCURRENCY): invalid type"),
+        "{err}"
+    );
+    assert!(
+        err.contains("delivery.alow_http (from HOOKRELAY_DELIVERY__ALOW_HTTP): unknown key"),
+        "{err}"
+    );
 }
 
 async fn scrape(server: &Server) -> HashMap<String, f64> {

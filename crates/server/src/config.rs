@@ -237,11 +237,68 @@ pub(crate) fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     };
     let vars: Vec<(String, String)> = std::env::vars().collect();
     let config = parse(&text, &vars)?;
-    let problems = check(&config);
+    let origins = Origins::of(&text, &vars);
+    let problems: Vec<String> = check(&config).iter().map(|p| origins.annotate(p)).collect();
     if !problems.is_empty() {
         bail!("invalid configuration:\n  {}", problems.join("\n  "));
     }
     Ok(config)
+}
+
+/// Where each key's value came from: a line of the file or an environment
+/// variable, so that every problem points at what to fix.
+struct Origins(std::collections::HashMap<String, String>);
+
+impl Origins {
+    fn of(text: &str, vars: &[(String, String)]) -> Self {
+        let mut at = std::collections::HashMap::new();
+        let mut section = String::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.trim().to_owned();
+                at.insert(section.clone(), format!("line {}", i + 1));
+            } else if let Some((key, _)) = line.split_once('=') {
+                let key = key.trim().trim_matches('"');
+                if !key.is_empty() && !key.starts_with('#') {
+                    let path = if section.is_empty() {
+                        key.to_owned()
+                    } else {
+                        format!("{section}.{key}")
+                    };
+                    at.insert(path, format!("line {}", i + 1));
+                }
+            }
+        }
+        for (name, _) in vars {
+            if name == "HOOKRELAY_OPERATOR_KEY" {
+                at.insert("auth.operator_key".to_owned(), format!("from {name}"));
+            } else if let Some((section, key)) = name
+                .strip_prefix("HOOKRELAY_")
+                .and_then(|r| r.split_once("__"))
+            {
+                let path = format!(
+                    "{}.{}",
+                    section.to_ascii_lowercase(),
+                    key.to_ascii_lowercase()
+                );
+                at.insert(path, format!("from {name}"));
+            }
+        }
+        Self(at)
+    }
+
+    /// `problem` ("path: message") with where the path's value came from.
+    fn annotate(&self, problem: &str) -> String {
+        let Some((path, message)) = problem.split_once(": ") else {
+            return problem.to_owned();
+        };
+        let key = path.split('[').next().unwrap_or(path);
+        match self.0.get(key) {
+            Some(origin) => format!("{path} ({origin}): {message}"),
+            None => problem.to_owned(),
+        }
+    }
 }
 
 /// Keys that exist but do not appear when the defaults are serialized
@@ -326,14 +383,20 @@ pub(crate) fn parse(text: &str, vars: &[(String, String)]) -> anyhow::Result<Con
     for p in &problems {
         remove_path(&mut doc, p);
     }
+    let origins = Origins::of(text, vars);
     let mut problems: Vec<String> = problems
         .into_iter()
-        .map(|p| format!("{p}: unknown key (typo?)"))
+        .map(|p| origins.annotate(&format!("{p}: unknown key (typo?)")))
         .collect();
-    match toml::Value::Table(doc).try_into::<Config>() {
+    // serde_path_to_error names the key of a type error ("delivery.allow_http").
+    match serde_path_to_error::deserialize::<_, Config>(toml::Value::Table(doc)) {
         Ok(config) if problems.is_empty() => return Ok(config),
-        Ok(config) => problems.extend(check(&config)),
-        Err(e) => problems.push(e.message().trim().to_owned()),
+        Ok(config) => problems.extend(check(&config).iter().map(|p| origins.annotate(p))),
+        Err(e) => {
+            let path = e.path().to_string();
+            let message = e.inner().message().trim().to_owned();
+            problems.push(origins.annotate(&format!("{path}: {message}")));
+        }
     }
     bail!("invalid configuration:\n  {}", problems.join("\n  "))
 }
@@ -499,8 +562,11 @@ mod tests {
         )
         .expect_err("typos");
         let text = format!("{err:#}");
-        assert!(text.contains("delivery.allow_htp: unknown key"), "{text}");
-        assert!(text.contains("nope: unknown key"), "{text}");
+        assert!(
+            text.contains("delivery.allow_htp (line 2): unknown key"),
+            "{text}"
+        );
+        assert!(text.contains("nope (line 4): unknown key"), "{text}");
         assert!(
             text.contains("max_event_bytes") || text.contains("invalid type"),
             "{text}"
@@ -512,6 +578,64 @@ mod tests {
             "{text}"
         );
         assert!(parse("[auth]\noperator_key = \"0123456789abcdef\"\n", &[]).is_ok());
+    }
+
+    /// Every kind of problem names its key and where its value came from.
+    #[test]
+    fn problems_point_at_the_key_and_its_line_or_variable() {
+        let text = "[http]\nlisten = \"127.0.0.1:1\"\n[delivery]\nallow_http = \"yes\"\n";
+        let err = format!("{:#}", parse(text, &[]).expect_err("bad type"));
+        assert!(
+            err.contains("delivery.allow_http (line 4): invalid type"),
+            "{err}"
+        );
+        let vars = vec![(
+            "HOOKRELAY_DELIVERY__CONCURRENCY".to_owned(),
+            "\"many\"".to_owned(),
+        )];
+        let err = format!("{:#}", parse("", &vars).expect_err("bad type"));
+        assert!(
+            err.contains(
+                "delivery.concurrency (from HOOKRELAY_DELIVERY__CONCURRENCY): invalid type"
+            ),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            parse("[delivery]\n\nallow_htp = true\n", &[]).expect_err("typo")
+        );
+        assert!(
+            err.contains("delivery.allow_htp (line 3): unknown key"),
+            "{err}"
+        );
+        let vars = vec![("HOOKRELAY_DELIVERY__NOPE".to_owned(), "1".to_owned())];
+        let err = format!("{:#}", parse("", &vars).expect_err("typo"));
+        assert!(
+            err.contains("delivery.nope (from HOOKRELAY_DELIVERY__NOPE): unknown key"),
+            "{err}"
+        );
+        // Range errors too.
+        let text = "[ingest]\nmax_event_bytes = 0\n";
+        let origins = Origins::of(text, &[]);
+        let c = parse(text, &[]).expect("parses");
+        let p: Vec<String> = check(&c).iter().map(|p| origins.annotate(p)).collect();
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("ingest.max_event_bytes (line 2): must be positive")),
+            "{p:?}"
+        );
+        let vars = vec![(
+            "HOOKRELAY_INGEST__KEYS".to_owned(),
+            "[\"short\"]".to_owned(),
+        )];
+        let origins = Origins::of("", &vars);
+        let c = parse("", &vars).expect("parses");
+        let p: Vec<String> = check(&c).iter().map(|p| origins.annotate(p)).collect();
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("ingest.keys[0] (from HOOKRELAY_INGEST__KEYS): ")),
+            "{p:?}"
+        );
     }
 
     #[test]
