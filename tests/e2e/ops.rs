@@ -33,7 +33,7 @@ async fn systemd_hears_ready_then_stopping() {
         String::from_utf8_lossy(&buf[..n]).into_owned()
     });
     assert!(server.stop().await, "exits 0");
-    assert_eq!(sock.await.expect("join"), "STOPPING=1");
+    assert_eq!(sock.await.expect("join").trim_end(), "STOPPING=1");
 }
 
 #[test]

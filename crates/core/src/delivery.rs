@@ -203,6 +203,8 @@ pub struct Progress {
     pub cursor: Seq,
     /// Deliveries waiting for an attempt (recorded or in the window).
     pub pending: u64,
+    /// The last event the scheduler has read (fanned out).
+    pub read: Seq,
 }
 
 #[cfg(test)]

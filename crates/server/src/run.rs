@@ -222,10 +222,10 @@ pub(crate) async fn serve(
         get(move || {
             let m = metrics.clone();
             let head = *scrape_head.borrow();
-            let cursor = scrape_progress.borrow().cursor;
+            let read = scrape_progress.borrow().read;
             async move {
                 metrics::gauge!(metric::LOG_SEQUENCE).set(head as f64);
-                metrics::gauge!(metric::FANOUT_LAG).set(head.saturating_sub(cursor) as f64);
+                metrics::gauge!(metric::FANOUT_LAG).set(head.saturating_sub(read) as f64);
                 m.render()
             }
         }),
@@ -297,7 +297,7 @@ pub(crate) async fn serve(
             let mut tick = tokio::time::interval(every);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => pinger.notify("WATCHDOG=1"),
+                    _ = tick.tick() => pinger.watchdog(),
                     () = stop.cancelled() => break,
                     () = watched.failed() => break,
                 }
@@ -315,9 +315,7 @@ pub(crate) async fn serve(
     if sup.failure().is_none() {
         api_state.set_ready(true);
     }
-    notifier.notify(&format!(
-        "READY=1\nSTATUS=serving http={http_addr} grpc={grpc_addr}"
-    ));
+    notifier.ready(&format!("serving http={http_addr} grpc={grpc_addr}"));
     info!(http = %http_addr, grpc = %grpc_addr, data = %config.store.path.display(), "hookrelay started");
     // One machine-readable line for scripts and tests.
     println!("hookrelay listening http={http_addr} grpc={grpc_addr}");
@@ -328,14 +326,14 @@ pub(crate) async fn serve(
     tokio::select! {
         () = shutdown_signal() => {}
         () = sup.failed() => {
-            notifier.notify("STATUS=engine task failed; stopping");
+            notifier.status("engine task failed; stopping");
             // Probes and load balancers see `/readyz` 503 before the port closes.
             tokio::time::sleep(FAILURE_LINGER).await;
         }
     }
     let deadline = tokio::time::Instant::now() + config.shutdown.timeout;
     info!(timeout = ?config.shutdown.timeout, "shutting down");
-    notifier.notify("STOPPING=1");
+    notifier.stopping();
     api_state.set_ready(false);
     shutting_down.cancel();
     // No attempt starts after the stop begins; those in flight finish (and

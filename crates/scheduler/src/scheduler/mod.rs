@@ -275,6 +275,7 @@ impl Scheduler {
     fn publish_progress(&self, tx: &watch::Sender<Progress>) {
         let p = Progress {
             cursor: self.cursor,
+            read: self.next_read.saturating_sub(1),
             pending: (self.pending_records + self.unrecorded).max(0) as u64,
         };
         tx.send_if_modified(|old| {
