@@ -195,3 +195,70 @@ async fn retry_after_is_honoured_shorter_and_longer_than_the_backoff() {
     }
     assert!(started.elapsed() < Duration::from_secs(20));
 }
+
+/// A request id (the client's `x-request-id`) is echoed, carried by the JSON
+/// log lines of the request, which name the event it appended; the delivery's
+/// lines carry that event id and the delivery id.
+#[tokio::test]
+async fn a_request_id_joins_the_request_and_its_delivery_in_json_logs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("server.log");
+    let server = ServerBuilder::new(&dir.path().join("data"))
+        .env(
+            "RUST_LOG",
+            "warn,hookrelay_api=debug,hookrelay_ingest=debug,hookrelay_worker=debug",
+        )
+        .set("log", "format", "json")
+        .logs_to(&log)
+        .start();
+    let receiver = Receiver::start().await;
+    let t = bootstrap(&server, "dev-trace").await;
+    let (status, _) = configure(
+        &server,
+        &t.token,
+        json!({"webhook_url": receiver.url("/"), "enabled_events": ["*"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let resp = reqwest::Client::new()
+        .post(server.url("/v1/events"))
+        .bearer_auth(INGEST_KEY)
+        .header("x-request-id", "trace-me-42")
+        .json(&json!({"id": "evt-traced", "device_id": "dev-trace", "event": "message.received", "data": {}}))
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(resp.status(), 202);
+    assert_eq!(
+        resp.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("trace-me-42")
+    );
+    receiver.wait_for(1, 10).await;
+    let lines = eventually(10, "the delivery's log line", || async {
+        let text = std::fs::read_to_string(&log).ok()?;
+        let lines: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        lines
+            .iter()
+            .any(|l| l.to_string().contains("evt-traced") && l.to_string().contains("delivery_id"))
+            .then_some(lines)
+    })
+    .await;
+    let request: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.to_string().contains("trace-me-42"))
+        .collect();
+    assert!(
+        request.iter().any(|l| l["event_id"] == "evt-traced"),
+        "the request's lines name the event: {request:?}"
+    );
+    let delivery = lines
+        .iter()
+        .find(|l| l.to_string().contains("delivery_id") && l.to_string().contains("evt-traced"))
+        .expect("delivery line");
+    assert!(delivery.to_string().contains("dlv_"), "{delivery}");
+}

@@ -33,6 +33,7 @@ use axum::{
     Router,
 };
 use hookrelay_core::metric;
+use tracing::Instrument;
 
 /// Largest accepted request body (1 MiB); larger answers 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -123,7 +124,7 @@ pub fn finish(router: Router, state: ApiState) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state, limit::limit))
-        .layer(middleware::from_fn(count_requests))
+        .layer(middleware::from_fn(observe))
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Status)))]
@@ -143,12 +144,36 @@ async fn readyz(State(state): State<ApiState>) -> Response {
     }
 }
 
-async fn count_requests(req: Request, next: Next) -> Response {
+/// The request id a client sent in `x-request-id`, if it is a sane one.
+fn client_request_id(req: &Request) -> Option<String> {
+    let v = req.headers().get(REQUEST_ID)?.to_str().ok()?;
+    (!v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| v.to_owned())
+}
+
+/// Every request runs in a span carrying its request id (the client's
+/// `x-request-id`, or a new one), echoed in the answer; request metrics.
+/// Handlers log inside the span, so JSON log lines carry `request_id`, and
+/// ingest's lines name the event ids that delivery lines carry too.
+async fn observe(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let resp = next.run(req).await;
+    let request_id = client_request_id(&req).unwrap_or_else(hookrelay_core::new_request_id);
+    let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), route = %route);
+    let started = std::time::Instant::now();
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    span.in_scope(|| {
+        tracing::debug!(
+            status = resp.status().as_u16(),
+            ms = started.elapsed().as_millis() as u64,
+            "request answered"
+        )
+    });
     metrics::counter!(
         metric::HTTP_REQUESTS,
         "route" => route,
@@ -157,6 +182,9 @@ async fn count_requests(req: Request, next: Next) -> Response {
     .increment(1);
     resp
 }
+
+/// The request id header.
+const REQUEST_ID: &str = "x-request-id";
 
 #[cfg(test)]
 mod tests;

@@ -86,3 +86,8 @@ pub fn new_ingest_key_id() -> String {
 pub fn new_device_id() -> DeviceId {
     DeviceId(uuid::Uuid::new_v4().to_string())
 }
+
+/// A fresh request id (`req_…`), for requests that bring none.
+pub fn new_request_id() -> String {
+    format!("req_{}", random_hex())
+}

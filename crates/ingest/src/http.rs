@@ -210,6 +210,9 @@ async fn publish(
     match svc.committer.append(events).await {
         Ok(accepted) => {
             metrics::counter!(metric::EVENTS_INGESTED, "source" => "http").increment(n);
+            for a in &accepted {
+                tracing::debug!(event_id = %a.event_id, sequence = a.sequence, duplicate = a.duplicate, "event accepted");
+            }
             let results: Vec<_> = accepted
                 .into_iter()
                 .map(|a| json!({"event_id": a.event_id, "sequence": a.sequence, "duplicate": a.duplicate}))

@@ -127,6 +127,9 @@ impl IngestGrpc {
         let n = events.len() as u64;
         let accepted = self.committer.append(events).await.map_err(reject)?;
         metrics::counter!(metric::EVENTS_INGESTED, "source" => "grpc").increment(n);
+        for a in &accepted {
+            tracing::debug!(event_id = %a.event_id, sequence = a.sequence, duplicate = a.duplicate, "event accepted");
+        }
         Ok(accepted)
     }
 }

@@ -162,6 +162,17 @@ pub(crate) async fn serve(
         ingest.interceptor(),
     );
     let grpc = tonic::transport::Server::builder()
+        // A span per call with its request id (the producer's
+        // `x-request-id` metadata, or a new one).
+        .trace_fn(|req| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty() && v.len() <= 128)
+                .map_or_else(hookrelay_core::new_request_id, str::to_owned);
+            tracing::info_span!("grpc", request_id = %id, path = %req.uri().path())
+        })
         .max_concurrent_streams(Some(config.grpc.max_concurrent_streams))
         .concurrency_limit_per_connection(config.grpc.concurrency_per_connection)
         .timeout(config.grpc.request_timeout)

@@ -18,6 +18,7 @@ pub async fn perform(
     let span = tracing::info_span!(
         "attempt",
         event_id = %task.event_id,
+        delivery_id = %task.key.id(),
         webhook_id = %task.key.webhook_id,
         attempt = task.attempt,
     );

@@ -15,6 +15,7 @@ pub struct ServerBuilder {
     env: Vec<(String, String)>,
     http_port: u16,
     grpc_port: u16,
+    logs: Option<PathBuf>,
 }
 
 /// A port that was free a moment ago (for servers that must come back on
@@ -35,6 +36,7 @@ impl ServerBuilder {
             env: Vec::new(),
             http_port: 0,
             grpc_port: 0,
+            logs: None,
         }
     }
 
@@ -42,6 +44,12 @@ impl ServerBuilder {
     pub fn ports(mut self, http: u16, grpc: u16) -> Self {
         self.http_port = http;
         self.grpc_port = grpc;
+        self
+    }
+
+    /// Writes the server's log (stderr) to `path` instead of the test output.
+    pub fn logs_to(mut self, path: &Path) -> Self {
+        self.logs = Some(path.to_owned());
         self
     }
 
@@ -117,7 +125,10 @@ timeout = "5s"
             .env("RUST_LOG", "warn,hookrelay=info")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(match &self.logs {
+                Some(p) => Stdio::from(std::fs::File::create(p).expect("log file")),
+                None => Stdio::inherit(),
+            })
             .spawn()
             .expect("spawn hookrelay");
         let stdout = child.stdout.take().expect("stdout");
