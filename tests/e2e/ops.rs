@@ -156,7 +156,9 @@ async fn metrics_move_with_traffic_and_gauges_survive_a_restart() {
     down.wait_for(5, 10).await;
     let m = eventually(10, "gauges to settle", || async {
         let m = scrape(&server).await;
-        (m.get("hookrelay_deliveries_pending") == Some(&5.0)).then_some(m)
+        (m.get("hookrelay_deliveries_pending") == Some(&5.0)
+            && m.get("hookrelay_delivery_attempts_total{outcome=\"success\"}") == Some(&5.0))
+        .then_some(m)
     })
     .await;
     let expect = [

@@ -233,10 +233,15 @@ pub(crate) async fn serve(
         get(move || {
             let m = metrics.clone();
             let head = *scrape_head.borrow();
-            let read = scrape_progress.borrow().read;
+            let (read, pending) = {
+                let p = scrape_progress.borrow();
+                (p.read, p.pending)
+            };
             async move {
+                // One consistent picture: all three from the same moment.
                 metrics::gauge!(metric::LOG_SEQUENCE).set(head as f64);
                 metrics::gauge!(metric::FANOUT_LAG).set(head.saturating_sub(read) as f64);
+                metrics::gauge!(metric::DELIVERIES_PENDING).set(pending as f64);
                 m.render()
             }
         }),
