@@ -8,18 +8,6 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
-async fn call(server: &Server, m: M, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = reqwest::Client::new()
-        .request(m, server.url(path))
-        .bearer_auth(key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("request");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 async fn webhook(server: &Server, token: &str, body: Value) -> String {
     let (status, w) = call(server, M::POST, "/v1/webhooks", token, Some(body)).await;
     assert_eq!(status, 201, "{w}");

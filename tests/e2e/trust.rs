@@ -10,18 +10,6 @@ use reqwest::Method as M;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-async fn call(server: &Server, m: M, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = reqwest::Client::new()
-        .request(m, server.url(path))
-        .bearer_auth(key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("request");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 async fn webhook(server: &Server, token: &str, url: &str, events: Value) -> String {
     let (status, w) = call(
         server,

@@ -7,18 +7,6 @@ use reqwest::Method as M;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-async fn call(server: &Server, m: M, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = reqwest::Client::new()
-        .request(m, server.url(path))
-        .bearer_auth(key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("request");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 /// The log sequence gauge is read at scrape time, not on the scheduler's tick.
 #[tokio::test]
 async fn a_scrape_right_after_publishing_shows_the_new_log_sequence() {

@@ -151,7 +151,7 @@ pub(crate) async fn list_orgs(
         .config
         .orgs()
         .iter()
-        .map(|o| json!({"id": o.id, "name": o.name, "created_at": rfc3339_ms(o.created_at_ms)}))
+        .map(|o| named(o.id.as_str(), &o.name, o.created_at_ms))
         .collect();
     Ok(Json(json!({ "data": orgs })))
 }
@@ -262,6 +262,13 @@ pub(crate) async fn delete_app(
     Ok(Json(json!({"success": true})))
 }
 
+/// `{id, name, created_at}`: how organizations, tokens and keys are listed.
+fn named(id: &str, name: &str, at: i64) -> Value {
+    json!({"id": id, "name": name, "created_at": rfc3339_ms(at)})
+}
+
+/// A credential just made: the listed fields with the secret (shown once)
+/// before `created_at`.
 fn created(id: &str, name: &str, secret: (&str, &str), at: i64) -> Json<Value> {
     let mut v = json!({"id": id, "name": name});
     v[secret.0] = json!(secret.1);
@@ -319,7 +326,7 @@ pub(crate) async fn list_tokens(
         .config
         .tokens_of(&app.id)
         .iter()
-        .map(|t| json!({"id": t.id, "name": t.name, "created_at": rfc3339_ms(t.created_at_ms)}))
+        .map(|t| named(t.id.as_str(), &t.name, t.created_at_ms))
         .collect();
     Ok(Json(json!({ "data": data })))
 }
@@ -386,7 +393,7 @@ pub(crate) async fn list_ingest_keys(
         .config
         .ingest_keys_of(&org_id)
         .iter()
-        .map(|k| json!({"id": k.id, "name": k.name, "created_at": rfc3339_ms(k.created_at_ms)}))
+        .map(|k| named(k.id.as_str(), &k.name, k.created_at_ms))
         .collect();
     Ok(Json(json!({ "data": data })))
 }

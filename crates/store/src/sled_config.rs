@@ -55,6 +55,15 @@ impl Mirror {
     }
 }
 
+/// `Err(Limit)` when `n` items already fill a limit of `max`.
+fn room(n: usize, max: usize, what: &'static str) -> Result<(), StoreError> {
+    if n >= max {
+        Err(StoreError::Limit { what, max })
+    } else {
+        Ok(())
+    }
+}
+
 fn oldest_first<T>(mut v: Vec<T>, key: impl Fn(&T) -> (i64, String)) -> Vec<T> {
     v.sort_by_key(key);
     v
@@ -213,12 +222,8 @@ impl ConfigStore for SledConfig {
                         what: "organization",
                     });
                 }
-                if m.apps.values().filter(|a| a.org_id == app.org_id).count() >= max_per_org {
-                    return Err(StoreError::Limit {
-                        what: "apps per organization",
-                        max: max_per_org,
-                    });
-                }
+                let n = m.apps.values().filter(|a| a.org_id == app.org_id).count();
+                room(n, max_per_org, "apps per organization")?;
             }
             self.bound
                 .insert(app.id.as_str(), codec::encode(&app.org_id))?;
@@ -325,12 +330,7 @@ impl ConfigStore for SledConfig {
                     .values()
                     .filter(|t| t.org_id == token.org_id)
                     .count();
-                if n >= max_per_org {
-                    return Err(StoreError::Limit {
-                        what: "tokens per organization",
-                        max: max_per_org,
-                    });
-                }
+                room(n, max_per_org, "tokens per organization")?;
             }
             let scope = TokenScope::Device {
                 org_id: token.org_id.clone(),
@@ -411,12 +411,7 @@ impl ConfigStore for SledConfig {
                     .values()
                     .filter(|k| k.org_id == key.org_id)
                     .count();
-                if n >= max_per_org {
-                    return Err(StoreError::Limit {
-                        what: "ingest keys per organization",
-                        max: max_per_org,
-                    });
-                }
+                room(n, max_per_org, "ingest keys per organization")?;
             }
             self.ingest_keys.insert(key.hash.0, codec::encode(&key))?;
             self.durable().await?;
@@ -485,12 +480,11 @@ impl ConfigStore for SledConfig {
                 if m.webhooks.contains_key(&webhook.id) {
                     return Err(StoreError::Conflict { what: "webhook" });
                 }
-                if m.webhook_count(&webhook.device_id) >= max_per_app {
-                    return Err(StoreError::Limit {
-                        what: "webhooks per app",
-                        max: max_per_app,
-                    });
-                }
+                room(
+                    m.webhook_count(&webhook.device_id),
+                    max_per_app,
+                    "webhooks per app",
+                )?;
             }
             self.store_webhook(webhook).await
         })
@@ -549,11 +543,8 @@ impl ConfigStore for SledConfig {
             let Some(app) = app else {
                 return Err(StoreError::NotFound { what: "app" });
             };
-            if current.is_none() && count >= max_per_app {
-                return Err(StoreError::Limit {
-                    what: "webhooks per app",
-                    max: max_per_app,
-                });
+            if current.is_none() {
+                room(count, max_per_app, "webhooks per app")?;
             }
             let Some(mut next) = change(current.as_deref()) else {
                 return Ok(current);

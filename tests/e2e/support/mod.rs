@@ -339,3 +339,23 @@ pub async fn failed_delivery(server: &Server, token: &str, webhook_id: &str) -> 
     })
     .await
 }
+
+/// A REST call with a bearer credential and an optional JSON body: status
+/// and JSON answer (`Null` when the answer is not JSON).
+pub async fn call(
+    server: &Server,
+    m: reqwest::Method,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .request(m, server.url(path))
+        .bearer_auth(key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
