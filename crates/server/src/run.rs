@@ -228,6 +228,7 @@ pub(crate) async fn serve(
     // The log's gauges are read when scraped, not on the scheduler's tick:
     // a scrape right after a publish shows it.
     let scrape_head = store.log.durable_head();
+    let scrape_store = store.clone();
     let metrics_route = Router::new().route(
         "/metrics",
         get(move || {
@@ -237,11 +238,16 @@ pub(crate) async fn serve(
                 let p = scrape_progress.borrow();
                 (p.read, p.pending)
             };
+            let s = scrape_store.clone();
             async move {
                 // One consistent picture: all three from the same moment.
                 metrics::gauge!(metric::LOG_SEQUENCE).set(head as f64);
                 metrics::gauge!(metric::FANOUT_LAG).set(head.saturating_sub(read) as f64);
                 metrics::gauge!(metric::DELIVERIES_PENDING).set(pending as f64);
+                // The size walks the store's files: off the runtime threads.
+                if let Ok(bytes) = tokio::task::spawn_blocking(move || s.size_on_disk()).await {
+                    metrics::gauge!(metric::STORE_BYTES).set(bytes as f64);
+                }
                 m.render()
             }
         }),
@@ -415,8 +421,8 @@ fn api_config(config: &Config) -> ApiConfig {
     }
 }
 
-/// Retention and the store-size gauge: one compaction pass per interval
-/// (small batches, off the runtime threads), the gauge every pass.
+/// Retention: one compaction pass per interval (small batches, off the
+/// runtime threads).
 async fn maintain(
     store: Store,
     retention: Duration,
@@ -438,13 +444,10 @@ async fn maintain(
         }
         let s = store.clone();
         let before = hookrelay_core::now_ms().saturating_sub(retention_ms);
-        let pass = tokio::task::spawn_blocking(move || {
-            let stats = s.compact(before, MAX_CHUNKS, MAX_ATTEMPTS);
-            (stats, s.size_on_disk())
-        })
-        .await;
+        let pass =
+            tokio::task::spawn_blocking(move || s.compact(before, MAX_CHUNKS, MAX_ATTEMPTS)).await;
         match pass {
-            Ok((Ok(stats), bytes)) => {
+            Ok(Ok(stats)) => {
                 if stats.chunks > 0 || stats.attempts > 0 {
                     info!(
                         chunks = stats.chunks,
@@ -455,10 +458,9 @@ async fn maintain(
                         "retention removed old events"
                     );
                 }
-                metrics::gauge!(metric::STORE_BYTES).set(bytes as f64);
                 failures = 0;
             }
-            Ok((Err(e), _)) => {
+            Ok(Err(e)) => {
                 failures += 1;
                 warn!(error = %e, failures, "compaction pass failed; retrying on the next tick");
                 if failures >= MAX_FAILURES {
