@@ -1,12 +1,25 @@
 //! The one shared HTTP client.
 
-use crate::{ssrf::GuardedResolver, USER_AGENT};
+use crate::{
+    ssrf::{GuardedResolver, ResolverConfigError},
+    USER_AGENT,
+};
 use std::{sync::Arc, time::Duration};
+
+/// Why the delivery client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Resolver(#[from] ResolverConfigError),
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
 
 /// Builds the delivery client: rustls, no redirects, pooled keep-alive
 /// connections, and the SSRF-guarded resolver.
-pub fn build_client(allow_private_targets: bool) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+pub fn build_client(allow_private_targets: bool) -> Result<reqwest::Client, ClientError> {
+    let resolver = GuardedResolver::from_system(allow_private_targets)?;
+    Ok(reqwest::Client::builder()
         .use_rustls_tls()
         .user_agent(USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
@@ -17,8 +30,6 @@ pub fn build_client(allow_private_targets: bool) -> reqwest::Result<reqwest::Cli
         .pool_max_idle_per_host(64)
         .tcp_nodelay(true)
         .tcp_keepalive(Duration::from_secs(60))
-        .dns_resolver(Arc::new(GuardedResolver {
-            allow_private: allow_private_targets,
-        }))
-        .build()
+        .dns_resolver(Arc::new(resolver))
+        .build()?)
 }

@@ -15,7 +15,7 @@ mod pool;
 pub mod ssrf;
 
 pub use attempt::perform;
-pub use client::build_client;
+pub use client::{build_client, ClientError};
 pub use pool::WorkerPool;
 
 /// The `user-agent` of every delivery.

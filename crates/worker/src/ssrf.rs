@@ -5,8 +5,9 @@
 //! check and the connect). IP-literal URLs skip the resolver and are checked by
 //! [`check_literal_host`].
 
+use hickory_resolver::TokioResolver;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// The error a refused target produces; found in the error chain to classify
 /// the attempt as `blocked_address`.
@@ -87,22 +88,46 @@ pub fn check_literal_host(host: &str, allow_private: bool) -> Result<(), Blocked
 /// A resolver that drops nothing silently: if any resolved address is
 /// internal, the whole name is refused (a name that mixes public and internal
 /// addresses is a rebinding attempt).
+///
+/// Names are looked up by hickory's asynchronous resolver, configured from
+/// the system (`/etc/resolv.conf`, `/etc/hosts`) and caching answers for
+/// their TTL: no blocking thread per lookup, and a busy host is not asked
+/// again for every connection.
 #[derive(Clone, Debug)]
 pub struct GuardedResolver {
     /// Skip the guard (`delivery.allow_private_targets`).
-    pub allow_private: bool,
+    allow_private: bool,
+    resolver: TokioResolver,
+}
+
+/// The system's DNS configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the system DNS configuration: {0}")]
+pub struct ResolverConfigError(String);
+
+impl GuardedResolver {
+    /// A resolver from the system configuration.
+    pub fn from_system(allow_private: bool) -> Result<Self, ResolverConfigError> {
+        let resolver = TokioResolver::builder_tokio()
+            .and_then(|b| b.build())
+            .map_err(|e| ResolverConfigError(e.to_string()))?;
+        Ok(Self {
+            allow_private,
+            resolver,
+        })
+    }
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let allow_private = self.allow_private;
+        let resolver = self.resolver.clone();
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> =
-                tokio::task::spawn_blocking(move || (host.as_str(), 0).to_socket_addrs())
-                    .await
-                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)??
-                    .collect();
+            let found = resolver
+                .lookup_ip(name.as_str())
+                .await
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
+            let addrs: Vec<SocketAddr> = found.iter().map(|ip| SocketAddr::new(ip, 0)).collect();
             if !allow_private {
                 if let Some(bad) = addrs.iter().find(|a| is_blocked(a.ip())) {
                     return Err(Box::new(BlockedAddress(bad.ip())) as _);
@@ -116,6 +141,28 @@ impl Resolve for GuardedResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn resolve(allow_private: bool, name: &str) -> Result<Vec<IpAddr>, String> {
+        let r = GuardedResolver::from_system(allow_private).map_err(|e| e.to_string())?;
+        let name: Name = name.parse().map_err(|e| format!("{e:?}"))?;
+        r.resolve(name)
+            .await
+            .map(|addrs| addrs.map(|a| a.ip()).collect())
+            .map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn names_resolve_through_the_async_resolver_and_internal_ones_are_refused() {
+        let found = resolve(true, "localhost")
+            .await
+            .expect("localhost resolves");
+        assert!(
+            !found.is_empty() && found.iter().all(IpAddr::is_loopback),
+            "{found:?}"
+        );
+        let refused = resolve(false, "localhost").await.expect_err("refused");
+        assert!(refused.contains("is not allowed"), "{refused}");
+    }
 
     #[test]
     fn internal_addresses_are_blocked() {
