@@ -2,7 +2,14 @@
 
 use crate::server::INGEST_KEY;
 use hookrelay_ingest::proto::{ingest_service_client::IngestServiceClient, Event, PublishRequest};
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 use tokio_stream::wrappers::ReceiverStream;
 
 /// Data of `size` bytes carrying the send time: `{"t":<µs>,"pad":"xxx…"}`.
@@ -18,13 +25,15 @@ pub(crate) fn data(size: usize) -> Vec<u8> {
 }
 
 /// Publishes `n` events over one stream, to devices picked by `device_of(i)`,
-/// at most `rate` per second when given. Returns the number acknowledged.
+/// at most `rate` per second when given. Returns the number acknowledged,
+/// and counts each acknowledgement in `sent` as it comes.
 pub(crate) async fn stream(
     grpc: SocketAddr,
     n: u64,
     size: usize,
     device_of: impl Fn(u64) -> String + Send + 'static,
     rate: Option<f64>,
+    sent: Arc<AtomicU64>,
 ) -> anyhow::Result<u64> {
     let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))?
         .connect()
@@ -57,6 +66,7 @@ pub(crate) async fn stream(
     let mut acked = 0;
     while let Some(_r) = inbound.message().await? {
         acked += 1;
+        sent.fetch_add(1, Ordering::Relaxed);
         if acked == n {
             break;
         }
