@@ -250,3 +250,96 @@ async fn a_request_id_joins_the_request_and_its_delivery_in_json_logs() {
         .expect("delivery line");
     assert!(delivery.to_string().contains("dlv_"), "{delivery}");
 }
+
+/// A fan-out delivery whose first attempt is still in flight (its endpoint
+/// holds the request, so nothing is recorded yet) is in the list, pending,
+/// and so is one the scheduler has not dispatched yet.
+#[tokio::test]
+async fn lists_show_deliveries_whose_first_attempt_is_in_flight() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data")).start();
+    // An endpoint that counts the requests it reads and answers none of
+    // them until the gate opens.
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let (s2, g2) = (seen.clone(), gate.clone());
+    let endpoint = raw_receiver(move |mut st| {
+        let (seen, gate) = (s2.clone(), g2.clone());
+        async move {
+            use tokio::io::AsyncWriteExt;
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _permit = gate.acquire().await;
+            let _ = st.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+        }
+    })
+    .await;
+    let t = bootstrap(&server, "dev-f").await;
+    let (status, w) = call(
+        &server,
+        M::POST,
+        "/v1/webhooks",
+        &t.token,
+        Some(json!({"url": format!("http://{endpoint}/"), "events": ["*"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{w}");
+    let wh = w["id"].as_str().expect("id").to_owned();
+    let mut client = grpc(&server).await;
+    for _ in 0..2 {
+        publish(&mut client, event("dev-f", "message.received", "{}"))
+            .await
+            .expect("publish");
+    }
+    // The first request reaches the endpoint and is held there.
+    eventually(10, "the first attempt in flight", || async {
+        (seen.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
+    })
+    .await;
+    let list_path = format!("/v1/webhooks/{wh}/deliveries");
+    let (status, l) = call(&server, M::GET, &list_path, &t.token, None).await;
+    assert_eq!(status, 200, "{l}");
+    let data = l["data"].as_array().cloned().unwrap_or_default();
+    assert_eq!(data.len(), 2, "{l}");
+    for d in &data {
+        assert_eq!(d["status"], "pending", "{l}");
+        assert_eq!(d["attempts"], 0, "{l}");
+        assert_eq!(d["event"], "message.received", "{l}");
+    }
+    // Pages of one walk both, in log order, and the ids open.
+    let (_, p1) = call(
+        &server,
+        M::GET,
+        &format!("{list_path}?limit=1"),
+        &t.token,
+        None,
+    )
+    .await;
+    let cursor = p1["next_cursor"].as_str().expect("a next page").to_owned();
+    let (_, p2) = call(
+        &server,
+        M::GET,
+        &format!("{list_path}?limit=1&cursor={cursor}"),
+        &t.token,
+        None,
+    )
+    .await;
+    assert_eq!(p1["data"][0]["id"], data[0]["id"], "{p1}");
+    assert_eq!(p2["data"][0]["id"], data[1]["id"], "{p2}");
+    let id = data[0]["id"].as_str().expect("id");
+    let (status, one) = call(
+        &server,
+        M::GET,
+        &format!("/v1/deliveries/{id}"),
+        &t.token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{one}");
+    gate.add_permits(16);
+    eventually(10, "both delivered", || async {
+        let (_, l) = call(&server, M::GET, &list_path, &t.token, None).await;
+        let a = l["data"].as_array()?.clone();
+        (a.len() == 2 && a.iter().all(|d| d["status"] == "delivered")).then_some(())
+    })
+    .await;
+}

@@ -238,8 +238,12 @@ pub(crate) async fn list(
     let mut next_cursor = None;
     // With a status filter, scan on (bounded) until the page is full.
     'pages: for _ in 0..50 {
-        let keys = s.deliveries.webhook_deliveries(&w.id, after, limit)?;
-        let exhausted = keys.len() < limit;
+        let Page {
+            keys,
+            exhausted,
+            resume,
+        } = page_keys(&s, &w, after, limit, &mut events)?;
+        after = resume.or(after);
         for key in keys {
             after = Some((key.seq, key.generation));
             let Some(found) = find(&s, &w, key, &mut events)? else {
@@ -261,6 +265,86 @@ pub(crate) async fn list(
         next_cursor = after.map(|(s, g)| format!("{s:016x}{g:08x}"));
     }
     Ok(Json(json!({"data": data, "next_cursor": next_cursor})))
+}
+
+/// How many logged events past the dispatch cursor one page reads, looking
+/// for deliveries nothing is written for yet.
+const UNRECORDED_SCAN: usize = 4096;
+
+/// The next keys of `w`'s list after `after`, in log order, and whether
+/// there are no more: the deliveries with a record or attempts, merged with
+/// the first attempts not written yet (events past the dispatch cursor that
+/// fan-out gives `w`: dispatched and in flight, or still waiting in the
+/// window). Events at or before the cursor are settled, so everything they
+/// made is written.
+fn page_keys(
+    s: &ApiState,
+    w: &Webhook,
+    after: Option<(Seq, u32)>,
+    limit: usize,
+    events: &mut Events<'_>,
+) -> Result<Page, ApiError> {
+    let stored = s.deliveries.webhook_deliveries(&w.id, after, limit)?;
+    let stored_done = stored.len() < limit;
+    // Past the last stored key of a full page nothing more is needed.
+    let until = match stored.last() {
+        Some(k) if !stored_done => k.seq,
+        _ => Seq::MAX,
+    };
+    let mut from = s
+        .deliveries
+        .cursor()?
+        .max(after.map_or(0, |(seq, _)| seq))
+        .saturating_add(1);
+    let mut keys: std::collections::BTreeSet<(Seq, u32)> =
+        stored.iter().map(|k| (k.seq, k.generation)).collect();
+    let (mut scanned, mut found, mut log_done) = (0, 0, false);
+    while from <= until && found < limit {
+        if scanned >= UNRECORDED_SCAN {
+            break;
+        }
+        let batch = s.log.read(from, 256)?;
+        let Some(last) = batch.last().map(|e| e.seq) else {
+            log_done = true;
+            break;
+        };
+        scanned += batch.len();
+        for e in batch.into_iter().filter(|e| e.seq <= until) {
+            if e.event.device_id == w.device_id.as_str()
+                && e.appended_at_ms >= w.created_at_ms
+                && selects(s, w, &e)
+            {
+                found += 1;
+                keys.insert((e.seq, 0));
+                events.cache.insert(e.seq, e);
+            }
+        }
+        from = last.saturating_add(1);
+    }
+    let exhausted = keys.len() <= limit && stored_done && (log_done || from > until);
+    // A scan that found nothing still moves the list on past what it read.
+    let resume = (keys.is_empty() && !exhausted).then(|| (from.saturating_sub(1), u32::MAX));
+    let keys = keys
+        .into_iter()
+        .take(limit)
+        .map(|(seq, generation)| DeliveryKey {
+            webhook_id: w.id.clone(),
+            seq,
+            generation,
+        })
+        .collect();
+    Ok(Page {
+        keys,
+        exhausted,
+        resume,
+    })
+}
+
+/// One step of a webhook's list: see [`page_keys`].
+struct Page {
+    keys: Vec<DeliveryKey>,
+    exhausted: bool,
+    resume: Option<(Seq, u32)>,
 }
 
 fn parse_cursor(c: &str) -> Option<(Seq, u32)> {
