@@ -17,6 +17,7 @@ mod faults;
 mod foundation;
 mod isolation;
 mod ops;
+mod org_webhooks;
 mod resources;
 mod restart;
 mod soak;

@@ -31,6 +31,11 @@ pub(crate) fn presented(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// Whoever a device token or admin key is.
+pub(crate) fn caller(state: &ApiState, headers: &HeaderMap) -> Result<TokenScope, ApiError> {
+    scope(state, headers)
+}
+
 fn scope(state: &ApiState, headers: &HeaderMap) -> Result<TokenScope, ApiError> {
     let token = presented(headers).ok_or(ApiError::Unauthorized("missing API token"))?;
     state

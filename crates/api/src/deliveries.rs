@@ -11,7 +11,7 @@ use crate::openapi::*;
 use crate::{
     error::{ApiError, Native},
     state::ApiState,
-    webhooks::{device_scope, own_webhook},
+    webhooks::{device_scope, org_scope, own_webhook, Scope},
 };
 use axum::{
     body::Bytes,
@@ -23,7 +23,7 @@ use hookrelay_core::{
     generate_secret, new_event_id, now_ms, rfc3339_ms, Attempt, DeliveryKey, DeliveryRecord,
     DeliveryStatus, Event, FieldError, Seq, Webhook, WEBHOOK_TEST,
 };
-use hookrelay_store::{ControlError, LoggedEvent};
+use hookrelay_store::{ControlError, LoggedEvent, TokenScope};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
@@ -101,15 +101,10 @@ fn find(
     }
     let record = state.deliveries.record(&key)?;
     let attempts = state.deliveries.attempts(&key)?;
-    let logged = events
-        .get(key.seq)?
-        .filter(|e| e.event.device_id == webhook.device_id.as_str());
+    let logged = events.get(key.seq)?.filter(|e| reaches(state, webhook, e));
     let made = record.is_some()
         || !attempts.is_empty()
-        || (key.generation == 0
-            && logged.is_some_and(|e| {
-                e.appended_at_ms >= webhook.created_at_ms && selects(state, webhook, e)
-            }));
+        || (key.generation == 0 && logged.is_some_and(|e| fans_out_to(state, webhook, e)));
     if !made {
         return Ok(None);
     }
@@ -126,6 +121,18 @@ fn find(
         attempts,
         event,
     }))
+}
+
+/// Whether `e` is from a device whose events `w` receives.
+fn reaches(state: &ApiState, w: &Webhook, e: &LoggedEvent) -> bool {
+    state
+        .config
+        .reaches(w, &e.event.device_id, e.appended_at_ms)
+}
+
+/// Whether fan-out gives `e` to `w` (a first attempt, generation 0).
+fn fans_out_to(state: &ApiState, w: &Webhook, e: &LoggedEvent) -> bool {
+    e.appended_at_ms >= w.created_at_ms && reaches(state, w, e) && selects(state, w, e)
 }
 
 /// Whether fan-out gives `e` to `w`: its filter selects the type, or it is a
@@ -211,7 +218,28 @@ pub(crate) async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Native> {
     let scope = device_scope(&s, &h)?;
-    let w = own_webhook(&s, &scope, &id)?;
+    Ok(Json(list_of(&s, &scope, &id, &q)?))
+}
+
+#[utoipa::path(get, path = "/v1/organization/webhooks/{id}/deliveries", tag = "deliveries", params(("id" = String, Path, description = "webhook id (wh_…)"), ("status" = Option<String>, Query, description = "pending, delivered, failed or cancelled"), ("limit" = Option<u32>, Query, description = "1..=100, default 20"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = DeliveryList), (status = 400, body = NativeError), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+pub(crate) async fn o_list(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Native> {
+    let scope = org_scope(&s, &h)?;
+    Ok(Json(list_of(&s, &scope, &id, &q)?))
+}
+
+/// A page of a webhook's deliveries.
+fn list_of(
+    s: &ApiState,
+    scope: &Scope,
+    id: &str,
+    q: &HashMap<String, String>,
+) -> Result<Value, ApiError> {
+    let w = own_webhook(s, scope, id)?;
     let limit = match q.get("limit") {
         None => 20,
         Some(v) => v
@@ -224,7 +252,10 @@ pub(crate) async fn list(
         None | Some("") => None,
         Some(v @ ("pending" | "delivered" | "failed" | "cancelled")) => Some(v.to_owned()),
         Some(_) => {
-            return Err(bad("status", "must be pending, delivered, failed or cancelled").into())
+            return Err(bad(
+                "status",
+                "must be pending, delivered, failed or cancelled",
+            ))
         }
     };
     let mut after = match q.get("cursor").filter(|c| !c.is_empty()) {
@@ -233,7 +264,7 @@ pub(crate) async fn list(
             parse_cursor(c).ok_or_else(|| bad("cursor", "is not a cursor this API returned"))?,
         ),
     };
-    let mut events = Events::new(&s);
+    let mut events = Events::new(s);
     let mut data = Vec::new();
     let mut next_cursor = None;
     // With a status filter, scan on (bounded) until the page is full.
@@ -242,11 +273,11 @@ pub(crate) async fn list(
             keys,
             exhausted,
             resume,
-        } = page_keys(&s, &w, after, limit, &mut events)?;
+        } = page_keys(s, &w, after, limit, &mut events)?;
         after = resume.or(after);
         for key in keys {
             after = Some((key.seq, key.generation));
-            let Some(found) = find(&s, &w, key, &mut events)? else {
+            let Some(found) = find(s, &w, key, &mut events)? else {
                 continue;
             };
             let v = view(&found, false);
@@ -264,7 +295,7 @@ pub(crate) async fn list(
         }
         next_cursor = after.map(|(s, g)| format!("{s:016x}{g:08x}"));
     }
-    Ok(Json(json!({"data": data, "next_cursor": next_cursor})))
+    Ok(json!({"data": data, "next_cursor": next_cursor}))
 }
 
 /// How many logged events past the dispatch cursor one page reads, looking
@@ -310,10 +341,7 @@ fn page_keys(
         };
         scanned += batch.len();
         for e in batch.into_iter().filter(|e| e.seq <= until) {
-            if e.event.device_id == w.device_id.as_str()
-                && e.appended_at_ms >= w.created_at_ms
-                && selects(s, w, &e)
-            {
+            if fans_out_to(s, w, &e) {
                 found += 1;
                 keys.insert((e.seq, 0));
                 events.cache.insert(e.seq, e);
@@ -361,9 +389,20 @@ fn parse_cursor(c: &str) -> Option<(Seq, u32)> {
 /// webhook the id names, which must be the caller's.
 fn own_delivery(s: &ApiState, h: &HeaderMap, id: &str) -> Result<Found, ApiError> {
     let not_found = || ApiError::NotFound("delivery not found".into());
-    let scope = device_scope(s, h)?;
+    let caller = crate::auth::caller(s, h)?;
     let key = DeliveryKey::parse(id).ok_or_else(not_found)?;
-    let webhook = own_webhook(s, &scope, key.webhook_id.as_str()).map_err(|_| not_found())?;
+    // A device token reaches its device's webhooks; an admin key every
+    // webhook of its organization.
+    let webhook = s
+        .config
+        .webhook(&key.webhook_id)
+        .filter(|w| match &caller {
+            TokenScope::Device { org_id, device_id } => {
+                w.app() == Some(device_id) && &w.org_id == org_id
+            }
+            TokenScope::Admin { org_id } => &w.org_id == org_id,
+        })
+        .ok_or_else(not_found)?;
     find(s, &webhook, key, &mut Events::new(s))?.ok_or_else(not_found)
 }
 
@@ -410,9 +449,33 @@ pub(crate) async fn test(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), Native> {
     let scope = device_scope(&s, &h)?;
-    let w = own_webhook(&s, &scope, &id)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(test_send(&s, &scope, &id).await?),
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/organization/webhooks/{id}/test", tag = "deliveries", params(("id" = String, Path, description = "webhook id (wh_…)")), security(("admin_key" = []), ("api_key" = [])), responses((status = 202, body = TestAccepted), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+pub(crate) async fn o_test(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), Native> {
+    let scope = org_scope(&s, &h)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(test_send(&s, &scope, &id).await?),
+    ))
+}
+
+/// Logs a `webhook.test` event for one webhook of the scope (from its
+/// device, or from device id `""` for an organization-wide webhook).
+pub(crate) async fn test_send(s: &ApiState, scope: &Scope, id: &str) -> Result<Value, ApiError> {
+    let w = own_webhook(s, scope, id)?;
     if !w.active {
-        return Err(ApiError::Conflict("the webhook is inactive; activate it first".into()).into());
+        return Err(ApiError::Conflict(
+            "the webhook is inactive; activate it first".into(),
+        ));
     }
     let now = now_ms();
     let event = Event {
@@ -430,10 +493,7 @@ pub(crate) async fn test(
         generation: 0,
         webhook_id: w.id.clone(),
     };
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"event_id": event_id, "delivery_id": key.id()})),
-    ))
+    Ok(json!({"event_id": event_id, "delivery_id": key.id()}))
 }
 
 fn parse_time(field: &str, v: Option<&Value>) -> Result<Option<i64>, ApiError> {
@@ -455,16 +515,43 @@ pub(crate) async fn replay(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), Native> {
     let scope = device_scope(&s, &h)?;
-    let w = own_webhook(&s, &scope, &id)?;
-    let map = crate::body::json_object(&h, body)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(replay_of(&s, &scope, &id, &h, body).await?),
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/organization/webhooks/{id}/replay", tag = "deliveries", params(("id" = String, Path, description = "webhook id (wh_…)")), request_body = ReplayRequest, security(("admin_key" = []), ("api_key" = [])), responses((status = 202, body = ReplayAccepted), (status = 400, body = NativeError), (status = 404, body = NativeError), (status = 409, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+pub(crate) async fn o_replay(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), Native> {
+    let scope = org_scope(&s, &h)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(replay_of(&s, &scope, &id, &h, body).await?),
+    ))
+}
+
+async fn replay_of(
+    s: &ApiState,
+    scope: &Scope,
+    id: &str,
+    h: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Value, ApiError> {
+    let w = own_webhook(s, scope, id)?;
+    let map = crate::body::json_object(h, body)?;
     let since =
         parse_time("since", map.get("since"))?.ok_or_else(|| bad("since", "is required"))?;
     let until = parse_time("until", map.get("until"))?.unwrap_or(i64::MAX);
     if until <= since {
-        return Err(bad("until", "must be after since").into());
+        return Err(bad("until", "must be after since"));
     }
     let n = s.control.replay(w.id.clone(), since, until).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"replayed": n}))))
+    Ok(json!({"replayed": n}))
 }
 
 /// `POST /v1/webhooks/{id}/rotate-secret`: a new engine-made secret; the old
@@ -476,7 +563,21 @@ pub(crate) async fn rotate(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Native> {
     let scope = device_scope(&s, &h)?;
-    let w = own_webhook(&s, &scope, &id)?;
+    Ok(Json(rotate_of(&s, &scope, &id).await?))
+}
+
+#[utoipa::path(post, path = "/v1/organization/webhooks/{id}/rotate-secret", tag = "webhooks", params(("id" = String, Path, description = "webhook id (wh_…)")), security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = RotatedSecret), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+pub(crate) async fn o_rotate(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Native> {
+    let scope = org_scope(&s, &h)?;
+    Ok(Json(rotate_of(&s, &scope, &id).await?))
+}
+
+async fn rotate_of(s: &ApiState, scope: &Scope, id: &str) -> Result<Value, ApiError> {
+    let w = own_webhook(s, scope, id)?;
     let now = now_ms();
     let grace = i64::try_from(s.delivery.rotation_grace.as_millis()).unwrap_or(i64::MAX / 2);
     let secret = generate_secret();
@@ -493,9 +594,9 @@ pub(crate) async fn rotate(
         )
         .await?;
     if rotated.is_none() {
-        return Err(ApiError::NotFound("webhook not found".into()).into());
+        return Err(ApiError::NotFound("webhook not found".into()));
     }
-    Ok(Json(json!({ "secret": secret })))
+    Ok(json!({ "secret": secret }))
 }
 
 /// `GET /v1/event-types`: the catalog, for any valid token.

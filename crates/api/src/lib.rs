@@ -101,6 +101,33 @@ pub fn router(state: ApiState) -> Router {
                 .patch(webhooks::a_patch)
                 .delete(webhooks::a_delete),
         )
+        .route(
+            "/v1/organization/webhooks",
+            get(webhooks::o_list).post(webhooks::o_create),
+        )
+        .route(
+            "/v1/organization/webhooks/{id}",
+            get(webhooks::o_get)
+                .put(webhooks::o_put)
+                .patch(webhooks::o_patch)
+                .delete(webhooks::o_delete),
+        )
+        .route(
+            "/v1/organization/webhooks/{id}/deliveries",
+            get(deliveries::o_list),
+        )
+        .route(
+            "/v1/organization/webhooks/{id}/test",
+            post(deliveries::o_test),
+        )
+        .route(
+            "/v1/organization/webhooks/{id}/replay",
+            post(deliveries::o_replay),
+        )
+        .route(
+            "/v1/organization/webhooks/{id}/rotate-secret",
+            post(deliveries::o_rotate),
+        )
         .route("/v1/webhooks/{id}/deliveries", get(deliveries::list))
         .route("/v1/webhooks/{id}/test", post(deliveries::test))
         .route("/v1/webhooks/{id}/replay", post(deliveries::replay))

@@ -151,6 +151,10 @@ pub(crate) struct WebhookDoc {
     failing_since: Option<String>,
     created_at: String,
     updated_at: String,
+    /// `app` (one app's events) or `organization` (every app of the organization).
+    scope: String,
+    /// The app, for `scope` `app` only.
+    app_id: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -439,6 +443,10 @@ impl Modify for Security {
         crate::webhooks::d_put, crate::webhooks::d_patch, crate::webhooks::d_delete,
         crate::webhooks::a_list, crate::webhooks::a_create, crate::webhooks::a_get,
         crate::webhooks::a_put, crate::webhooks::a_patch, crate::webhooks::a_delete,
+        crate::webhooks::o_list, crate::webhooks::o_create, crate::webhooks::o_get,
+        crate::webhooks::o_put, crate::webhooks::o_patch, crate::webhooks::o_delete,
+        crate::deliveries::o_list, crate::deliveries::o_test, crate::deliveries::o_replay,
+        crate::deliveries::o_rotate,
         crate::deliveries::list, crate::deliveries::get, crate::deliveries::retry,
         crate::deliveries::test, crate::deliveries::replay, crate::deliveries::rotate,
         crate::deliveries::event_types,

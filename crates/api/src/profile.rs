@@ -66,7 +66,9 @@ pub(crate) async fn configure(
     let owner = Owner {
         org_id: device.org_id.clone(),
         device_id: device.device_id.clone(),
+        scope: hookrelay_core::WebhookScope::App,
         primary: true,
+        event_names: Default::default(),
     };
     let stored = state
         .config

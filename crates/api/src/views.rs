@@ -1,10 +1,12 @@
 //! JSON shapes of resources, and building a webhook from client input.
 
 use hookrelay_core::{
-    new_webhook_id, rfc3339_ms, DeliveryConfig, DeviceId, OrgId, RetryPolicy, Webhook, WebhookInput,
+    new_webhook_id, rfc3339_ms, DeliveryConfig, DeviceId, OrgId, RetryPolicy, Webhook,
+    WebhookInput, WebhookScope,
 };
 use hookrelay_store::App;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 /// Default per-attempt timeout of a new webhook, seconds (vendor default).
 const DEFAULT_TIMEOUT_SECS: u32 = 10;
@@ -28,7 +30,7 @@ pub(crate) fn profile_webhook(w: &Webhook) -> Value {
 
 /// The `/v1` webhook object (secret never included).
 pub(crate) fn webhook(w: &Webhook, circuit_open: bool) -> Value {
-    json!({
+    let mut v = json!({
         "id": w.id,
         "name": w.name,
         "url": w.url,
@@ -43,7 +45,12 @@ pub(crate) fn webhook(w: &Webhook, circuit_open: bool) -> Value {
         "failing_since": w.failing_since_ms.map(rfc3339_ms),
         "created_at": rfc3339_ms(w.created_at_ms),
         "updated_at": rfc3339_ms(w.updated_at_ms),
-    })
+        "scope": w.scope.as_str(),
+    });
+    if let Some(app) = w.app() {
+        v["app_id"] = json!(app);
+    }
+    v
 }
 
 /// PATCH: the existing webhook's fields, overlaid with what `input` carries.
@@ -75,11 +82,16 @@ fn dedup(mut events: Vec<String>) -> Vec<String> {
     events
 }
 
-/// Who owns a webhook being built.
+/// Who owns a webhook being built, and through which API it is written.
 pub(crate) struct Owner {
     pub(crate) org_id: OrgId,
+    /// Empty for an organization-wide webhook.
     pub(crate) device_id: DeviceId,
+    pub(crate) scope: WebhookScope,
     pub(crate) primary: bool,
+    /// The event names of the API this write came through, by engine type
+    /// (empty for the engine's own names).
+    pub(crate) event_names: BTreeMap<String, String>,
 }
 
 /// Builds the stored webhook from validated input, replacing: omitted fields
@@ -139,5 +151,8 @@ pub(crate) fn build_webhook(
         created_at_ms: existing.map_or(now, |w| w.created_at_ms),
         updated_at_ms: now,
         failing_since_ms,
+        scope: owner.scope,
+        number: existing.map_or(0, |w| w.number),
+        event_names: owner.event_names,
     }
 }

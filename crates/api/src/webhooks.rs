@@ -1,6 +1,9 @@
-//! The `/v1` webhook resource, for a device token (`/v1/webhooks…`) and for an
-//! admin key (`/v1/organization/apps/{app_id}/webhooks…`). Both resolve to a
-//! [`Scope`] (organization + device); everything else is shared.
+//! The webhook service every API shares (create, update, delete, list,
+//! validation, ownership), and the `/v1` webhook resource over it: for a
+//! device token (`/v1/webhooks…`), for an admin key on one app
+//! (`/v1/organization/apps/{app_id}/webhooks…`) and organization-wide
+//! (`/v1/organization/webhooks…`). Each resolves to a [`Scope`]; everything
+//! else is shared.
 
 #[allow(unused_imports)]
 use crate::openapi::*;
@@ -17,24 +20,52 @@ use axum::{
     http::{HeaderMap, StatusCode},
     Json,
 };
-use hookrelay_core::{now_ms, DeviceId, FieldError, OrgId, Webhook, WebhookId, WebhookInput};
+use hookrelay_core::{
+    now_ms, DeviceId, FieldError, OrgId, Webhook, WebhookId, WebhookInput, WebhookScope,
+};
 use hookrelay_store::StoreError;
 use serde_json::{json, Value};
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
-/// Whose webhooks a request manages.
+/// Whose webhooks a request manages: one app's, or the organization-wide
+/// ones of an organization (then `device_id` is empty).
+#[derive(Clone)]
 pub(crate) struct Scope {
     pub(crate) org_id: OrgId,
     pub(crate) device_id: DeviceId,
+    pub(crate) kind: WebhookScope,
+}
+
+impl Scope {
+    pub(crate) fn app(org_id: OrgId, device_id: DeviceId) -> Self {
+        Self {
+            org_id,
+            device_id,
+            kind: WebhookScope::App,
+        }
+    }
+
+    pub(crate) fn organization(org_id: OrgId) -> Self {
+        Self {
+            org_id,
+            device_id: DeviceId::from(""),
+            kind: WebhookScope::Organization,
+        }
+    }
 }
 
 /// A device token's own device.
 pub(crate) fn device_scope(state: &ApiState, headers: &HeaderMap) -> Result<Scope, ApiError> {
     let d = auth::device(state, headers)?;
-    Ok(Scope {
-        org_id: d.org_id,
-        device_id: d.device_id,
-    })
+    Ok(Scope::app(d.org_id, d.device_id))
+}
+
+/// An admin key's organization-wide webhooks.
+pub(crate) fn org_scope(state: &ApiState, headers: &HeaderMap) -> Result<Scope, ApiError> {
+    Ok(Scope::organization(auth::admin(state, headers)?))
 }
 
 /// An admin key's app, by path; 404 when the app is not the organization's.
@@ -45,19 +76,24 @@ pub(crate) fn app_scope(
 ) -> Result<Scope, ApiError> {
     let org_id = auth::admin(state, headers)?;
     let app = crate::tenancy::own_app(state, &org_id, app_id)?;
-    Ok(Scope {
-        org_id,
-        device_id: app.id,
-    })
+    Ok(Scope::app(org_id, app.id))
 }
 
 fn not_found() -> ApiError {
     ApiError::NotFound("webhook not found".to_owned())
 }
 
-/// Whether `w` belongs to the scope's device.
+/// Whether `w` belongs to the scope.
 pub(crate) fn owned_by(w: &Webhook, scope: &Scope) -> bool {
-    w.device_id == scope.device_id && w.org_id == scope.org_id
+    w.scope == scope.kind && w.device_id == scope.device_id && w.org_id == scope.org_id
+}
+
+/// Every webhook of the scope, oldest first.
+pub(crate) fn all_of(state: &ApiState, scope: &Scope) -> Vec<Arc<Webhook>> {
+    match scope.kind {
+        WebhookScope::App => state.config.webhooks_of(&scope.device_id),
+        WebhookScope::Organization => state.config.org_webhooks(&scope.org_id),
+    }
 }
 
 /// A webhook of the scope's device, or 404 (never 403).
@@ -126,16 +162,8 @@ async fn list(
     scope: &Scope,
     q: &HashMap<String, String>,
 ) -> Result<Value, ApiError> {
-    let limit = page_param(q, "limit", 20, 1..=100);
-    let page = page_param(q, "page", 1, 1..=1_000_000);
-    let (limit, page) = match (limit, page) {
-        (Ok(l), Ok(p)) => (l, p),
-        (l, p) => {
-            let details = [l.err(), p.err()].into_iter().flatten().collect();
-            return Err(ApiError::validation("invalid pagination", details));
-        }
-    };
-    let all = state.config.webhooks_of(&scope.device_id);
+    let (limit, page) = pagination(q)?;
+    let all = all_of(state, scope);
     let data: Vec<Value> = all
         .iter()
         .skip(((page - 1) * limit) as usize)
@@ -145,7 +173,21 @@ async fn list(
     Ok(json!({"data": data, "page": page, "limit": limit, "total": all.len()}))
 }
 
-async fn create(
+/// `limit` (1..=100, default 20) and `page` (≥ 1, default 1).
+pub(crate) fn pagination(q: &HashMap<String, String>) -> Result<(u64, u64), ApiError> {
+    let limit = page_param(q, "limit", 20, 1..=100);
+    let page = page_param(q, "page", 1, 1..=1_000_000);
+    let (limit, page) = match (limit, page) {
+        (Ok(l), Ok(p)) => (l, p),
+        (l, p) => {
+            let details = [l.err(), p.err()].into_iter().flatten().collect();
+            return Err(ApiError::validation("invalid pagination", details));
+        }
+    };
+    Ok((limit, page))
+}
+
+async fn create_json(
     state: &ApiState,
     scope: Scope,
     headers: &HeaderMap,
@@ -153,10 +195,24 @@ async fn create(
 ) -> Result<Value, ApiError> {
     let input = parse_input(headers, body)?;
     validate(state, &input, true)?;
+    let stored = create(state, scope, input, BTreeMap::new()).await?;
+    Ok(webhook_view(state, &stored))
+}
+
+/// Creates a webhook from validated input; `event_names` are those of the
+/// API it came through (empty: engine names).
+pub(crate) async fn create(
+    state: &ApiState,
+    scope: Scope,
+    input: WebhookInput,
+    event_names: BTreeMap<String, String>,
+) -> Result<Arc<Webhook>, ApiError> {
     let owner = Owner {
         org_id: scope.org_id,
         device_id: scope.device_id,
+        scope: scope.kind,
         primary: false,
+        event_names,
     };
     let w = build_webhook(None, input, owner, &state.delivery, now_ms());
     // The limit is checked by the store under its writer lock, so concurrent
@@ -177,10 +233,7 @@ async fn create(
         }
         other => other?,
     };
-    Ok(views::webhook(
-        &stored,
-        state.control.circuit_open(&stored.url),
-    ))
+    Ok(stored)
 }
 
 /// `PUT` (replace: omitted fields take their defaults) or `PATCH` (merge:
@@ -188,7 +241,7 @@ async fn create(
 /// atomic update of the store: a concurrent change (an auto-disable, another
 /// PATCH) is merged with, never overwritten, and a deleted webhook stays
 /// deleted.
-async fn update(
+async fn update_json(
     state: &ApiState,
     scope: Scope,
     id: &str,
@@ -199,6 +252,20 @@ async fn update(
     own_webhook(state, &scope, id)?;
     let input = parse_input(headers, body)?;
     validate(state, &input, !merge)?;
+    let stored = update(state, &scope, id, input, merge, BTreeMap::new()).await?;
+    Ok(webhook_view(state, &stored))
+}
+
+/// Replaces (`merge` false) or merges into a webhook of the scope, in one
+/// atomic step of the store; `event_names` as in [`create`].
+pub(crate) async fn update(
+    state: &ApiState,
+    scope: &Scope,
+    id: &str,
+    input: WebhookInput,
+    merge: bool,
+    event_names: BTreeMap<String, String>,
+) -> Result<Arc<Webhook>, ApiError> {
     let mut problem = None;
     let now = now_ms();
     let stored = state
@@ -206,7 +273,7 @@ async fn update(
         .update_webhook(
             &WebhookId::from(id),
             Box::new(|current: &mut Webhook| {
-                if !owned_by(current, &scope) {
+                if !owned_by(current, scope) {
                     problem = Some(not_found());
                     return false;
                 }
@@ -222,7 +289,9 @@ async fn update(
                 let owner = Owner {
                     org_id: current.org_id.clone(),
                     device_id: current.device_id.clone(),
+                    scope: current.scope,
                     primary: current.primary,
+                    event_names,
                 };
                 *current = build_webhook(Some(current), input, owner, &state.delivery, now);
                 true
@@ -232,14 +301,11 @@ async fn update(
     if let Some(e) = problem {
         return Err(e);
     }
-    let stored = stored.ok_or_else(not_found)?;
-    Ok(views::webhook(
-        &stored,
-        state.control.circuit_open(&stored.url),
-    ))
+    stored.ok_or_else(not_found)
 }
 
-async fn delete(state: &ApiState, scope: Scope, id: &str) -> Result<Value, ApiError> {
+/// Deletes a webhook of the scope, or 404.
+pub(crate) async fn delete(state: &ApiState, scope: Scope, id: &str) -> Result<Value, ApiError> {
     let id = WebhookId::from(id);
     let deleted = state
         .config
@@ -273,7 +339,10 @@ pub(crate) async fn d_create(
     b: Body,
 ) -> Result<(StatusCode, Json<Value>), Native> {
     let scope = device_scope(&s, &h)?;
-    Ok((StatusCode::CREATED, Json(create(&s, scope, &h, b).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(create_json(&s, scope, &h, b).await?),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "webhook id (wh_…)")), security(("device_token" = []), ("api_key" = [])), responses((status = 200, body = WebhookDoc), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
@@ -297,7 +366,7 @@ pub(crate) async fn d_put(
     b: Body,
 ) -> Result<Json<Value>, Native> {
     let scope = device_scope(&s, &h)?;
-    Ok(Json(update(&s, scope, &id, &h, b, false).await?))
+    Ok(Json(update_json(&s, scope, &id, &h, b, false).await?))
 }
 
 #[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "webhook id (wh_…)")), request_body = WebhookInputDoc, security(("device_token" = []), ("api_key" = [])), responses((status = 200, body = WebhookDoc), (status = 400, body = NativeError), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
@@ -308,7 +377,7 @@ pub(crate) async fn d_patch(
     b: Body,
 ) -> Result<Json<Value>, Native> {
     let scope = device_scope(&s, &h)?;
-    Ok(Json(update(&s, scope, &id, &h, b, true).await?))
+    Ok(Json(update_json(&s, scope, &id, &h, b, true).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "webhook id (wh_…)")), security(("device_token" = []), ("api_key" = [])), responses((status = 200, body = Success), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
@@ -344,7 +413,10 @@ pub(crate) async fn a_create(
     b: Body,
 ) -> Result<(StatusCode, Json<Value>), Native> {
     let scope = app_scope(&s, &h, &app)?;
-    Ok((StatusCode::CREATED, Json(create(&s, scope, &h, b).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(create_json(&s, scope, &h, b).await?),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/organization/apps/{app_id}/webhooks/{id}", tag = "webhooks", params(("app_id" = String, Path, description = "app (device) id"), ("id" = String, Path, description = "webhook id (wh_…)")), security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = WebhookDoc), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
@@ -368,7 +440,7 @@ pub(crate) async fn a_put(
     b: Body,
 ) -> Result<Json<Value>, Native> {
     let scope = app_scope(&s, &h, &app)?;
-    Ok(Json(update(&s, scope, &id, &h, b, false).await?))
+    Ok(Json(update_json(&s, scope, &id, &h, b, false).await?))
 }
 
 #[utoipa::path(patch, path = "/v1/organization/apps/{app_id}/webhooks/{id}", tag = "webhooks", params(("app_id" = String, Path, description = "app (device) id"), ("id" = String, Path, description = "webhook id (wh_…)")), request_body = WebhookInputDoc, security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = WebhookDoc), (status = 400, body = NativeError), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
@@ -379,7 +451,7 @@ pub(crate) async fn a_patch(
     b: Body,
 ) -> Result<Json<Value>, Native> {
     let scope = app_scope(&s, &h, &app)?;
-    Ok(Json(update(&s, scope, &id, &h, b, true).await?))
+    Ok(Json(update_json(&s, scope, &id, &h, b, true).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/organization/apps/{app_id}/webhooks/{id}", tag = "webhooks", params(("app_id" = String, Path, description = "app (device) id"), ("id" = String, Path, description = "webhook id (wh_…)")), security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = Success), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
@@ -392,6 +464,76 @@ pub(crate) async fn a_delete(
     Ok(Json(delete(&s, scope, &id).await?))
 }
 
-fn webhook_view(s: &ApiState, w: &Webhook) -> Value {
+pub(crate) fn webhook_view(s: &ApiState, w: &Webhook) -> Value {
     views::webhook(w, s.control.circuit_open(&w.url))
+}
+
+// Organization-wide routes (admin key).
+
+#[utoipa::path(get, path = "/v1/organization/webhooks", tag = "webhooks", params(("limit" = Option<u32>, Query, description = "1..=100, default 20"), ("page" = Option<u32>, Query, description = "≥ 1, default 1")), security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = WebhookList), (status = 400, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+pub(crate) async fn o_list(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    Query(q): Q,
+) -> Result<Json<Value>, Native> {
+    let scope = org_scope(&s, &h)?;
+    Ok(Json(list(&s, &scope, &q).await?))
+}
+
+#[utoipa::path(post, path = "/v1/organization/webhooks", tag = "webhooks", request_body = WebhookInputDoc, security(("admin_key" = []), ("api_key" = [])), responses((status = 201, body = WebhookDoc), (status = 400, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+pub(crate) async fn o_create(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    b: Body,
+) -> Result<(StatusCode, Json<Value>), Native> {
+    let scope = org_scope(&s, &h)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(create_json(&s, scope, &h, b).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/organization/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "webhook id (wh_…)")), security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = WebhookDoc), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+pub(crate) async fn o_get(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Native> {
+    let scope = org_scope(&s, &h)?;
+    Ok(Json(webhook_view(
+        &s,
+        own_webhook(&s, &scope, &id)?.as_ref(),
+    )))
+}
+
+#[utoipa::path(put, path = "/v1/organization/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "webhook id (wh_…)")), request_body = WebhookInputDoc, security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = WebhookDoc), (status = 400, body = NativeError), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+pub(crate) async fn o_put(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    b: Body,
+) -> Result<Json<Value>, Native> {
+    let scope = org_scope(&s, &h)?;
+    Ok(Json(update_json(&s, scope, &id, &h, b, false).await?))
+}
+
+#[utoipa::path(patch, path = "/v1/organization/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "webhook id (wh_…)")), request_body = WebhookInputDoc, security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = WebhookDoc), (status = 400, body = NativeError), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+pub(crate) async fn o_patch(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    b: Body,
+) -> Result<Json<Value>, Native> {
+    let scope = org_scope(&s, &h)?;
+    Ok(Json(update_json(&s, scope, &id, &h, b, true).await?))
+}
+
+#[utoipa::path(delete, path = "/v1/organization/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "webhook id (wh_…)")), security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = Success), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+pub(crate) async fn o_delete(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Native> {
+    let scope = org_scope(&s, &h)?;
+    Ok(Json(delete(&s, scope, &id).await?))
 }

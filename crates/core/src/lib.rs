@@ -50,6 +50,6 @@ pub use token::{
     new_device_token, TokenHash,
 };
 pub use webhook::{
-    normalize_url, FieldError, Webhook, WebhookInput, WebhookProblems, MAX_HEADERS,
+    normalize_url, FieldError, Webhook, WebhookInput, WebhookProblems, WebhookScope, MAX_HEADERS,
     MAX_PREVIOUS_SECRETS, MAX_RETRY_ATTEMPTS, MAX_TIMEOUT_SECS, MAX_URL_LEN,
 };

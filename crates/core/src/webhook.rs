@@ -87,9 +87,50 @@ pub struct Webhook {
     /// Since when every attempt has failed (unix ms); `None` after a success.
     /// Past `delivery.disable_after` the webhook is deactivated.
     pub failing_since_ms: Option<i64>,
+    /// One app's, or the whole organization's (then `device_id` is empty).
+    pub scope: WebhookScope,
+    /// A positive integer unique in the engine and stable for the webhook's
+    /// life, for APIs whose ids are integers (0 until the store assigns it).
+    pub number: u64,
+    /// Names deliveries give event types, by engine type: those of the API
+    /// the webhook was last configured through (empty: engine names).
+    pub event_names: BTreeMap<String, String>,
+}
+
+/// Whose events a webhook receives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WebhookScope {
+    /// Its app's (device's) events.
+    #[default]
+    App,
+    /// The events of every app of its organization, present and future.
+    Organization,
+}
+
+impl WebhookScope {
+    /// The name the API shows (`"app"`, `"organization"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::App => "app",
+            Self::Organization => "organization",
+        }
+    }
 }
 
 impl Webhook {
+    /// The app whose events this webhook receives; `None` for an
+    /// organization-wide webhook.
+    pub fn app(&self) -> Option<&DeviceId> {
+        (self.scope == WebhookScope::App).then_some(&self.device_id)
+    }
+
+    /// The name a delivery gives `event_type`.
+    pub fn event_name<'a>(&'a self, event_type: &'a str) -> &'a str {
+        self.event_names
+            .get(event_type)
+            .map_or(event_type, String::as_str)
+    }
+
     /// The secrets that sign an attempt at `now_ms`: the current one first,
     /// then every rotated-out one still inside its own grace, newest first.
     pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
@@ -609,6 +650,9 @@ mod tests {
             created_at_ms: 0,
             updated_at_ms: 0,
             failing_since_ms: None,
+            scope: Default::default(),
+            number: 0,
+            event_names: Default::default(),
         };
         assert_eq!(w.signing_secrets(99), vec!["new", "old"]);
         assert_eq!(w.signing_secrets(100), vec!["new"]);

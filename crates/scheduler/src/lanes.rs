@@ -365,6 +365,9 @@ mod tests {
             created_at_ms: 0,
             updated_at_ms: 0,
             failing_since_ms: None,
+            scope: Default::default(),
+            number: 0,
+            event_names: Default::default(),
         });
         DeliveryTask {
             key: DeliveryKey {

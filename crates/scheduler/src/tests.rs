@@ -33,6 +33,9 @@ fn webhook(id: &str, events: &[&str]) -> Webhook {
         created_at_ms: 0,
         updated_at_ms: 0,
         failing_since_ms: None,
+        scope: Default::default(),
+        number: 0,
+        event_names: Default::default(),
     }
 }
 

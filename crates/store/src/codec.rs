@@ -10,7 +10,13 @@ pub const FORMAT_VERSION: u8 = 1;
 
 /// Encodes `value` behind the version byte.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT_VERSION];
+    encode_as(FORMAT_VERSION, value)
+}
+
+/// Encodes `value` behind `version`: for record kinds whose layout moved on
+/// (their readers dispatch on [`version_of`]).
+pub fn encode_as<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
+    let mut out = vec![version];
     // Encoding our own plain data types into a Vec cannot fail.
     if let Err(e) =
         bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard())
@@ -22,8 +28,22 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// Decodes a value written by [`encode`]; `what` names the record in errors.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, StoreError> {
+    decode_as(FORMAT_VERSION, bytes, what)
+}
+
+/// The version byte of an encoded value.
+pub fn version_of(bytes: &[u8]) -> Option<u8> {
+    bytes.first().copied()
+}
+
+/// Decodes a value written by [`encode_as`] with `version`.
+pub fn decode_as<T: DeserializeOwned>(
+    version: u8,
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<T, StoreError> {
     match bytes.split_first() {
-        Some((&FORMAT_VERSION, rest)) => {
+        Some((&v, rest)) if v == version => {
             // A corrupt length prefix must not become a huge allocation: the
             // limit caps what containers may claim, scaled to the input (no
             // record decodes to more than 16× its encoded size).

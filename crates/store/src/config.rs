@@ -86,6 +86,31 @@ pub struct IngestKey {
     pub created_at_ms: i64,
 }
 
+/// The webhooks that receive one device's events.
+#[derive(Clone, Debug, Default)]
+pub struct Subscribers {
+    /// The device's own webhooks.
+    pub own: Vec<Arc<Webhook>>,
+    /// Its organization's organization-wide webhooks (empty while the
+    /// device is bound to no organization).
+    pub org_wide: Vec<Arc<Webhook>>,
+    /// When the device was bound (unix ms): organization-wide webhooks get
+    /// only events appended from then on.
+    pub bound_at_ms: i64,
+}
+
+impl Subscribers {
+    /// The webhooks that get an event appended at `appended_at_ms`.
+    pub fn for_event(self, appended_at_ms: i64) -> impl Iterator<Item = Arc<Webhook>> {
+        let org_wide = if appended_at_ms >= self.bound_at_ms {
+            self.org_wide
+        } else {
+            Vec::new()
+        };
+        self.own.into_iter().chain(org_wide)
+    }
+}
+
 /// What a webhook change closure decided.
 pub type WebhookChange<'a> = Box<dyn FnOnce(&mut Webhook) -> bool + Send + 'a>;
 
@@ -189,4 +214,23 @@ pub trait ConfigStore: Send + Sync + 'static {
     fn webhook(&self, id: &WebhookId) -> Option<Arc<Webhook>>;
     /// A device's webhooks, oldest first.
     fn webhooks_of(&self, device: &DeviceId) -> Vec<Arc<Webhook>>;
+    /// Whether `w` receives the events of `device` appended at
+    /// `appended_at_ms`: its own app's, or for an organization-wide webhook
+    /// those of every app bound to its organization, from the binding on
+    /// (and its own test sends, from device id `""`).
+    fn reaches(&self, w: &Webhook, device: &str, appended_at_ms: i64) -> bool {
+        if device == w.device_id.as_str() {
+            return true;
+        }
+        w.app().is_none()
+            && self
+                .app(&DeviceId::from(device))
+                .is_some_and(|a| a.org_id == w.org_id && appended_at_ms >= a.created_at_ms)
+    }
+    /// An organization's organization-wide webhooks, oldest first.
+    fn org_webhooks(&self, org: &OrgId) -> Vec<Arc<Webhook>>;
+    /// Every webhook that receives `device`'s events (before filters).
+    fn subscribers(&self, device: &DeviceId) -> Subscribers;
+    /// The webhook with this number (see [`Webhook::number`]).
+    fn webhook_by_number(&self, number: u64) -> Option<Arc<Webhook>>;
 }

@@ -47,9 +47,11 @@ mod keys;
 mod log;
 mod retention;
 mod sled_config;
+mod webhook_record;
 
 pub use config::{
-    App, ConfigStore, DeviceToken, IngestKey, Org, PrimaryChange, TokenScope, WebhookChange,
+    App, ConfigStore, DeviceToken, IngestKey, Org, PrimaryChange, Subscribers, TokenScope,
+    WebhookChange,
 };
 pub use control::{ControlError, DeliveryControl};
 pub use deliveries::{DeliveryStore, DeliveryWrite, DueEntry, DueKind};

@@ -10,9 +10,10 @@
 use crate::{
     codec,
     config::{
-        App, ConfigStore, DeviceToken, IngestKey, Org, PrimaryChange, TokenScope, WebhookChange,
+        App, ConfigStore, DeviceToken, IngestKey, Org, PrimaryChange, Subscribers, TokenScope,
+        WebhookChange,
     },
-    BoxFuture, StoreError,
+    webhook_record, BoxFuture, StoreError,
 };
 use hookrelay_core::{DeviceId, OrgId, TokenHash, Webhook, WebhookId};
 use std::{
@@ -30,28 +31,45 @@ struct Mirror {
     device_tokens: HashMap<String, DeviceToken>,
     ingest_keys: HashMap<TokenHash, IngestKey>,
     webhooks: HashMap<WebhookId, Arc<Webhook>>,
+    /// App webhooks by device, oldest first.
     by_device: HashMap<DeviceId, Vec<Arc<Webhook>>>,
+    /// Organization-wide webhooks by organization, oldest first.
+    by_org: HashMap<OrgId, Vec<Arc<Webhook>>>,
+    by_number: HashMap<u64, WebhookId>,
 }
 
 impl Mirror {
+    /// The list `w` is indexed in.
+    fn owner_list(&mut self, w: &Webhook) -> &mut Vec<Arc<Webhook>> {
+        match w.app() {
+            Some(device) => self.by_device.entry(device.clone()).or_default(),
+            None => self.by_org.entry(w.org_id.clone()).or_default(),
+        }
+    }
+
     fn index_webhook(&mut self, w: Arc<Webhook>) {
-        let list = self.by_device.entry(w.device_id.clone()).or_default();
+        let list = self.owner_list(&w);
         list.retain(|x| x.id != w.id);
         list.push(w.clone());
         list.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        self.by_number.insert(w.number, w.id.clone());
         self.webhooks.insert(w.id.clone(), w);
     }
 
     fn unindex_webhook(&mut self, id: &WebhookId) -> Option<Arc<Webhook>> {
         let w = self.webhooks.remove(id)?;
-        if let Some(list) = self.by_device.get_mut(&w.device_id) {
-            list.retain(|x| &x.id != id);
-        }
+        self.owner_list(&w).retain(|x| &x.id != id);
+        self.by_number.remove(&w.number);
         Some(w)
     }
 
-    fn webhook_count(&self, device: &DeviceId) -> usize {
-        self.by_device.get(device).map_or(0, Vec::len)
+    /// How many webhooks the owner of `w` (its app, or its organization
+    /// for an organization-wide one) has.
+    fn webhook_count(&self, w: &Webhook) -> usize {
+        match w.app() {
+            Some(device) => self.by_device.get(device).map_or(0, Vec::len),
+            None => self.by_org.get(&w.org_id).map_or(0, Vec::len),
+        }
     }
 }
 
@@ -144,9 +162,18 @@ impl SledConfig {
         for (_, k) in load::<IngestKey>(&s.ingest_keys, "ingest key")? {
             m.ingest_keys.insert(k.hash, k);
         }
-        for (_, w) in load::<Webhook>(&s.webhooks, "webhook")? {
+        for item in s.webhooks.iter() {
+            let (_, v) = item?;
+            let (mut w, rewrite) = webhook_record::decode(&v)?;
+            if rewrite || w.number == 0 {
+                // Records of an earlier layout get their number now, once.
+                w.number = s.next_number()?;
+                s.webhooks
+                    .insert(w.id.as_str(), webhook_record::encode(&w))?;
+            }
             m.index_webhook(Arc::new(w));
         }
+        s.db.flush()?;
         *s.mirror.write().unwrap_or_else(|p| p.into_inner()) = m;
         Ok(s)
     }
@@ -173,8 +200,17 @@ impl SledConfig {
         Ok(guard)
     }
 
-    async fn store_webhook(&self, w: Webhook) -> Result<Arc<Webhook>, StoreError> {
-        self.webhooks.insert(w.id.as_str(), codec::encode(&w))?;
+    /// A fresh webhook number: positive, never handed out twice.
+    fn next_number(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()?.saturating_add(1))
+    }
+
+    async fn store_webhook(&self, mut w: Webhook) -> Result<Arc<Webhook>, StoreError> {
+        if w.number == 0 {
+            w.number = self.next_number()?;
+        }
+        self.webhooks
+            .insert(w.id.as_str(), webhook_record::encode(&w))?;
         self.durable().await?;
         let w = Arc::new(w);
         self.update(|m| m.index_webhook(w.clone()));
@@ -471,20 +507,29 @@ impl ConfigStore for SledConfig {
             let _w = self.writer().await?;
             {
                 let m = self.read();
-                if m.apps
-                    .get(&webhook.device_id)
-                    .is_none_or(|a| a.org_id != webhook.org_id)
-                {
-                    return Err(StoreError::NotFound { what: "app" });
+                match webhook.app() {
+                    Some(device)
+                        if m.apps
+                            .get(device)
+                            .is_none_or(|a| a.org_id != webhook.org_id) =>
+                    {
+                        return Err(StoreError::NotFound { what: "app" });
+                    }
+                    None if !m.orgs.contains_key(&webhook.org_id) => {
+                        return Err(StoreError::NotFound {
+                            what: "organization",
+                        })
+                    }
+                    _ => {}
                 }
                 if m.webhooks.contains_key(&webhook.id) {
                     return Err(StoreError::Conflict { what: "webhook" });
                 }
-                room(
-                    m.webhook_count(&webhook.device_id),
-                    max_per_app,
-                    "webhooks per app",
-                )?;
+                let what = match webhook.app() {
+                    Some(_) => "webhooks per app",
+                    None => "organization-wide webhooks",
+                };
+                room(m.webhook_count(&webhook), max_per_app, what)?;
             }
             self.store_webhook(webhook).await
         })
@@ -516,6 +561,8 @@ impl ConfigStore for SledConfig {
             next.id = current.id.clone();
             next.org_id = current.org_id.clone();
             next.device_id = current.device_id.clone();
+            next.scope = current.scope;
+            next.number = current.number;
             self.store_webhook(next).await.map(Some)
         })
     }
@@ -530,13 +577,11 @@ impl ConfigStore for SledConfig {
             let _w = self.writer().await?;
             let (current, count, app) = {
                 let m = self.read();
-                let current = m
-                    .by_device
-                    .get(device)
-                    .and_then(|l| l.iter().find(|w| w.primary).cloned());
+                let list = m.by_device.get(device);
+                let current = list.and_then(|l| l.iter().find(|w| w.primary).cloned());
                 (
                     current,
-                    m.webhook_count(device),
+                    list.map_or(0, Vec::len),
                     m.apps.get(device).cloned(),
                 )
             };
@@ -552,8 +597,10 @@ impl ConfigStore for SledConfig {
             next.primary = true;
             next.device_id = app.id;
             next.org_id = app.org_id;
+            next.scope = hookrelay_core::WebhookScope::App;
             if let Some(c) = &current {
                 next.id = c.id.clone();
+                next.number = c.number;
             }
             self.store_webhook(next).await.map(Some)
         })
@@ -592,6 +639,37 @@ impl ConfigStore for SledConfig {
             .cloned()
             .unwrap_or_default()
     }
+
+    fn org_webhooks(&self, org: &OrgId) -> Vec<Arc<Webhook>> {
+        self.read().by_org.get(org).cloned().unwrap_or_default()
+    }
+
+    fn subscribers(&self, device: &DeviceId) -> Subscribers {
+        let m = self.read();
+        let own = m.by_device.get(device).cloned().unwrap_or_default();
+        // Organization-wide webhooks reach a device while it is bound to
+        // their organization, from its binding on.
+        let (org_wide, bound_at_ms) = match m.apps.get(device) {
+            Some(app) => (
+                m.by_org.get(&app.org_id).cloned().unwrap_or_default(),
+                app.created_at_ms,
+            ),
+            None => (Vec::new(), i64::MAX),
+        };
+        Subscribers {
+            own,
+            org_wide,
+            bound_at_ms,
+        }
+    }
+
+    fn webhook_by_number(&self, number: u64) -> Option<Arc<Webhook>> {
+        let m = self.read();
+        m.by_number
+            .get(&number)
+            .and_then(|id| m.webhooks.get(id))
+            .cloned()
+    }
 }
 
 #[cfg(test)]
@@ -620,6 +698,9 @@ mod tests {
             created_at_ms: at,
             updated_at_ms: at,
             failing_since_ms: None,
+            scope: Default::default(),
+            number: 0,
+            event_names: Default::default(),
         }
     }
 
@@ -702,6 +783,70 @@ mod tests {
         assert!(c.token_scope(&hash_token("tok")).is_none());
         assert!(c.tokens_of(&dev).is_empty());
         assert!(c.token_scope(&hash_token("admin")).is_some());
+    }
+
+    /// Webhooks of the earlier layout get a number once, kept across
+    /// restarts; numbers are unique; organization-wide webhooks reach the
+    /// organization's apps from their binding on, and no other app.
+    #[tokio::test]
+    async fn numbers_last_and_organization_wide_webhooks_reach_bound_apps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let s = Store::open(dir.path()).expect("open");
+            let c = &s.config;
+            c.create_org(org("org_1"), hash_token("a1"))
+                .await
+                .expect("org");
+            c.create_org(org("org_2"), hash_token("a2"))
+                .await
+                .expect("org");
+            c.create_app(app("dev-1", "org_1"), 10).await.expect("app");
+            c.create_app(app("dev-2", "org_2"), 10).await.expect("app");
+            s.db.open_tree("webhooks")
+                .expect("tree")
+                .insert(
+                    "wh_old",
+                    crate::webhook_record::tests::layout_1("wh_old", "org_1", "dev-1"),
+                )
+                .expect("insert");
+        }
+        let number = {
+            let s = Store::open(dir.path()).expect("reopen");
+            let old = s
+                .config
+                .webhook(&WebhookId::from("wh_old"))
+                .expect("migrated");
+            assert!(old.number > 0);
+            assert_eq!(old.rate_limit, Some(5));
+            let mut wide = webhook("wh_org", "", 9);
+            wide.scope = hookrelay_core::WebhookScope::Organization;
+            let wide = s.config.create_webhook(wide, 20).await.expect("org-wide");
+            assert!(wide.number > 0 && wide.number != old.number);
+            assert_eq!(
+                s.config
+                    .webhook_by_number(wide.number)
+                    .map(|w| w.id.clone()),
+                Some(wide.id.clone())
+            );
+            old.number
+        };
+        let s = Store::open(dir.path()).expect("reopen");
+        let c = &s.config;
+        let old = c.webhook(&WebhookId::from("wh_old")).expect("kept");
+        assert_eq!(old.number, number);
+        let ids =
+            |s: crate::Subscribers, at| s.for_event(at).map(|w| w.id.0.clone()).collect::<Vec<_>>();
+        let one = || c.subscribers(&DeviceId::from("dev-1"));
+        assert_eq!(ids(one(), 2), vec!["wh_old", "wh_org"]);
+        // Appended before the binding (at 2): the app's own webhook only.
+        assert_eq!(ids(one(), 1), vec!["wh_old"]);
+        assert!(ids(c.subscribers(&DeviceId::from("dev-2")), 5).is_empty());
+        assert!(ids(c.subscribers(&DeviceId::from("unbound")), 5).is_empty());
+        let wide = c.webhook(&WebhookId::from("wh_org")).expect("wide");
+        assert!(c.reaches(&wide, "dev-1", 2));
+        assert!(!c.reaches(&wide, "dev-1", 1));
+        assert!(!c.reaches(&wide, "dev-2", 5));
+        assert!(c.reaches(&wide, "", 5), "its own test sends");
     }
 
     /// A deleted app's id is never bound again, to anyone, even after a restart.

@@ -6,7 +6,7 @@
 mod receiver;
 mod server;
 
-pub use receiver::Receiver;
+pub use receiver::{Received, Receiver};
 pub use server::{free_port, Server, ServerBuilder};
 
 use hookrelay_ingest::proto::{
@@ -358,4 +358,46 @@ pub async fn call(
     let resp = req.send().await.expect("request");
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Asserts both signatures of a delivery made with `secret` (`whsec_…`):
+/// the in-body HMAC over the envelope without its `signature`, and the
+/// Standard Webhooks header over `id.timestamp.body`.
+pub fn assert_signed(d: &Received, secret: &str) {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    fn mac(key: &[u8], msg: &[u8]) -> Vec<u8> {
+        let mut m = Hmac::<sha2::Sha256>::new_from_slice(key).expect("hmac key");
+        m.update(msg);
+        m.finalize().into_bytes().to_vec()
+    }
+    let body = std::str::from_utf8(&d.body).expect("utf8");
+    let at = body
+        .rfind(",\"signature\":\"")
+        .expect("an in-body signature");
+    let unsigned = format!("{}}}", &body[..at]);
+    let expected = format!(
+        "sha256={}",
+        hex::encode(mac(secret.as_bytes(), unsigned.as_bytes()))
+    );
+    assert_eq!(
+        d.json()["signature"],
+        expected.as_str(),
+        "in-body signature of {body}"
+    );
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.trim_start_matches("whsec_"))
+        .expect("base64 secret");
+    let msg = format!(
+        "{}.{}.{body}",
+        d.header("webhook-id"),
+        d.header("webhook-timestamp")
+    );
+    let sw = base64::engine::general_purpose::STANDARD.encode(mac(&key, msg.as_bytes()));
+    assert!(
+        d.header("webhook-signature")
+            .split(' ')
+            .any(|s| s == format!("v1,{sw}")),
+        "Standard Webhooks signature of {body}"
+    );
 }

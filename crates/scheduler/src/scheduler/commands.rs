@@ -93,17 +93,27 @@ impl DeliveryControl for SchedulerHandle {
                 .ok_or_else(|| {
                     ControlError::Conflict("the webhook is inactive or deleted".into())
                 })?;
-            // Never events logged for this device id before it was bound.
-            let bound_at = self
-                .config
-                .app(&w.device_id)
-                .map(|a| a.created_at_ms)
-                .ok_or_else(|| ControlError::NotFound("the app no longer exists".into()))?;
-            let since_ms = since_ms.max(bound_at);
+            // Never events logged for a device id before it was bound.
+            let sources: replay::Sources = match w.app() {
+                Some(device) => {
+                    let bound_at = self
+                        .config
+                        .app(device)
+                        .map(|a| a.created_at_ms)
+                        .ok_or_else(|| ControlError::NotFound("the app no longer exists".into()))?;
+                    [(device.to_string(), since_ms.max(bound_at))].into()
+                }
+                None => self
+                    .config
+                    .apps_of(&w.org_id)
+                    .into_iter()
+                    .map(|a| (a.id.0, since_ms.max(a.created_at_ms)))
+                    .collect(),
+            };
             let (log, catalog, events) = (self.log.clone(), self.catalog.clone(), w.events.clone());
-            let device = w.device_id.to_string();
+            let planned = sources.clone();
             let plan = tokio::task::spawn_blocking(move || {
-                replay::plan(&*log, &catalog, &device, &events, since_ms, until_ms)
+                replay::plan(&*log, &catalog, &planned, &events, until_ms)
             })
             .await
             .map_err(|_| ControlError::Unavailable)??;
@@ -114,6 +124,7 @@ impl DeliveryControl for SchedulerHandle {
                     catalog: self.catalog.clone(),
                     tx: self.tx.clone(),
                     webhook: w,
+                    sources,
                     // One generation per replay request, distinct from fan-out's 0.
                     generation: u32::try_from((now_ms() / 1000).max(1)).unwrap_or(u32::MAX),
                 };
@@ -182,13 +193,18 @@ impl Scheduler {
             .webhook(&key.webhook_id)
             .filter(|w| w.active)
             .ok_or_else(|| ControlError::Conflict("the webhook is inactive or deleted".into()))?;
-        // The event must be the webhook's own device's (the API only passes
+        // The event must be one the webhook receives (the API only passes
         // deliveries it found; this keeps the rule where the data is read).
         let event = self
             .log
             .read(key.seq, 1)?
             .into_iter()
-            .find(|e| e.seq == key.seq && e.event.device_id == webhook.device_id.as_str())
+            .find(|e| {
+                e.seq == key.seq
+                    && self
+                        .config
+                        .reaches(&webhook, &e.event.device_id, e.appended_at_ms)
+            })
             .ok_or_else(|| ControlError::NotFound("the event is no longer in the log".into()))?;
         let now = now_ms();
         let rec = DeliveryRecord {

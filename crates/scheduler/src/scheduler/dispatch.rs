@@ -139,6 +139,7 @@ impl Scheduler {
         let device = DeviceId::from(ev.device_id.as_str());
         let matching: Vec<Arc<Webhook>> = if ev.event_type == WEBHOOK_TEST {
             // A test event goes to the one webhook named in it, whatever its filter.
+            // (An organization-wide webhook's test goes as from device id "".)
             test_target(&ev.data)
                 .and_then(|id| self.config.webhook(&id))
                 .filter(|w| w.active && w.device_id == device)
@@ -146,8 +147,8 @@ impl Scheduler {
                 .collect()
         } else {
             self.config
-                .webhooks_of(&device)
-                .into_iter()
+                .subscribers(&device)
+                .for_event(e.appended_at_ms)
                 .filter(|w| w.active && self.catalog.matches_any(&w.events, &ev.event_type))
                 .collect()
         };
@@ -164,6 +165,19 @@ impl Scheduler {
             let event_id: Arc<str> = ev.id.as_str().into();
             let event_type: Arc<str> = ev.event_type.as_str().into();
             for webhook in matching {
+                // A webhook configured through an API with names of its own
+                // gets the event under that name.
+                let envelope = match webhook.event_names.get(&ev.event_type) {
+                    Some(name) => signing::envelope(
+                        &ev.id,
+                        name,
+                        ev.occurred_at_ms.div_euclid(1000),
+                        &ev.device_id,
+                        &ev.data,
+                    )
+                    .into(),
+                    None => envelope.clone(),
+                };
                 let key = DeliveryKey {
                     seq: e.seq,
                     generation: 0,
@@ -193,7 +207,7 @@ impl Scheduler {
                     key: key.clone(),
                     attempt: 1,
                     event_id: event_id.clone(),
-                    envelope: envelope.clone(),
+                    envelope,
                     webhook,
                     occurred_at_ms: ev.occurred_at_ms,
                 });
@@ -262,7 +276,7 @@ impl Scheduler {
             event_id,
             envelope: signing::envelope(
                 &ev.id,
-                &ev.event_type,
+                webhook.event_name(&ev.event_type),
                 ev.occurred_at_ms.div_euclid(1000),
                 &ev.device_id,
                 &ev.data,

@@ -13,7 +13,7 @@ use hookrelay_core::{
     Catalog, DeliveryKey, DeliveryRecord, DeliveryStatus, Seq, Webhook, WEBHOOK_TEST,
 };
 use hookrelay_store::{ControlError, EventLog};
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -31,17 +31,24 @@ pub(crate) struct Plan {
     pub(crate) count: u64,
 }
 
-/// Plans a replay of `device`'s events of the types `filter` selects,
-/// appended in `[since_ms, until_ms)`.
+/// The devices whose events a replay re-delivers, each from its own start
+/// (unix ms of append time): one for an app's webhook, every app of the
+/// organization for an organization-wide one.
+pub(crate) type Sources = HashMap<String, i64>;
+
+/// Plans a replay of the sources' events of the types `filter` selects,
+/// appended before `until_ms` and at or after their source's start.
 pub(crate) fn plan(
     log: &dyn EventLog,
     catalog: &Catalog,
-    device: &str,
+    sources: &Sources,
     filter: &[String],
-    since_ms: i64,
     until_ms: i64,
 ) -> Result<Plan, ControlError> {
     let mut plan = Plan::default();
+    let Some(since_ms) = sources.values().min().copied() else {
+        return Ok(plan);
+    };
     let Some(mut from) = log.first_seq_at(since_ms)? else {
         return Ok(plan);
     };
@@ -55,9 +62,10 @@ pub(crate) fn plan(
             if ix.appended_at_ms >= until_ms {
                 return Ok(plan);
             }
-            let n: u64 = ix
-                .types_of(device)
+            let n: u64 = sources
                 .iter()
+                .filter(|(_, since)| ix.appended_at_ms >= **since)
+                .flat_map(|(device, _)| ix.types_of(device))
                 .filter(|(t, _)| t != WEBHOOK_TEST && catalog.matches_any(filter, t))
                 .map(|(_, n)| u64::from(*n))
                 .sum();
@@ -76,6 +84,7 @@ pub(crate) struct Feeder {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) tx: mpsc::Sender<Command>,
     pub(crate) webhook: Arc<Webhook>,
+    pub(crate) sources: Sources,
     pub(crate) generation: u32,
 }
 
@@ -99,7 +108,11 @@ impl Feeder {
             };
             for e in events {
                 let ev = &e.event;
-                if ev.device_id != self.webhook.device_id.as_str()
+                let from_source = self
+                    .sources
+                    .get(&ev.device_id)
+                    .is_some_and(|since| e.appended_at_ms >= *since);
+                if !from_source
                     || ev.event_type == WEBHOOK_TEST
                     || !self
                         .catalog
