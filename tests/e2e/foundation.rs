@@ -265,7 +265,7 @@ async fn profile_validation_and_ingest_errors_follow_the_contract() {
         .await
         .expect("json");
     assert_eq!(events["success"], true);
-    assert_eq!(events["events"].as_array().map(Vec::len), Some(59));
+    assert_eq!(events["events"].as_array().map(Vec::len), Some(70));
 
     let mut client = grpc(&server).await;
     let err = publish_with(

@@ -314,7 +314,7 @@ async fn every_profile_validation_rule_is_rejected_with_its_field() {
         if field == "enabled_events" && body["enabled_events"] == json!(["message.nope"]) {
             assert!(resp["available_events"]
                 .as_array()
-                .is_some_and(|a| a.len() == 59));
+                .is_some_and(|a| a.len() == 70));
         }
     }
     // And nothing was configured by any of them.

@@ -18,6 +18,7 @@ mod foundation;
 mod isolation;
 mod ops;
 mod org_webhooks;
+mod profiles;
 mod resources;
 mod restart;
 mod soak;

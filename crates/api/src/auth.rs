@@ -31,17 +31,29 @@ pub(crate) fn presented(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// A bare `Authorization: <token>` (no scheme), which some vendor APIs
+/// take; `/v1` does not.
+pub(crate) fn bare(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    (!v.is_empty() && !v.contains(' ')).then_some(v)
+}
+
+/// The token scope of a credential, or 401.
+pub(crate) fn scope_of(state: &ApiState, token: Option<&str>) -> Result<TokenScope, ApiError> {
+    let token = token.ok_or(ApiError::Unauthorized("missing API token"))?;
+    state
+        .config
+        .token_scope(&hash_token(token))
+        .ok_or(ApiError::Unauthorized("invalid API token"))
+}
+
 /// Whoever a device token or admin key is.
 pub(crate) fn caller(state: &ApiState, headers: &HeaderMap) -> Result<TokenScope, ApiError> {
     scope(state, headers)
 }
 
 fn scope(state: &ApiState, headers: &HeaderMap) -> Result<TokenScope, ApiError> {
-    let token = presented(headers).ok_or(ApiError::Unauthorized("missing API token"))?;
-    state
-        .config
-        .token_scope(&hash_token(token))
-        .ok_or(ApiError::Unauthorized("invalid API token"))
+    scope_of(state, presented(headers))
 }
 
 /// Any valid device token or admin key.

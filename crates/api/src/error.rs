@@ -51,7 +51,7 @@ impl ApiError {
         }
     }
 
-    fn parts(&self) -> (StatusCode, &'static str, String) {
+    pub(crate) fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             Self::Validation { message, .. } => {
                 (StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message.clone())

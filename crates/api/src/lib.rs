@@ -14,16 +14,17 @@ mod deliveries;
 mod error;
 mod limit;
 mod openapi;
-mod profile;
+mod profiles;
 mod state;
 mod tenancy;
 mod views;
 mod webhooks;
 
 pub use limit::{ClientAddr, RateLimit};
+pub use profiles::{app as profile_app, names as profile_names};
 pub use state::{ApiConfig, ApiDeps, ApiState, TenancyConfig};
 
-use crate::openapi::Status;
+use crate::{error::ApiError, openapi::Status};
 use axum::{
     extract::{MatchedPath, Request, State},
     http::StatusCode,
@@ -42,14 +43,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// limit and request metrics. The server merges ingest's `/v1/events` and
 /// `/metrics` into it.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route(
-            "/webhook",
-            post(profile::configure)
-                .get(profile::get)
-                .delete(profile::delete),
-        )
-        .route("/webhook/events", get(profile::events))
+    profiles::wuts::routes()
         .route(
             "/v1/organizations",
             post(tenancy::create_org).get(tenancy::list_orgs),
@@ -151,6 +145,19 @@ pub fn finish(router: Router, state: ApiState) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state, limit::limit))
+        .layer(middleware::from_fn(observe))
+}
+
+/// [`finish`] for a profile's listener: every error in its envelope.
+fn finish_with(router: Router, state: ApiState, render: profiles::Render) -> Router {
+    router
+        .fallback(move || async move { render(ApiError::NotFound("no such route".into())) })
+        .method_not_allowed_fallback(move || async move { render(ApiError::MethodNotAllowed) })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            (state, render),
+            limit::limit_profile,
+        ))
         .layer(middleware::from_fn(observe))
 }
 

@@ -89,15 +89,51 @@ fn public(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
 }
 
-/// The middleware.
+/// The middleware of the main listener: errors in `/webhook`'s envelope
+/// on its routes, in `/v1`'s elsewhere.
 pub(crate) async fn limit(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    let presented = auth::presented(req.headers());
+    let format = if path == "/webhook" || path.starts_with("/webhook/") {
+        Format::Profile
+    } else {
+        Format::Native
+    };
+    match verdict(&state, &req) {
+        Err(retry_after) => refused(ApiError::RateLimited.into_format(format), retry_after),
+        Ok(()) => next.run(req).await,
+    }
+}
+
+/// The middleware of a profile's listener, answering in its envelope.
+pub(crate) async fn limit_profile(
+    State((state, render)): State<(ApiState, crate::profiles::Render)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match verdict(&state, &req) {
+        Err(retry_after) => refused(render(ApiError::RateLimited), retry_after),
+        Ok(()) => next.run(req).await,
+    }
+}
+
+fn refused(mut resp: Response, retry_after: u64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// Takes a token from the caller's bucket: the credential's when it is
+/// one, otherwise the client address's failure budget; `Err` with the
+/// seconds to wait.
+fn verdict(state: &ApiState, req: &Request) -> Result<(), u64> {
+    let path = req.uri().path();
+    let presented = auth::presented(req.headers()).or_else(|| auth::bare(req.headers()));
     if presented.is_none() && public(path) {
-        return next.run(req).await;
+        return Ok(());
     }
     let ingest = path == "/v1/events";
-    let verdict = match presented.map(hookrelay_core::hash_token) {
+    match presented.map(hookrelay_core::hash_token) {
         Some(hash) if ingest && state.is_ingest_key(&hash) => take(&state.limits.ingest, &hash.0),
         Some(hash) if !ingest && state.is_credential(&hash) => {
             take(&state.limits.credential, &hash.0)
@@ -111,21 +147,7 @@ pub(crate) async fn limit(State(state): State<ApiState>, req: Request, next: Nex
                 .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.0);
             take(&state.limits.failures, &addr)
         }
-    };
-    if let Err(retry_after) = verdict {
-        let profile = path == "/webhook" || path.starts_with("/webhook/");
-        let format = if profile {
-            Format::Profile
-        } else {
-            Format::Native
-        };
-        let mut resp = ApiError::RateLimited.into_format(format);
-        if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return resp;
     }
-    next.run(req).await
 }
 
 #[cfg(test)]

@@ -433,7 +433,7 @@ impl Modify for Security {
     info(title = "hookrelay", description = "REST management API of hookrelay (docs/api.md)."),
     modifiers(&Security),
     paths(
-        crate::profile::configure, crate::profile::get, crate::profile::delete, crate::profile::events,
+        crate::profiles::wuts::configure, crate::profiles::wuts::get, crate::profiles::wuts::delete, crate::profiles::wuts::events,
         crate::tenancy::create_org, crate::tenancy::create_app, crate::tenancy::list_apps,
         crate::tenancy::get_app, crate::tenancy::delete_app, crate::tenancy::create_token,
         crate::tenancy::list_orgs, crate::tenancy::bind_app, crate::tenancy::list_tokens,

@@ -55,6 +55,17 @@ impl Scope {
             kind: WebhookScope::Organization,
         }
     }
+
+    /// The webhooks a credential manages without naming an app: a device
+    /// token its device's, an admin key the organization-wide ones.
+    pub(crate) fn of_credential(scope: hookrelay_store::TokenScope) -> Self {
+        match scope {
+            hookrelay_store::TokenScope::Device { org_id, device_id } => {
+                Self::app(org_id, device_id)
+            }
+            hookrelay_store::TokenScope::Admin { org_id } => Self::organization(org_id),
+        }
+    }
 }
 
 /// A device token's own device.

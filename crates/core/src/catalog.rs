@@ -178,6 +178,43 @@ pub const BUILTIN_CATEGORIES: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "Channels & CRM",
+        &[
+            (
+                "incoming_instagram_message",
+                "An Instagram message was received.",
+            ),
+            (
+                "outgoing_instagram_message",
+                "An Instagram message was sent.",
+            ),
+            (
+                "incoming_telegram_message",
+                "A Telegram message was received.",
+            ),
+            ("outgoing_telegram_message", "A Telegram message was sent."),
+            (
+                "incoming_messenger_message",
+                "A Messenger message was received.",
+            ),
+            (
+                "outgoing_messenger_message",
+                "A Messenger message was sent.",
+            ),
+            (
+                "incoming_website_message",
+                "A website chat message was received.",
+            ),
+            (
+                "outgoing_website_message",
+                "A website chat message was sent.",
+            ),
+            ("contact_created", "A contact was created."),
+            ("contact_tag_added", "A tag was added to a contact."),
+            ("contact_tag_removed", "A tag was removed from a contact."),
+        ],
+    ),
+    (
         "Webhooks",
         &[(
             WEBHOOK_DISABLED,
@@ -313,12 +350,15 @@ mod tests {
     #[test]
     fn builtin_catalog_has_every_vendor_name() {
         let c = Catalog::builtin();
-        // 8 + 12 + 12 + 2 + 8 + 3 + 5 + 4 + 4 vendor names, plus webhook.disabled.
-        assert_eq!(c.names().len(), 59);
+        // 8 + 12 + 12 + 2 + 8 + 3 + 5 + 4 + 4 vendor names, 11 of other
+        // channels and the CRM, plus webhook.disabled.
+        assert_eq!(c.names().len(), 70);
+        assert!(c.contains("contact_tag_removed"));
+        assert!(c.is_publishable("incoming_telegram_message"));
         assert!(c.contains("app_state.sync_complete"));
         assert!(c.contains(WEBHOOK_DISABLED));
         assert!(!c.contains(WEBHOOK_TEST));
-        assert_eq!(c.describe().len(), 59);
+        assert_eq!(c.describe().len(), 70);
     }
 
     #[test]

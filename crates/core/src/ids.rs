@@ -53,6 +53,23 @@ string_id!(
     OrgId
 );
 
+impl WebhookId {
+    /// The id's 128 bits written as a hyphenated UUID (for APIs whose
+    /// webhook ids are UUIDs); `None` for an id not made by
+    /// [`new_webhook_id`].
+    pub fn as_uuid(&self) -> Option<String> {
+        let hex = self.0.strip_prefix("wh_")?;
+        let u = uuid::Uuid::try_parse(hex).ok()?;
+        (u.simple().to_string() == hex).then(|| u.hyphenated().to_string())
+    }
+
+    /// The webhook id a UUID (hyphenated or not, any case) writes.
+    pub fn from_uuid(s: &str) -> Option<Self> {
+        let u = uuid::Uuid::try_parse(s).ok()?;
+        Some(Self(format!("wh_{}", u.simple())))
+    }
+}
+
 fn random_hex() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
@@ -90,4 +107,23 @@ pub fn new_device_id() -> DeviceId {
 /// A fresh request id (`req_…`), for requests that bring none.
 pub fn new_request_id() -> String {
     format!("req_{}", random_hex())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_ids_round_trip_through_uuids() {
+        let id = new_webhook_id();
+        let u = id.as_uuid().expect("a uuid");
+        assert_eq!(u.len(), 36);
+        assert_eq!(WebhookId::from_uuid(&u), Some(id.clone()));
+        assert_eq!(WebhookId::from_uuid(&u.to_uppercase()), Some(id));
+        assert_eq!(WebhookId::from("wh_1").as_uuid(), None);
+        assert_eq!(
+            WebhookId::from_uuid("b1ffcd11-1d1c-5fg9-cc7e-7cc0ce491b22"),
+            None
+        );
+    }
 }

@@ -38,6 +38,18 @@ pub(crate) struct Config {
     pub(crate) log: LogConfig,
     /// `[shutdown]`.
     pub(crate) shutdown: ShutdownConfig,
+    /// `[[profiles]]`: vendor APIs, each on a listener of its own.
+    pub(crate) profiles: Vec<ProfileListener>,
+}
+
+/// `[[profiles]]`: one vendor profile's listener (docs/profiles.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProfileListener {
+    /// `wuts`, `whautochat`, `status-envelope` or `org-apps`.
+    pub(crate) name: String,
+    /// Its address (port 0 picks one). Served with `[http]`'s TLS when set.
+    pub(crate) listen: SocketAddr,
 }
 
 /// `[http]`.
@@ -485,6 +497,30 @@ pub(crate) fn check(c: &Config) -> Vec<String> {
     if c.scheduler.task_channel == 0 || c.scheduler.report_channel == 0 {
         p.push("scheduler.task_channel/report_channel: must be at least 1".to_owned());
     }
+    let known = hookrelay_api::profile_names();
+    let mut taken = vec![
+        ("http.listen".to_owned(), c.http.listen),
+        ("grpc.listen".to_owned(), c.grpc.listen),
+    ];
+    for (i, pr) in c.profiles.iter().enumerate() {
+        if !known.contains(&pr.name.as_str()) {
+            p.push(format!(
+                "profiles[{i}].name: unknown profile {:?} (one of: {})",
+                pr.name,
+                known.join(", ")
+            ));
+        }
+        // Port 0 picks a free port: it never clashes.
+        if pr.listen.port() != 0 {
+            if let Some((other, _)) = taken.iter().find(|(_, a)| *a == pr.listen) {
+                p.push(format!(
+                    "profiles[{i}].listen: {} is already {other}'s address",
+                    pr.listen
+                ));
+            }
+        }
+        taken.push((format!("profiles[{i}].listen"), pr.listen));
+    }
     if c.auth.operator_key.as_deref().is_some_and(|k| k.len() < 16) {
         p.push("auth.operator_key: must be at least 16 characters".to_owned());
     }
@@ -647,6 +683,39 @@ mod tests {
         .expect("parse");
         let p = check(&c);
         assert_eq!(p.len(), 3, "{p:?}");
+    }
+
+    #[test]
+    fn profiles_must_be_known_and_on_addresses_of_their_own() {
+        let c = parse(
+            "[http]\nlisten = \"127.0.0.1:8080\"\n\
+             [[profiles]]\nname = \"whautochat\"\nlisten = \"127.0.0.1:8091\"\n\
+             [[profiles]]\nname = \"nope\"\nlisten = \"127.0.0.1:8092\"\n\
+             [[profiles]]\nname = \"org-apps\"\nlisten = \"127.0.0.1:8091\"\n\
+             [[profiles]]\nname = \"wuts\"\nlisten = \"127.0.0.1:8080\"\n\
+             [[profiles]]\nname = \"status-envelope\"\nlisten = \"127.0.0.1:0\"\n",
+            &[],
+        )
+        .expect("parse");
+        let p = check(&c);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(
+            p[0].starts_with("profiles[1].name: unknown profile \"nope\""),
+            "{p:?}"
+        );
+        assert_eq!(
+            p[1],
+            "profiles[2].listen: 127.0.0.1:8091 is already profiles[0].listen's address"
+        );
+        assert_eq!(
+            p[2],
+            "profiles[3].listen: 127.0.0.1:8080 is already http.listen's address"
+        );
+        let typo = parse(
+            "[[profiles]]\nnam = \"wuts\"\nlisten = \"127.0.0.1:0\"\n",
+            &[],
+        );
+        assert!(format!("{typo:?}").contains("profiles"), "{typo:?}");
     }
 
     #[test]

@@ -297,6 +297,41 @@ pub(crate) async fn serve(
             Ok::<(), Infallible>(())
         }),
     );
+    // Each vendor profile on a listener of its own, served like the main one.
+    let mut profile_addrs = Vec::new();
+    let mut profile_tasks = Vec::new();
+    for p in &config.profiles {
+        let app = hookrelay_api::profile_app(&p.name, api_state.clone())
+            .with_context(|| format!("unknown profile {:?}", p.name))?;
+        let listener = tokio::net::TcpListener::bind(p.listen)
+            .await
+            .with_context(|| format!("cannot listen on the {} profile's {}", p.name, p.listen))?;
+        profile_addrs.push(format!("profile:{}={}", p.name, listener.local_addr()?));
+        let conns = match &http_tls {
+            Some(tls) => crate::http::Connections::Tls(tls::accept(
+                listener,
+                tls.clone(),
+                http_stop.clone(),
+                &tasks,
+            )),
+            None => crate::http::Connections::Tcp(listener),
+        };
+        let serve = crate::http::serve(
+            conns,
+            app,
+            config.http.header_read_timeout,
+            http_stop.clone(),
+            config.shutdown.timeout / 4,
+        );
+        profile_tasks.push(tasks.spawn(sup.watch(
+            "profile listener",
+            shutting_down.clone(),
+            async move {
+                serve.await;
+                Ok::<(), Infallible>(())
+            },
+        )));
+    }
 
     tasks.spawn(sup.watch(
         "retention",
@@ -340,7 +375,13 @@ pub(crate) async fn serve(
     notifier.ready(&format!("serving http={http_addr} grpc={grpc_addr}"));
     info!(http = %http_addr, grpc = %grpc_addr, data = %config.store.path.display(), "hookrelay started");
     // One machine-readable line for scripts and tests.
-    println!("hookrelay listening http={http_addr} grpc={grpc_addr}");
+    println!(
+        "hookrelay listening http={http_addr} grpc={grpc_addr}{}",
+        profile_addrs
+            .iter()
+            .map(|a| format!(" {a}"))
+            .collect::<String>()
+    );
     if let Some(c) = &creds {
         println!("{}", dev::banner(c, http_addr, grpc_addr));
     }
@@ -368,6 +409,9 @@ pub(crate) async fn serve(
     let _ = tokio::time::timeout_at(listeners_deadline, async {
         let _ = grpc_task.await;
         let _ = http_task.await;
+        for t in profile_tasks {
+            let _ = t.await;
+        }
     })
     .await;
     stop_ingest.cancel();

@@ -16,6 +16,7 @@ pub struct ServerBuilder {
     http_port: u16,
     grpc_port: u16,
     logs: Option<PathBuf>,
+    profiles: Vec<String>,
 }
 
 /// A port that was free a moment ago (for servers that must come back on
@@ -37,6 +38,7 @@ impl ServerBuilder {
             http_port: 0,
             grpc_port: 0,
             logs: None,
+            profiles: Vec::new(),
         }
     }
 
@@ -44,6 +46,12 @@ impl ServerBuilder {
     pub fn ports(mut self, http: u16, grpc: u16) -> Self {
         self.http_port = http;
         self.grpc_port = grpc;
+        self
+    }
+
+    /// Serves these vendor profiles, each on a listener of its own.
+    pub fn profiles(mut self, names: &[&str]) -> Self {
+        self.profiles = names.iter().map(|n| (*n).to_owned()).collect();
         self
     }
 
@@ -107,7 +115,11 @@ timeout = "5s"
             op = super::OPERATOR_KEY,
             ik = super::INGEST_KEY,
             delay = self.base_delay_ms,
-        )
+        ) + &self
+            .profiles
+            .iter()
+            .map(|n| format!("[[profiles]]\nname = \"{n}\"\nlisten = \"127.0.0.1:0\"\n"))
+            .collect::<String>()
     }
 
     /// Starts the binary and waits for its listening line.
@@ -150,17 +162,26 @@ timeout = "5s"
         };
         let mut http = None;
         let mut grpc = None;
+        let mut profiles = std::collections::HashMap::new();
         for part in line.split_whitespace() {
             if let Some(a) = part.strip_prefix("http=") {
                 http = a.parse().ok();
             } else if let Some(a) = part.strip_prefix("grpc=") {
                 grpc = a.parse().ok();
+            } else if let Some((name, a)) = part
+                .strip_prefix("profile:")
+                .and_then(|p| p.split_once('='))
+            {
+                if let Ok(a) = a.parse() {
+                    profiles.insert(name.to_owned(), a);
+                }
             }
         }
         Server {
             child: Some(child),
             http_addr: http.expect("http address"),
             grpc_addr: grpc.expect("grpc address"),
+            profiles,
         }
     }
 }
@@ -170,9 +191,20 @@ pub struct Server {
     child: Option<Child>,
     pub http_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
+    /// Each profile listener's address, by profile name.
+    pub profiles: std::collections::HashMap<String, SocketAddr>,
 }
 
 impl Server {
+    /// `http://<the profile's listener><path>`.
+    pub fn profile_url(&self, profile: &str, path: &str) -> String {
+        let addr = self
+            .profiles
+            .get(profile)
+            .expect("a listener of that profile");
+        format!("http://{addr}{path}")
+    }
+
     /// `http://<rest addr><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.http_addr, path)

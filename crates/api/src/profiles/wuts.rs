@@ -132,3 +132,30 @@ pub(crate) async fn events(
         json!({"success": true, "events": state.catalog.names()}),
     ))
 }
+
+/// The profile's routes (also served on the main listener).
+pub(crate) fn routes() -> axum::Router<ApiState> {
+    use axum::routing::{get as get_, post};
+    axum::Router::new()
+        .route("/webhook", post(configure).get(get).delete(delete))
+        .route("/webhook/events", get_(events))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "hookrelay: wuts profile",
+        description = "The `/webhook` API (docs/profiles.md)."
+    ),
+    paths(configure, get, delete, events)
+)]
+struct Doc;
+
+pub(super) fn openapi() -> utoipa::openapi::OpenApi {
+    <Doc as utoipa::OpenApi>::openapi()
+}
+
+/// Errors in this profile's envelope.
+pub(super) fn render(e: ApiError) -> axum::response::Response {
+    e.into_format(crate::error::Format::Profile)
+}
