@@ -1,6 +1,7 @@
 //! The repository stands alone: every Markdown link points to a file in it,
-//! and the verification snippets of `docs/receiving.md` verify a real signed
-//! delivery (Node and Python; `.ci/run` installs both).
+//! the verification snippets of `docs/receiving.md` verify a real signed
+//! delivery (Node and Python; `.ci/run` installs both), and the requests of
+//! `docs/profiles.md` answer as it shows (curl).
 
 use crate::support::*;
 use serde_json::json;
@@ -153,6 +154,135 @@ async fn the_documented_snippets_verify_a_real_delivery() {
                 "{runner} with {secret:?}: {stdout} {}",
                 String::from_utf8_lossy(&out.stderr)
             );
+        }
+    }
+}
+
+/// The fenced blocks of `doc` after each `## ` heading that names a profile
+/// in backticks: `(profile, sh command, JSON answer)`, in order.
+fn profile_examples(doc: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut profile = None;
+    let mut pending: Option<String> = None;
+    let mut lines = doc.lines();
+    while let Some(line) = lines.next() {
+        if let Some(h) = line.strip_prefix("## ") {
+            profile = h
+                .split('`')
+                .nth(1)
+                .filter(|_| h.contains("(`"))
+                .map(str::to_owned);
+            continue;
+        }
+        let Some(info) = line.strip_prefix("```").filter(|i| !i.is_empty()) else {
+            continue;
+        };
+        let body: Vec<&str> = lines
+            .by_ref()
+            .take_while(|l| !l.starts_with("```"))
+            .collect();
+        let body = body.join("\n");
+        match (info, &profile) {
+            ("sh", Some(_)) => pending = Some(body),
+            ("json", Some(p)) => {
+                if let Some(cmd) = pending.take() {
+                    out.push((p.clone(), cmd, body));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Keys that differ from run to run: compared by type only.
+const VOLATILE: &[&str] = &["id", "appId", "createdAt", "updatedAt", "created_at"];
+
+/// `got` has `want`'s shape key by key, and its values except volatile ones.
+fn same_shape(want: &serde_json::Value, got: &serde_json::Value, at: &str) {
+    use serde_json::Value as V;
+    match (want, got) {
+        (V::Object(w), V::Object(g)) => {
+            let mut wk: Vec<_> = w.keys().collect();
+            let mut gk: Vec<_> = g.keys().collect();
+            wk.sort();
+            gk.sort();
+            assert_eq!(wk, gk, "keys at {at}");
+            for (k, wv) in w {
+                let path = format!("{at}.{k}");
+                if VOLATILE.contains(&k.as_str()) {
+                    assert_eq!(
+                        std::mem::discriminant(wv),
+                        std::mem::discriminant(&g[k]),
+                        "type at {path}: {}",
+                        g[k]
+                    );
+                } else {
+                    same_shape(wv, &g[k], &path);
+                }
+            }
+        }
+        (V::Array(w), V::Array(g)) => {
+            assert_eq!(w.len(), g.len(), "length at {at}: {got}");
+            for (i, (wv, gv)) in w.iter().zip(g).enumerate() {
+                same_shape(wv, gv, &format!("{at}[{i}]"));
+            }
+        }
+        _ => assert_eq!(want, got, "value at {at}"),
+    }
+}
+
+/// docs/profiles.md: every documented request, sent with curl to a real
+/// server's profile listeners, answers what the document shows.
+#[tokio::test]
+async fn the_documented_profile_requests_answer_as_shown() {
+    let doc = std::fs::read_to_string(repo().join("docs/profiles.md")).expect("profiles.md");
+    let examples = profile_examples(&doc);
+    for p in ["whautochat", "status-envelope", "org-apps"] {
+        assert!(
+            examples.iter().filter(|(n, _, _)| n == p).count() >= 4,
+            "examples of {p} in profiles.md"
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data"))
+        .profiles(&["whautochat", "status-envelope", "org-apps"])
+        .start();
+    let (_, admin) = organization(&server, "acme").await;
+    let (status, app) = call(
+        &server,
+        reqwest::Method::POST,
+        "/v1/organization/apps",
+        &admin,
+        Some(json!({"name": "support line"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{app}");
+    let app_id = app["id"].as_str().expect("app id").to_owned();
+    // Checks curl is there (.ci/run installs it).
+    drop(tool("curl"));
+    let mut id = String::new();
+    for (profile, cmd, answer) in examples {
+        let want: serde_json::Value =
+            serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{answer}: {e}"));
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .env("BASE", server.profile_url(&profile, ""))
+            .env("KEY", &admin)
+            .env("ADMIN", &admin)
+            .env("APP_ID", &app_id)
+            .env("ID", &id)
+            .output()
+            .expect("run the documented curl command");
+        let got: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{cmd}: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+        same_shape(&want, &got, &format!("{profile}: {cmd}\n  answer"));
+        if let Some(new) = got
+            .get("id")
+            .or_else(|| got.get("data").and_then(|d| d.get("id")))
+        {
+            id = new.as_str().map_or_else(|| new.to_string(), str::to_owned);
         }
     }
 }

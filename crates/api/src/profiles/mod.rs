@@ -157,15 +157,6 @@ impl Vocabulary {
             .map(|(name, engine)| ((*engine).to_owned(), (*name).to_owned()))
             .collect()
     }
-
-    /// Every name of the vocabulary, for error answers.
-    fn listed(&self, state: &ApiState) -> Vec<String> {
-        let mut out: Vec<String> = self.names.iter().map(|(n, _)| (*n).to_owned()).collect();
-        if self.catalog_too {
-            out.extend(state.catalog.names().iter().cloned());
-        }
-        out
-    }
 }
 
 /// A profile's request body as webhook input: its JSON object, first seen
@@ -196,7 +187,7 @@ pub(crate) fn input(
                     return Err(ApiError::Validation {
                         message: format!("unknown event names: {}", unknown.join(", ")),
                         details: Vec::new(),
-                        available_events: Some(vocab.listed(state)),
+                        available_events: None,
                     })
                 }
             }
