@@ -560,3 +560,78 @@ async fn org_apps_works_as_documented_and_names_follow_the_last_api() {
     let (status, _) = call(&server, M::GET, &format!("/v1/webhooks/{wh}"), &t, None).await;
     assert_eq!(status, 404);
 }
+
+/// `wuts` on its own listener is the `/webhook` API; each listener answers
+/// unknown routes, refused methods and bad bodies in its own envelope.
+#[tokio::test]
+async fn each_listener_answers_in_its_own_envelope() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data"))
+        .profiles(&["wuts", "whautochat", "status-envelope", "org-apps"])
+        .start();
+    let t = bootstrap(&server, "env-1").await;
+    let bearer = format!("Bearer {}", t.token);
+    let (status, w) = req(
+        M::GET,
+        &server.profile_url("wuts", "/webhook"),
+        &[("Authorization", &bearer)],
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        (&w["success"], &w["error"]),
+        (&json!(false), &json!("Webhook not configured"))
+    );
+    let (status, w) = req(
+        M::POST,
+        &server.profile_url("wuts", "/webhook"),
+        &[("Authorization", &bearer)],
+        Some(json!({"webhook_url": "https://a.example/x", "enabled_events": ["message.received"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{w}");
+    let (_, same) = call(&server, M::GET, "/webhook", &t.token, None).await;
+    assert_eq!(same["webhook"]["id"], w["webhook"]["id"]);
+
+    let (status, e) = req(
+        M::GET,
+        &server.profile_url("whautochat", "/nope"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!((status, keys(&e)), (404, sorted(&["success", "error"])));
+    let (status, e) = req(
+        M::PATCH,
+        &server.profile_url("status-envelope", "/webhooks"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, 405);
+    assert_eq!(e["message"], "Method not allowed");
+    let (status, e) = req(M::GET, &server.profile_url("org-apps", "/nope"), &[], None).await;
+    assert_eq!((status, &e["error"]["code"]), (404, &json!("NOT_FOUND")));
+    let resp = reqwest::Client::new()
+        .post(server.profile_url("whautochat", "/v1/webhooks"))
+        .header("x-api-key", &t.admin_key)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 400);
+    let e: Value = resp.json().await.expect("json");
+    assert_eq!(keys(&e), sorted(&["success", "error"]));
+    for p in ["wuts", "whautochat", "status-envelope", "org-apps"] {
+        let (status, h) = req(M::GET, &server.profile_url(p, "/healthz"), &[], None).await;
+        assert_eq!((status, h), (200, json!({"status": "ok"})), "{p}");
+        let (status, doc) = req(M::GET, &server.profile_url(p, "/openapi.json"), &[], None).await;
+        assert_eq!(status, 200, "{p}");
+        assert!(
+            doc["paths"].as_object().is_some_and(|o| !o.is_empty()),
+            "{p}: {doc}"
+        );
+    }
+}
