@@ -39,6 +39,9 @@ struct Cli {
     /// The hookrelay binary (default: the one beside this binary).
     #[arg(long, global = true)]
     server_bin: Option<PathBuf>,
+    /// Bytes of body the sink answers with (default none).
+    #[arg(long, global = true, default_value_t = 0)]
+    answer_bytes: usize,
 }
 
 #[derive(Subcommand)]
@@ -120,6 +123,7 @@ enum Scenario {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    sink::answer_with(cli.answer_bytes);
     let bin = cli
         .server_bin
         .clone()

@@ -45,6 +45,19 @@ fn sent_at(body: &[u8]) -> Option<u64> {
     std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
 }
 
+/// What every sink answers with (empty unless [`answer_with`] set it).
+static ANSWER: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+
+/// Makes every sink answer `n` bytes (for the cost of keeping answer
+/// bodies); call before starting sinks.
+pub(crate) fn answer_with(n: usize) {
+    let _ = ANSWER.set(Bytes::from(vec![b'x'; n]));
+}
+
+fn answer() -> Bytes {
+    ANSWER.get().cloned().unwrap_or_default()
+}
+
 /// Starts a sink answering 200 on `hosts` loopback addresses (127.0.0.1,
 /// 127.0.0.2, …: distinct hosts, as distinct customers' endpoints are),
 /// all counting into one [`SinkStats`].
@@ -99,7 +112,7 @@ async fn start_bound(listener: TcpListener, stats: Arc<SinkStats>) -> anyhow::Re
                         }
                         s.count.fetch_add(1, Ordering::Relaxed);
                         s.last_arrival_us.fetch_max(now, Ordering::Relaxed);
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+                        Ok::<_, Infallible>(Response::new(Full::new(answer())))
                     }
                 });
                 let _ = http1::Builder::new()
