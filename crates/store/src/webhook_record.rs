@@ -136,26 +136,7 @@ pub(crate) mod tests {
 
     #[test]
     fn layout_1_reads_as_an_apps_webhook_to_rewrite() {
-        let old = codec::encode(&Written {
-            id: "wh_1",
-            org_id: "org_1",
-            device_id: "dev",
-            name: "n",
-            url: "https://a.example/",
-            events: vec!["message.*"],
-            active: true,
-            primary: false,
-            retry_attempts: 3,
-            timeout_secs: 10,
-            retry_policy: RetryPolicy::default(),
-            headers: BTreeMap::new(),
-            secret: Some("s"),
-            previous_secrets: vec![],
-            rate_limit: Some(5),
-            created_at_ms: 1,
-            updated_at_ms: 2,
-            failing_since_ms: None,
-        });
+        let old = layout_1("wh_1", "org_1", "dev");
         let (w, rewrite) = decode(&old).expect("decodes");
         assert!(rewrite);
         assert_eq!(w.device_id.as_str(), "dev");

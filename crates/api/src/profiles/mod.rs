@@ -56,25 +56,25 @@ const PROFILES: &[Profile] = &[
     Profile {
         name: "wuts",
         routes: wuts::routes,
-        openapi: wuts::openapi,
+        openapi: <wuts::Doc as utoipa::OpenApi>::openapi,
         render: wuts::render,
     },
     Profile {
         name: "whautochat",
         routes: whautochat::routes,
-        openapi: whautochat::openapi,
+        openapi: <whautochat::Doc as utoipa::OpenApi>::openapi,
         render: whautochat::render,
     },
     Profile {
         name: "status-envelope",
         routes: status_envelope::routes,
-        openapi: status_envelope::openapi,
+        openapi: <status_envelope::Doc as utoipa::OpenApi>::openapi,
         render: status_envelope::render,
     },
     Profile {
         name: "org-apps",
         routes: org_apps::routes,
-        openapi: org_apps::openapi,
+        openapi: <org_apps::Doc as utoipa::OpenApi>::openapi,
         render: org_apps::render,
     },
 ];

@@ -174,8 +174,4 @@ async fn delete(
     ),
     paths(list, create, read, update, delete)
 )]
-struct Doc;
-
-pub(super) fn openapi() -> utoipa::openapi::OpenApi {
-    <Doc as utoipa::OpenApi>::openapi()
-}
+pub(super) struct Doc;

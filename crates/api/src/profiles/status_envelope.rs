@@ -206,8 +206,4 @@ async fn delete(State(s): State<ApiState>, h: HeaderMap, Path(id): Path<String>)
     ),
     paths(create, list, read, update, delete)
 )]
-struct Doc;
-
-pub(super) fn openapi() -> utoipa::openapi::OpenApi {
-    <Doc as utoipa::OpenApi>::openapi()
-}
+pub(super) struct Doc;

@@ -154,8 +154,4 @@ async fn delete(State(s): State<ApiState>, h: HeaderMap, Path(id): Path<String>)
     ),
     paths(list, create, read, update, delete)
 )]
-struct Doc;
-
-pub(super) fn openapi() -> utoipa::openapi::OpenApi {
-    <Doc as utoipa::OpenApi>::openapi()
-}
+pub(super) struct Doc;

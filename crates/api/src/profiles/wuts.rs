@@ -149,11 +149,7 @@ pub(crate) fn routes() -> axum::Router<ApiState> {
     ),
     paths(configure, get, delete, events)
 )]
-struct Doc;
-
-pub(super) fn openapi() -> utoipa::openapi::OpenApi {
-    <Doc as utoipa::OpenApi>::openapi()
-}
+pub(super) struct Doc;
 
 /// Errors in this profile's envelope.
 pub(super) fn render(e: ApiError) -> axum::response::Response {
