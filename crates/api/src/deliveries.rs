@@ -23,7 +23,8 @@ use hookrelay_core::{
     generate_secret, new_event_id, now_ms, rfc3339_ms, Attempt, DeliveryKey, DeliveryRecord,
     DeliveryStatus, Event, FieldError, Seq, Webhook, WEBHOOK_TEST,
 };
-use hookrelay_store::{ControlError, LoggedEvent, TokenScope};
+use hookrelay_scheduler::ControlError;
+use hookrelay_store::{LoggedEvent, TokenScope};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};

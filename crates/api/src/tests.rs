@@ -7,9 +7,8 @@ use axum::{
     Router,
 };
 use hookrelay_core::{hash_token, Catalog, DeliveryConfig, DeviceId, OrgId};
-use hookrelay_store::{
-    App, BoxFuture, ConfigStore, ControlError, DeliveryControl, DeviceToken, Org, Store,
-};
+use hookrelay_scheduler::{ControlError, DeliveryControl};
+use hookrelay_store::{App, BoxFuture, ConfigStore, DeviceToken, Org, Store};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::sync::Arc;

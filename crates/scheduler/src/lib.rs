@@ -11,14 +11,19 @@
 //! again with the same delivery ids (invariant 2), and recorded deliveries
 //! come back through the due index, leases included (invariant 3).
 //!
+//! The API asks it for retries, replays and breaker state through
+//! [`DeliveryControl`], which [`SchedulerHandle`] implements.
+//!
 //! Must not: perform HTTP, or talk to ingest except through the cursor watch.
 
 mod config;
+mod control;
 mod lanes;
 mod scheduler;
 mod window;
 
 pub use config::SchedulerConfig;
+pub use control::{ControlError, DeliveryControl};
 pub use scheduler::{Scheduler, SchedulerChannels, SchedulerHandle};
 #[cfg(test)]
 mod tests;

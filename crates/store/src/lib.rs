@@ -39,7 +39,6 @@
 
 pub mod codec;
 mod config;
-mod control;
 mod deliveries;
 mod error;
 mod health;
@@ -53,7 +52,6 @@ pub use config::{
     App, ConfigStore, DeviceToken, IngestKey, Org, PrimaryChange, Subscribers, TokenScope,
     WebhookChange,
 };
-pub use control::{ControlError, DeliveryControl};
 pub use deliveries::{DeliveryStore, DeliveryWrite, DueEntry, DueKind};
 pub use error::{failpoints_from_env, StoreError};
 pub use health::StoreHealth;

@@ -5,11 +5,9 @@
 
 use super::{replay, Scheduler};
 use crate::lanes::{host_of, Board};
+use crate::{ControlError, DeliveryControl};
 use hookrelay_core::{now_ms, Catalog, DeliveryKey, DeliveryRecord, DeliveryStatus, WebhookId};
-use hookrelay_store::{
-    BoxFuture, ConfigStore, ControlError, DeliveryControl, DeliveryWrite, DueEntry, DueKind,
-    EventLog,
-};
+use hookrelay_store::{BoxFuture, ConfigStore, DeliveryWrite, DueEntry, DueKind, EventLog};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;

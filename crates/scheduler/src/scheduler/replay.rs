@@ -9,10 +9,11 @@
 //! records to the scheduler loop, which writes them like any others.
 
 use super::commands::Command;
+use crate::ControlError;
 use hookrelay_core::{
     Catalog, DeliveryKey, DeliveryRecord, DeliveryStatus, Seq, Webhook, WEBHOOK_TEST,
 };
-use hookrelay_store::{ControlError, EventLog};
+use hookrelay_store::EventLog;
 use std::{collections::HashMap, sync::Arc};
 use tokio::sync::mpsc;
 use tracing::{info, warn};

@@ -1,8 +1,8 @@
 //! Control of delivery state by the API (manual retry, replay), carried out
 //! by the scheduler, which alone writes delivery state.
 
-use crate::{BoxFuture, StoreError};
 use hookrelay_core::{DeliveryKey, WebhookId};
+use hookrelay_store::{BoxFuture, StoreError};
 
 /// Why a control request was refused.
 #[derive(Debug, thiserror::Error)]
