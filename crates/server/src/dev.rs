@@ -7,7 +7,7 @@ use anyhow::Context;
 use hookrelay_core::{
     generate_admin_key, hash_token, new_device_token, new_org_id, now_ms, DeviceId, OrgId,
 };
-use hookrelay_store::{App, ConfigStore, DeviceToken, Org, Store};
+use hookrelay_store::{App, Backend, DeviceToken, Org};
 use serde::{Deserialize, Serialize};
 use std::{net::SocketAddr, path::Path};
 
@@ -77,7 +77,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// Creates the dev organization, app and token in the store if missing.
-pub(crate) async fn ensure(store: &Store, creds: &DevCredentials) -> anyhow::Result<()> {
+pub(crate) async fn ensure(store: &Backend, creds: &DevCredentials) -> anyhow::Result<()> {
     let org_id = OrgId(creds.org_id.clone());
     if store.config.org(&org_id).is_none() {
         let org = Org {

@@ -26,7 +26,7 @@ use hookrelay_ingest::{
     Committer, IngestGrpc, IngestKeys,
 };
 use hookrelay_scheduler::{Scheduler, SchedulerChannels};
-use hookrelay_store::{EventLog, Store};
+use hookrelay_store::{Housekeeping, Store};
 use hookrelay_worker::WorkerPool;
 use std::{convert::Infallible, sync::Arc, time::Duration};
 use tokio::sync::{mpsc, watch};
@@ -57,7 +57,8 @@ pub(crate) async fn serve(
     let store = tokio::task::spawn_blocking(move || Store::open_with(&path, reserve))
         .await
         .context("store open task failed")?
-        .with_context(|| format!("cannot open the store at {}", config.store.path.display()))?;
+        .with_context(|| format!("cannot open the store at {}", config.store.path.display()))?
+        .backend();
     if let Some(c) = &creds {
         dev::ensure(&store, c).await?;
     }
@@ -238,16 +239,13 @@ pub(crate) async fn serve(
                 let p = scrape_progress.borrow();
                 (p.read, p.pending)
             };
-            let s = scrape_store.clone();
+            let s = scrape_store.housekeeping.clone();
             async move {
                 // One consistent picture: all three from the same moment.
                 metrics::gauge!(metric::LOG_SEQUENCE).set(head as f64);
                 metrics::gauge!(metric::FANOUT_LAG).set(head.saturating_sub(read) as f64);
                 metrics::gauge!(metric::DELIVERIES_PENDING).set(pending as f64);
-                // The size walks the store's files: off the runtime threads.
-                if let Ok(bytes) = tokio::task::spawn_blocking(move || s.size_on_disk()).await {
-                    metrics::gauge!(metric::STORE_BYTES).set(bytes as f64);
-                }
+                metrics::gauge!(metric::STORE_BYTES).set(s.size_on_disk().await as f64);
                 m.render()
             }
         }),
@@ -337,7 +335,7 @@ pub(crate) async fn serve(
         "retention",
         shutting_down.clone(),
         maintain(
-            store.clone(),
+            store.housekeeping.clone(),
             config.store.retention,
             config.store.compact_interval,
             stop_scheduler.clone(),
@@ -431,7 +429,7 @@ pub(crate) async fn serve(
     stop_scheduler.cancel();
     let _ = tokio::time::timeout_at(deadline, scheduler_task).await;
     tasks.close();
-    if let Err(e) = store.flush().await {
+    if let Err(e) = store.housekeeping.flush().await {
         sup.fail("final flush", e);
     }
     if let Some(failure) = sup.failure() {
@@ -468,7 +466,7 @@ fn api_config(config: &Config) -> ApiConfig {
 /// Retention: one compaction pass per interval (small batches, off the
 /// runtime threads).
 async fn maintain(
-    store: Store,
+    housekeeping: Arc<dyn Housekeeping>,
     retention: Duration,
     interval: Duration,
     stop: CancellationToken,
@@ -476,9 +474,6 @@ async fn maintain(
     /// Consecutive failed passes tolerated (each retried on the next tick).
     const MAX_FAILURES: u32 = 10;
     let mut failures = 0u32;
-    /// Chunks and attempt entries handled per pass: bounded work per tick.
-    const MAX_CHUNKS: usize = 256;
-    const MAX_ATTEMPTS: usize = 100_000;
     let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX / 2);
     let mut tick = tokio::time::interval(interval);
     loop {
@@ -486,12 +481,10 @@ async fn maintain(
             _ = tick.tick() => {}
             () = stop.cancelled() => break,
         }
-        let s = store.clone();
         let before = hookrelay_core::now_ms().saturating_sub(retention_ms);
-        let pass =
-            tokio::task::spawn_blocking(move || s.compact(before, MAX_CHUNKS, MAX_ATTEMPTS)).await;
-        match pass {
-            Ok(Ok(stats)) => {
+        // A pass is bounded work: the backend caps what one pass removes.
+        match housekeeping.compact(before).await {
+            Ok(stats) => {
                 if stats.chunks > 0 || stats.attempts > 0 {
                     info!(
                         chunks = stats.chunks,
@@ -504,7 +497,10 @@ async fn maintain(
                 }
                 failures = 0;
             }
-            Ok(Err(e)) => {
+            Err(hookrelay_store::StoreError::Task(e)) => {
+                anyhow::bail!("compaction task panicked: {e}")
+            }
+            Err(e) => {
                 failures += 1;
                 warn!(error = %e, failures, "compaction pass failed; retrying on the next tick");
                 if failures >= MAX_FAILURES {
@@ -513,7 +509,6 @@ async fn maintain(
                     );
                 }
             }
-            Err(e) => anyhow::bail!("compaction task panicked: {e}"),
         }
     }
     Ok(())

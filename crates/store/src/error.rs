@@ -63,6 +63,9 @@ pub enum StoreError {
         /// What is missing.
         what: &'static str,
     },
+    /// A blocking storage task ended without an answer (it panicked).
+    #[error("storage task failed: {0}")]
+    Task(String),
 }
 
 impl StoreError {

@@ -37,6 +37,7 @@
 //! dispatch cursor is written after the records it depends on, so after a
 //! crash the scheduler re-dispatches every event past the surviving cursor.
 
+mod backend;
 pub mod codec;
 mod config;
 mod deliveries;
@@ -48,6 +49,7 @@ mod retention;
 mod sled_config;
 mod webhook_record;
 
+pub use backend::{Backend, Housekeeping};
 pub use config::{
     App, ConfigStore, DeviceToken, IngestKey, Org, PrimaryChange, Subscribers, TokenScope,
     WebhookChange,
