@@ -307,3 +307,81 @@ async fn organization_wide_deliveries_retry_and_app_webhooks_name_their_app() {
     })
     .await;
 }
+
+/// An organization-wide webhook disabled after failing too long is announced
+/// to its organization's other organization-wide webhooks, and to no other
+/// organization: not delivered there, and not readable there by id.
+#[tokio::test]
+async fn a_disabled_organization_wide_webhook_is_announced_only_to_its_organization() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data"))
+        .base_delay_ms(300)
+        .set("delivery", "disable_after", "\"1s\"")
+        .start();
+    let failing = Receiver::start().await;
+    failing.set_default(500);
+    let watcher = Receiver::start().await;
+    let other = Receiver::start().await;
+    let (org, admin) = organization(&server, "acme").await;
+    let (_, other_admin) = organization(&server, "globex").await;
+    assert_eq!(bind(&server, &org, "od-1").await.0, 201);
+    let mut ids = Vec::new();
+    for (key, url, events) in [
+        (&admin, failing.url("/"), json!(["message.*"])),
+        (&admin, watcher.url("/"), json!(["webhook.disabled"])),
+        (&other_admin, other.url("/"), json!(["*"])),
+    ] {
+        let (status, w) = call(
+            &server,
+            M::POST,
+            "/v1/organization/webhooks",
+            key,
+            Some(json!({"url": url, "events": events, "retry_attempts": 10})),
+        )
+        .await;
+        assert_eq!(status, 201, "{w}");
+        ids.push(w["id"].as_str().expect("id").to_owned());
+    }
+    let mut client = grpc(&server).await;
+    publish(&mut client, event("od-1", "message.sent", "{}"))
+        .await
+        .expect("publish");
+    let got = watcher.wait_for(1, 20).await;
+    assert_eq!(got[0].json()["event"], "webhook.disabled");
+    assert_eq!(got[0].json()["data"]["webhook_id"], ids[0].as_str());
+    let (_, bad) = call(
+        &server,
+        M::GET,
+        &format!("/v1/organization/webhooks/{}", ids[0]),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(bad["active"], false);
+
+    // The notice's delivery id, aimed at the other organization's webhook.
+    let (_, l) = call(
+        &server,
+        M::GET,
+        &format!("/v1/organization/webhooks/{}/deliveries", ids[1]),
+        &admin,
+        None,
+    )
+    .await;
+    let notice = l["data"][0]["id"]
+        .as_str()
+        .expect("the notice's delivery")
+        .to_owned();
+    let forged = format!("dlv_{}{}", &notice[4..28], ids[2].trim_start_matches("wh_"));
+    let (status, body) = call(
+        &server,
+        M::GET,
+        &format!("/v1/deliveries/{forged}"),
+        &other_admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(other.count(), 0);
+}

@@ -126,9 +126,7 @@ fn find(
 
 /// Whether `e` is from a device whose events `w` receives.
 fn reaches(state: &ApiState, w: &Webhook, e: &LoggedEvent) -> bool {
-    state
-        .config
-        .reaches(w, &e.event.device_id, e.appended_at_ms)
+    state.config.receives(w, &e.event, e.appended_at_ms)
 }
 
 /// Whether fan-out gives `e` to `w` (a first attempt, generation 0).

@@ -12,6 +12,13 @@ pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
 /// Sent only by `POST /v1/webhooks/{id}/test`, whatever the filter.
 pub const WEBHOOK_TEST: &str = "webhook.test";
 
+/// The webhook an engine event is about (`webhook.test`, `webhook.disabled`):
+/// its data's `webhook_id`.
+pub fn named_webhook(data: &str) -> Option<crate::WebhookId> {
+    let v: serde_json::Value = serde_json::from_str(data).ok()?;
+    v.get("webhook_id")?.as_str().map(crate::WebhookId::from)
+}
+
 /// One catalog entry as `GET /v1/event-types` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct EventTypeInfo {

@@ -30,7 +30,9 @@ mod time;
 mod token;
 mod webhook;
 
-pub use catalog::{Catalog, EventTypeInfo, BUILTIN_CATEGORIES, WEBHOOK_DISABLED, WEBHOOK_TEST};
+pub use catalog::{
+    named_webhook, Catalog, EventTypeInfo, BUILTIN_CATEGORIES, WEBHOOK_DISABLED, WEBHOOK_TEST,
+};
 pub use config::{CatalogConfig, DeliveryConfig};
 pub use delivery::{
     Attempt, AttemptReport, AttemptResult, DeliveryKey, DeliveryRecord, DeliveryStatus,

@@ -8,7 +8,10 @@
 //! sled implementation is in [`sled_config`](crate::sled_config).
 
 use crate::{BoxFuture, StoreError};
-use hookrelay_core::{DeviceId, OrgId, TokenHash, Webhook, WebhookId};
+use hookrelay_core::{
+    named_webhook, DeviceId, Event, OrgId, TokenHash, Webhook, WebhookId, WEBHOOK_DISABLED,
+    WEBHOOK_TEST,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -214,18 +217,31 @@ pub trait ConfigStore: Send + Sync + 'static {
     fn webhook(&self, id: &WebhookId) -> Option<Arc<Webhook>>;
     /// A device's webhooks, oldest first.
     fn webhooks_of(&self, device: &DeviceId) -> Vec<Arc<Webhook>>;
-    /// Whether `w` receives the events of `device` appended at
-    /// `appended_at_ms`: its own app's, or for an organization-wide webhook
-    /// those of every app bound to its organization, from the binding on
-    /// (and its own test sends, from device id `""`).
-    fn reaches(&self, w: &Webhook, device: &str, appended_at_ms: i64) -> bool {
-        if device == w.device_id.as_str() {
-            return true;
+    /// Whether `w` gets the event `e` appended at `appended_at_ms` (before
+    /// its filter): the one rule of fan-out, retries and the delivery lookup.
+    /// - A test send reaches only the webhook it names.
+    /// - An app's webhook gets its app's events.
+    /// - An organization-wide webhook gets the events of every app bound to
+    ///   its organization, from the binding on, and the engine's notices
+    ///   about its organization's organization-wide webhooks (from device
+    ///   id `""`, which producers cannot use).
+    fn receives(&self, w: &Webhook, e: &Event, appended_at_ms: i64) -> bool {
+        if e.event_type == WEBHOOK_TEST {
+            return e.device_id == w.device_id.as_str()
+                && named_webhook(&e.data).is_some_and(|id| id == w.id);
         }
-        w.app().is_none()
-            && self
-                .app(&DeviceId::from(device))
-                .is_some_and(|a| a.org_id == w.org_id && appended_at_ms >= a.created_at_ms)
+        match w.app() {
+            Some(device) => e.device_id == device.as_str(),
+            None if e.device_id.is_empty() => {
+                e.event_type == WEBHOOK_DISABLED
+                    && named_webhook(&e.data)
+                        .and_then(|id| self.webhook(&id))
+                        .is_some_and(|n| n.app().is_none() && n.org_id == w.org_id)
+            }
+            None => self
+                .app(&DeviceId::from(e.device_id.as_str()))
+                .is_some_and(|a| a.org_id == w.org_id && appended_at_ms >= a.created_at_ms),
+        }
     }
     /// An organization's organization-wide webhooks, oldest first.
     fn org_webhooks(&self, org: &OrgId) -> Vec<Arc<Webhook>>;

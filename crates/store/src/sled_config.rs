@@ -843,10 +843,29 @@ mod tests {
         assert!(ids(c.subscribers(&DeviceId::from("dev-2")), 5).is_empty());
         assert!(ids(c.subscribers(&DeviceId::from("unbound")), 5).is_empty());
         let wide = c.webhook(&WebhookId::from("wh_org")).expect("wide");
-        assert!(c.reaches(&wide, "dev-1", 2));
-        assert!(!c.reaches(&wide, "dev-1", 1));
-        assert!(!c.reaches(&wide, "dev-2", 5));
-        assert!(c.reaches(&wide, "", 5), "its own test sends");
+        let ev = |device: &str, ty: &str, data: &str| hookrelay_core::Event {
+            id: "e".into(),
+            device_id: device.into(),
+            event_type: ty.into(),
+            occurred_at_ms: 0,
+            data: data.into(),
+        };
+        let msg = |device: &str| ev(device, "message.received", "{}");
+        assert!(c.receives(&wide, &msg("dev-1"), 2));
+        assert!(!c.receives(&wide, &msg("dev-1"), 1), "before the binding");
+        assert!(
+            !c.receives(&wide, &msg("dev-2"), 5),
+            "another organization's"
+        );
+        let test_of = |id: &str| format!(r#"{{"webhook_id":"{id}"}}"#);
+        assert!(c.receives(&wide, &ev("", "webhook.test", &test_of("wh_org")), 5));
+        assert!(!c.receives(&wide, &ev("", "webhook.test", &test_of("wh_old")), 5));
+        let old = c.webhook(&WebhookId::from("wh_old")).expect("old");
+        assert!(!c.receives(&old, &ev("", "webhook.test", &test_of("wh_org")), 5));
+        // Notices about organization-wide webhooks stay in their organization.
+        assert!(c.receives(&wide, &ev("", "webhook.disabled", &test_of("wh_org")), 5));
+        assert!(!c.receives(&wide, &ev("", "webhook.disabled", &test_of("wh_old")), 5));
+        assert!(!c.receives(&old, &ev("", "webhook.disabled", &test_of("wh_org")), 5));
     }
 
     /// A deleted app's id is never bound again, to anyone, even after a restart.

@@ -198,10 +198,7 @@ impl Scheduler {
             .read(key.seq, 1)?
             .into_iter()
             .find(|e| {
-                e.seq == key.seq
-                    && self
-                        .config
-                        .reaches(&webhook, &e.event.device_id, e.appended_at_ms)
+                e.seq == key.seq && self.config.receives(&webhook, &e.event, e.appended_at_ms)
             })
             .ok_or_else(|| ControlError::NotFound("the event is no longer in the log".into()))?;
         let now = now_ms();

@@ -139,11 +139,24 @@ impl Scheduler {
         let device = DeviceId::from(ev.device_id.as_str());
         let matching: Vec<Arc<Webhook>> = if ev.event_type == WEBHOOK_TEST {
             // A test event goes to the one webhook named in it, whatever its filter.
-            // (An organization-wide webhook's test goes as from device id "".)
-            test_target(&ev.data)
+            named_webhook(&ev.data)
                 .and_then(|id| self.config.webhook(&id))
-                .filter(|w| w.active && w.device_id == device)
+                .filter(|w| w.active && self.config.receives(w, ev, e.appended_at_ms))
                 .into_iter()
+                .collect()
+        } else if ev.device_id.is_empty() {
+            // The engine's notice about an organization-wide webhook: to its
+            // organization's organization-wide webhooks that select it.
+            named_webhook(&ev.data)
+                .and_then(|id| self.config.webhook(&id))
+                .map(|named| self.config.org_webhooks(&named.org_id))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|w| {
+                    w.active
+                        && self.config.receives(w, ev, e.appended_at_ms)
+                        && self.catalog.matches_any(&w.events, &ev.event_type)
+                })
                 .collect()
         } else {
             self.config
@@ -293,10 +306,4 @@ impl Scheduler {
         }));
         Ok(())
     }
-}
-
-/// The webhook a `webhook.test` event is for: its data's `webhook_id`.
-fn test_target(data: &str) -> Option<WebhookId> {
-    let v: serde_json::Value = serde_json::from_str(data).ok()?;
-    v.get("webhook_id")?.as_str().map(WebhookId::from)
 }

@@ -16,9 +16,9 @@ use crate::{
 };
 use commands::Command;
 use hookrelay_core::{
-    metric, now_ms, signing, Attempt, AttemptReport, AttemptResult, Catalog, DeliveryConfig,
-    DeliveryKey, DeliveryRecord, DeliveryStatus, DeliveryTask, DeviceId, ErrorKind, Progress, Seq,
-    Webhook, WebhookId, WEBHOOK_TEST,
+    metric, named_webhook, now_ms, signing, Attempt, AttemptReport, AttemptResult, Catalog,
+    DeliveryConfig, DeliveryKey, DeliveryRecord, DeliveryStatus, DeliveryTask, DeviceId, ErrorKind,
+    Progress, Seq, Webhook, WebhookId, WEBHOOK_TEST,
 };
 use hookrelay_store::{
     ConfigStore, DeliveryStore, DeliveryWrite, DueEntry, DueKind, EventLog, LoggedEvent, StoreError,
