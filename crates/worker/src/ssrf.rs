@@ -15,6 +15,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 #[error("target address {0} is not allowed (private, loopback or otherwise internal)")]
 pub struct BlockedAddress(pub IpAddr);
 
+// The address classes are written out here rather than taken from a crate:
+// std's stable `Ipv4Addr`/`Ipv6Addr` predicates miss shared (100.64/10),
+// benchmarking, reserved and the IPv6 transition forms (6to4, Teredo, NAT64
+// local-use, mapped and compatible addresses), and the crates that list
+// special-purpose ranges (`ipnet`, `ip_network`) give ranges, not a policy of
+// which ones a webhook may reach; this table is that policy, with its tests.
 fn v4_blocked(ip: Ipv4Addr) -> bool {
     let [a, b, ..] = ip.octets();
     ip.is_loopback()
