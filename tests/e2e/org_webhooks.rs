@@ -294,6 +294,31 @@ async fn organization_wide_deliveries_retry_and_app_webhooks_name_their_app() {
     assert_eq!(status, 202, "{r}");
     let got = receiver.wait_for(2, 10).await;
     assert_eq!(got[1].status, 200);
+    // The organization-wide limit holds and says so (one exists already).
+    for i in 1..20 {
+        let (status, w) = call(
+            &server,
+            M::POST,
+            "/v1/organization/webhooks",
+            &t.admin_key,
+            Some(json!({"url": receiver.url(&format!("/more/{i}")), "events": ["call.*"]})),
+        )
+        .await;
+        assert_eq!(status, 201, "{i}: {w}");
+    }
+    let (status, e) = call(
+        &server,
+        M::POST,
+        "/v1/organization/webhooks",
+        &t.admin_key,
+        Some(json!({"url": receiver.url("/over"), "events": ["call.*"]})),
+    )
+    .await;
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(
+        e["error"]["message"],
+        "the organization (organization-wide) already has 20 webhooks, the most allowed"
+    );
     eventually(10, "the retried delivery delivered", || async {
         let (_, d) = call(
             &server,

@@ -234,13 +234,17 @@ pub(crate) async fn create(
         .await
     {
         Err(StoreError::Limit { max, .. }) => {
+            let owner = match scope.kind {
+                WebhookScope::App => "app",
+                WebhookScope::Organization => "organization (organization-wide)",
+            };
             return Err(ApiError::validation(
-                format!("the app already has {max} webhooks, the most allowed"),
+                format!("the {owner} already has {max} webhooks, the most allowed"),
                 vec![FieldError {
                     field: "url".into(),
-                    message: "webhook limit per app reached".into(),
+                    message: format!("webhook limit per {owner} reached"),
                 }],
-            ))
+            ));
         }
         other => other?,
     };
