@@ -65,6 +65,9 @@ pub(crate) struct Outcome {
     pub(crate) latency: Option<Latency>,
     pub(crate) server_peak_rss_mib: f64,
     pub(crate) server_cpu_s: f64,
+    /// Server CPU per counted unit, microseconds: the whole process's CPU
+    /// over the run (ingest, fan-out and delivery) divided by the count.
+    pub(crate) server_cpu_us_per_unit: f64,
     pub(crate) extra: serde_json::Value,
 }
 
@@ -83,8 +86,11 @@ impl Outcome {
             );
         }
         println!(
-            "server          peak RSS {:.1} MiB, CPU {:.2} s",
-            self.server_peak_rss_mib, self.server_cpu_s
+            "server          peak RSS {:.1} MiB, CPU {:.2} s ({:.0} µs per {})",
+            self.server_peak_rss_mib,
+            self.server_cpu_s,
+            self.server_cpu_us_per_unit,
+            singular(&self.rate_unit)
         );
         if !self.extra.is_null() {
             println!("more            {}", self.extra);
@@ -92,8 +98,22 @@ impl Outcome {
     }
 }
 
+/// "deliveries" → "delivery", "events" → "event".
+fn singular(unit: &str) -> String {
+    match unit.strip_suffix("ies") {
+        Some(stem) => format!("{stem}y"),
+        None => unit.strip_suffix('s').unwrap_or(unit).to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn units_read_in_the_singular() {
+        assert_eq!(super::singular("drained deliveries"), "drained delivery");
+        assert_eq!(super::singular("events"), "event");
+    }
+
     #[test]
     fn percentiles() {
         let l = super::latency((1..=1000).map(|i| i * 1000).collect());

@@ -154,6 +154,7 @@ pub(crate) fn finish(
     server: &Server,
 ) -> Outcome {
     let pid = server.pid();
+    let cpu = cpu_seconds(pid);
     Outcome {
         scenario: scenario.to_owned(),
         params,
@@ -163,7 +164,8 @@ pub(crate) fn finish(
         seconds: m.secs,
         latency: m.latency,
         server_peak_rss_mib: peak_rss_mib(pid),
-        server_cpu_s: cpu_seconds(pid),
+        server_cpu_s: cpu,
+        server_cpu_us_per_unit: cpu * 1e6 / (m.count.max(1) as f64),
         extra: serde_json::Value::Null,
     }
 }
