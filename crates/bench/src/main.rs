@@ -42,6 +42,10 @@ struct Cli {
     /// Bytes of body the sink answers with (default none).
     #[arg(long, global = true, default_value_t = 0)]
     answer_bytes: usize,
+    /// Loopback hosts the webhooks are spread over (1..=10; 1: every
+    /// webhook on one customer host).
+    #[arg(long, global = true, default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..=10))]
+    hosts: u8,
 }
 
 #[derive(Subcommand)]
@@ -124,6 +128,7 @@ enum Scenario {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     sink::answer_with(cli.answer_bytes);
+    sink::hosts_with(cli.hosts);
     let bin = cli
         .server_bin
         .clone()

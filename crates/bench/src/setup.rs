@@ -14,10 +14,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// Loopback addresses the sink listens on (127.0.0.1 … 127.0.0.10): webhooks
-/// are spread over them as customers' endpoints are spread over hosts.
-pub(crate) const SINK_HOSTS: u8 = 10;
-
 /// What a load run sends: `events` events of `size` bytes over `streams`
 /// gRPC streams.
 #[derive(Clone, Copy, Debug)]
@@ -33,7 +29,7 @@ pub(crate) async fn devices_to_sink(
     server: &Server,
     devices: u64,
 ) -> anyhow::Result<Arc<sink::SinkStats>> {
-    let (addrs, stats) = sink::start(SINK_HOSTS).await?;
+    let (addrs, stats) = sink::start(sink::hosts()).await?;
     let admin = server.organization().await?;
     for d in 0..devices {
         let token = server.device(&admin, &format!("dev-{d}")).await?;

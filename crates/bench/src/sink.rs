@@ -54,6 +54,20 @@ pub(crate) fn answer_with(n: usize) {
     let _ = ANSWER.set(Bytes::from(vec![b'x'; n]));
 }
 
+/// How many loopback hosts the sinks listen on (see [`hosts_with`]).
+static HOSTS: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+
+/// Spreads sinks over `n` loopback hosts (1..=10; default 10): 1 is one
+/// customer backend receiving every device's events.
+pub(crate) fn hosts_with(n: u8) {
+    let _ = HOSTS.set(n.clamp(1, 10));
+}
+
+/// The number of sink hosts.
+pub(crate) fn hosts() -> u8 {
+    HOSTS.get().copied().unwrap_or(10)
+}
+
 fn answer() -> Bytes {
     ANSWER.get().cloned().unwrap_or_default()
 }

@@ -5,7 +5,7 @@ use crate::{
     progress::{Counters, Progress},
     report::Outcome,
     server::{Server, ServerOptions},
-    setup::{finish, publish, take_latency, wait_for, Load, Measured, SINK_HOSTS},
+    setup::{finish, publish, take_latency, wait_for, Load, Measured},
     sink,
 };
 use serde_json::json;
@@ -52,7 +52,7 @@ async fn one_run(
     timeout: u32,
 ) -> anyhow::Result<(f64, Outcome)> {
     let server = Server::start(bin, data, &ServerOptions::default())?;
-    let (addrs, stats) = sink::start(SINK_HOSTS).await?;
+    let (addrs, stats) = sink::start(sink::hosts()).await?;
     let dead_addr = sink::start_dead().await?;
     let admin = server.organization().await?;
     for d in 0..healthy {

@@ -4,7 +4,7 @@ use crate::{
     progress::{Counters, Progress},
     report::Outcome,
     server::{Server, ServerOptions},
-    setup::{publish, sink_outcome, Load, SINK_HOSTS},
+    setup::{publish, sink_outcome, Load},
     sink,
 };
 use serde_json::json;
@@ -17,7 +17,7 @@ pub(crate) async fn run(
     load: Load,
 ) -> anyhow::Result<Outcome> {
     let server = Server::start(bin, data, &ServerOptions::default())?;
-    let (addrs, stats) = sink::start(SINK_HOSTS).await?;
+    let (addrs, stats) = sink::start(sink::hosts()).await?;
     let admin = server.organization().await?;
     let token = server.device(&admin, "fan").await?;
     server
