@@ -63,6 +63,8 @@ async fn an_organization_wide_webhook_gets_every_device_and_only_its_organizatio
     )
     .await
     .expect("publish");
+    // Binding times are milliseconds: the earlier event must be in an earlier one.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     assert_eq!(bind(&server, &org, "ow-3").await.0, 201);
     publish(
         &mut client,
