@@ -273,38 +273,8 @@ pub(crate) async fn serve(
         )),
         _ => None,
     };
-    let conns = match &http_tls {
-        Some(tls) => crate::http::Connections::Tls(tls::accept(
-            http_listener,
-            tls.clone(),
-            http_stop.clone(),
-            &tasks,
-        )),
-        None => crate::http::Connections::Tcp(http_listener),
-    };
-    let http_serve = crate::http::serve(
-        conns,
-        app,
-        config.http.header_read_timeout,
-        http_stop.clone(),
-        config.shutdown.timeout / 4,
-    );
-    let http_task = tasks.spawn(
-        sup.watch("REST listener", shutting_down.clone(), async move {
-            http_serve.await;
-            Ok::<(), Infallible>(())
-        }),
-    );
-    // Each vendor profile on a listener of its own, served like the main one.
-    let mut profile_addrs = Vec::new();
-    let mut profile_tasks = Vec::new();
-    for p in &config.profiles {
-        let app = hookrelay_api::profile_app(&p.name, api_state.clone())
-            .with_context(|| format!("unknown profile {:?}", p.name))?;
-        let listener = tokio::net::TcpListener::bind(p.listen)
-            .await
-            .with_context(|| format!("cannot listen on the {} profile's {}", p.name, p.listen))?;
-        profile_addrs.push(format!("profile:{}={}", p.name, listener.local_addr()?));
+    // The main listener and each vendor profile's, served alike.
+    let spawn_rest = |listener: tokio::net::TcpListener, app: Router, what: &'static str| {
         let conns = match &http_tls {
             Some(tls) => crate::http::Connections::Tls(tls::accept(
                 listener,
@@ -321,14 +291,22 @@ pub(crate) async fn serve(
             http_stop.clone(),
             config.shutdown.timeout / 4,
         );
-        profile_tasks.push(tasks.spawn(sup.watch(
-            "profile listener",
-            shutting_down.clone(),
-            async move {
-                serve.await;
-                Ok::<(), Infallible>(())
-            },
-        )));
+        tasks.spawn(sup.watch(what, shutting_down.clone(), async move {
+            serve.await;
+            Ok::<(), Infallible>(())
+        }))
+    };
+    let http_task = spawn_rest(http_listener, app, "REST listener");
+    let mut profile_addrs = Vec::new();
+    let mut profile_tasks = Vec::new();
+    for p in &config.profiles {
+        let app = hookrelay_api::profile_app(&p.name, api_state.clone())
+            .with_context(|| format!("unknown profile {:?}", p.name))?;
+        let listener = tokio::net::TcpListener::bind(p.listen)
+            .await
+            .with_context(|| format!("cannot listen on the {} profile's {}", p.name, p.listen))?;
+        profile_addrs.push(format!("profile:{}={}", p.name, listener.local_addr()?));
+        profile_tasks.push(spawn_rest(listener, app, "profile listener"));
     }
 
     tasks.spawn(sup.watch(
