@@ -20,11 +20,12 @@ use axum::{
     Json,
 };
 use hookrelay_core::{
-    generate_secret, new_event_id, now_ms, rfc3339_ms, Attempt, DeliveryKey, DeliveryRecord,
-    DeliveryStatus, Event, FieldError, Seq, Webhook, WEBHOOK_TEST,
+    generate_secret, new_event_id, now_ms, partition_of, partition_seq, rfc3339_ms, seq_partition,
+    Attempt, DeliveryKey, DeliveryRecord, DeliveryStatus, Event, FieldError, Partition, Seq,
+    Webhook, WEBHOOK_TEST,
 };
 use hookrelay_scheduler::ControlError;
-use hookrelay_store::{LoggedEvent, TokenScope};
+use hookrelay_store::{Appended, LoggedEvent, TokenScope};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
@@ -54,9 +55,10 @@ impl<'a> Events<'a> {
         }
     }
 
-    fn get(&mut self, seq: Seq) -> Result<Option<&LoggedEvent>, ApiError> {
+    async fn get(&mut self, seq: Seq) -> Result<Option<&LoggedEvent>, ApiError> {
         if !self.cache.contains_key(&seq) {
-            for e in self.state.log.read(seq, 256)? {
+            let read = self.state.log.read(seq_partition(seq), seq, 256).await?;
+            for e in read {
                 self.cache.insert(e.seq, e);
             }
         }
@@ -91,7 +93,7 @@ impl Found {
 /// is the first attempt of a logged event of the webhook's own device that
 /// the webhook selects (fan-out and test sends, before their attempt is
 /// written). Any other id, whatever it encodes, is `None`.
-fn find(
+async fn find(
     state: &ApiState,
     webhook: &Webhook,
     key: DeliveryKey,
@@ -100,9 +102,12 @@ fn find(
     if key.webhook_id != webhook.id {
         return Ok(None);
     }
-    let record = state.deliveries.record(&key)?;
-    let attempts = state.deliveries.attempts(&key)?;
-    let logged = events.get(key.seq)?.filter(|e| reaches(state, webhook, e));
+    let record = state.deliveries.record(&key).await?;
+    let attempts = state.deliveries.attempts(&key).await?;
+    let logged = events
+        .get(key.seq)
+        .await?
+        .filter(|e| reaches(state, webhook, e));
     let made = record.is_some()
         || !attempts.is_empty()
         || (key.generation == 0 && logged.is_some_and(|e| fans_out_to(state, webhook, e)));
@@ -217,7 +222,7 @@ pub(crate) async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Native> {
     let scope = device_scope(&s, &h)?;
-    Ok(Json(list_of(&s, &scope, &id, &q)?))
+    Ok(Json(list_of(&s, &scope, &id, &q).await?))
 }
 
 #[utoipa::path(get, path = "/v1/organization/webhooks/{id}/deliveries", tag = "deliveries", params(("id" = String, Path, description = "webhook id (wh_…)"), ("status" = Option<String>, Query, description = "pending, delivered, failed or cancelled"), ("limit" = Option<u32>, Query, description = "1..=100, default 20"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = DeliveryList), (status = 400, body = NativeError), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
@@ -228,11 +233,11 @@ pub(crate) async fn o_list(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Native> {
     let scope = org_scope(&s, &h)?;
-    Ok(Json(list_of(&s, &scope, &id, &q)?))
+    Ok(Json(list_of(&s, &scope, &id, &q).await?))
 }
 
 /// A page of a webhook's deliveries.
-fn list_of(
+async fn list_of(
     s: &ApiState,
     scope: &Scope,
     id: &str,
@@ -272,11 +277,11 @@ fn list_of(
             keys,
             exhausted,
             resume,
-        } = page_keys(s, &w, after, limit, &mut events)?;
+        } = page_keys(s, &w, after, limit, &mut events).await?;
         after = resume.or(after);
         for key in keys {
             after = Some((key.seq, key.generation));
-            let Some(found) = find(s, &w, key, &mut events)? else {
+            let Some(found) = find(s, &w, key, &mut events).await? else {
                 continue;
             };
             let v = view(&found, false);
@@ -307,50 +312,70 @@ const UNRECORDED_SCAN: usize = 4096;
 /// fan-out gives `w`: dispatched and in flight, or still waiting in the
 /// window). Events at or before the cursor are settled, so everything they
 /// made is written.
-fn page_keys(
+async fn page_keys(
     s: &ApiState,
     w: &Webhook,
     after: Option<(Seq, u32)>,
     limit: usize,
     events: &mut Events<'_>,
 ) -> Result<Page, ApiError> {
-    let stored = s.deliveries.webhook_deliveries(&w.id, after, limit)?;
+    let stored = s.deliveries.webhook_deliveries(&w.id, after, limit).await?;
     let stored_done = stored.len() < limit;
     // Past the last stored key of a full page nothing more is needed.
     let until = match stored.last() {
         Some(k) if !stored_done => k.seq,
         _ => Seq::MAX,
     };
-    let mut from = s
-        .deliveries
-        .cursor()?
-        .max(after.map_or(0, |(seq, _)| seq))
-        .saturating_add(1);
     let mut keys: std::collections::BTreeSet<(Seq, u32)> =
         stored.iter().map(|k| (k.seq, k.generation)).collect();
-    let (mut scanned, mut found, mut log_done) = (0, 0, false);
-    while from <= until && found < limit {
-        if scanned >= UNRECORDED_SCAN {
-            break;
-        }
-        let batch = s.log.read(from, 256)?;
-        let Some(last) = batch.last().map(|e| e.seq) else {
-            log_done = true;
-            break;
-        };
-        scanned += batch.len();
-        for e in batch.into_iter().filter(|e| e.seq <= until) {
-            if fans_out_to(s, w, &e) {
-                found += 1;
-                keys.insert((e.seq, 0));
-                events.cache.insert(e.seq, e);
+    let (mut scanned, mut found, mut log_done) = (0, 0, true);
+    // Where the scan stopped short, in the lowest partition it stopped in.
+    let mut stopped: Option<Seq> = None;
+    // The partitions whose events can reach `w`, in sequence order.
+    let partitions: Vec<Partition> = match w.app() {
+        Some(device) => vec![partition_of(device.as_str(), s.log.partitions())],
+        None => (0..s.log.partitions()).collect(),
+    };
+    for p in partitions {
+        let mut from = s
+            .deliveries
+            .cursor(p)
+            .await?
+            .max(after.map_or(0, |(seq, _)| seq))
+            .max(partition_seq(p, 0))
+            .saturating_add(1);
+        while from <= until && found < limit {
+            if scanned >= UNRECORDED_SCAN {
+                log_done = false;
+                stopped.get_or_insert(from.saturating_sub(1));
+                break;
             }
+            let batch = s.log.read(p, from, 256).await?;
+            let Some(last) = batch.last().map(|e| e.seq) else {
+                break;
+            };
+            scanned += batch.len();
+            for e in batch.into_iter().filter(|e| e.seq <= until) {
+                if fans_out_to(s, w, &e) {
+                    found += 1;
+                    keys.insert((e.seq, 0));
+                    events.cache.insert(e.seq, e);
+                }
+            }
+            from = last.saturating_add(1);
         }
-        from = last.saturating_add(1);
+        if found >= limit && from <= until {
+            log_done = false;
+            stopped.get_or_insert(from.saturating_sub(1));
+        }
+        if !log_done {
+            break;
+        }
     }
-    let exhausted = keys.len() <= limit && stored_done && (log_done || from > until);
+    let exhausted = keys.len() <= limit && stored_done && log_done;
     // A scan that found nothing still moves the list on past what it read.
-    let resume = (keys.is_empty() && !exhausted).then(|| (from.saturating_sub(1), u32::MAX));
+    let resume = (keys.is_empty() && !exhausted)
+        .then(|| (stopped.unwrap_or(until.min(Seq::MAX - 1)), u32::MAX));
     let keys = keys
         .into_iter()
         .take(limit)
@@ -386,7 +411,7 @@ fn parse_cursor(c: &str) -> Option<(Seq, u32)> {
 
 /// A delivery of the caller's device, or 404: [`find`] through the
 /// webhook the id names, which must be the caller's.
-fn own_delivery(s: &ApiState, h: &HeaderMap, id: &str) -> Result<Found, ApiError> {
+async fn own_delivery(s: &ApiState, h: &HeaderMap, id: &str) -> Result<Found, ApiError> {
     let not_found = || ApiError::NotFound("delivery not found".into());
     let caller = crate::auth::caller(s, h)?;
     let key = DeliveryKey::parse(id).ok_or_else(not_found)?;
@@ -402,7 +427,9 @@ fn own_delivery(s: &ApiState, h: &HeaderMap, id: &str) -> Result<Found, ApiError
             TokenScope::Admin { org_id } => &w.org_id == org_id,
         })
         .ok_or_else(not_found)?;
-    find(s, &webhook, key, &mut Events::new(s))?.ok_or_else(not_found)
+    find(s, &webhook, key, &mut Events::new(s))
+        .await?
+        .ok_or_else(not_found)
 }
 
 /// `GET /v1/deliveries/{id}`: with its attempt log.
@@ -412,7 +439,7 @@ pub(crate) async fn get(
     h: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Native> {
-    let found = own_delivery(&s, &h, &id)?;
+    let found = own_delivery(&s, &h, &id).await?;
     Ok(Json(view(&found, true)))
 }
 
@@ -424,7 +451,7 @@ pub(crate) async fn retry(
     h: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), Native> {
-    let found = own_delivery(&s, &h, &id)?;
+    let found = own_delivery(&s, &h, &id).await?;
     let status = found.status();
     if !matches!(status, DeliveryStatus::Failed | DeliveryStatus::Cancelled) {
         return Err(ApiError::Conflict(format!(
@@ -485,8 +512,10 @@ pub(crate) async fn test_send(s: &ApiState, scope: &Scope, id: &str) -> Result<V
         data: json!({"webhook_id": w.id, "message": "Test event sent by hookrelay"}).to_string(),
     };
     let event_id = event.id.clone();
-    let seq = s.log.append(vec![event], vec![], now)?;
-    s.log.sync().await?;
+    let seq = match s.log.append(vec![event], vec![], now, now).await?.first() {
+        Some(Appended::New(seq) | Appended::Duplicate(seq)) => *seq,
+        None => return Err(ApiError::Unavailable("the event log took nothing".into())),
+    };
     let key = DeliveryKey {
         seq,
         generation: 0,

@@ -24,6 +24,7 @@ mod event;
 mod ids;
 mod json;
 mod names;
+mod partition;
 mod retry;
 pub mod signing;
 mod time;
@@ -45,6 +46,9 @@ pub use ids::{
 };
 pub use json::canonical_json_object;
 pub use names::{header, metric};
+pub use partition::{
+    local_seq, partition_of, partition_seq, seq_partition, Partition, MAX_PARTITIONS,
+};
 pub use retry::{Backoff, RetryPolicy};
 pub use time::{now_ms, rfc3339_ms, rfc3339_now};
 pub use token::{

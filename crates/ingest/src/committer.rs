@@ -1,16 +1,19 @@
 //! Group commit and idempotency.
 //!
-//! Every append waiting when the committer wakes goes into one log chunk and
-//! one flush; each waiter is answered after that flush (invariant 1). Before
+//! Every append waiting when the committer wakes goes into one log append
+//! (one chunk per partition); each waiter is answered once the log says it
+//! is durable (invariant 1). Before
 //! appending, events that carried a producer id are checked against the
 //! idempotency window: a `(device_id, id)` seen within `ingest.dedup_window`
 //! is answered with its original sequence and `duplicate = true`, and nothing
 //! is appended for it. The window is an in-memory map of 128-bit key hashes,
-//! persisted as one value per chunk beside the log and rebuilt at start.
+//! persisted as one value per chunk beside the log and rebuilt at start. A
+//! log shared by several nodes also checks keys itself and may answer that
+//! another node took one.
 
 use crate::{IngestConfig, IngestError};
 use hookrelay_core::{now_ms, Event, Progress, Seq};
-use hookrelay_store::{EventLog, IdemKey};
+use hookrelay_store::{Appended, EventLog, IdemKey};
 use sha2::{Digest, Sha256};
 use std::{
     collections::HashMap,
@@ -55,7 +58,9 @@ struct Request {
 #[derive(Clone)]
 pub struct CommitterHandle {
     tx: mpsc::Sender<Request>,
-    head: watch::Receiver<Seq>,
+    /// The log's durable head, when it has one partition (a partitioned log
+    /// is bounded by its backend's limits and the pending deliveries).
+    head: Option<watch::Receiver<Seq>>,
     progress: watch::Receiver<Progress>,
     max_backlog: u64,
     max_pending: u64,
@@ -80,7 +85,10 @@ impl CommitterHandle {
 
     fn check_load(&self) -> Result<(), IngestError> {
         let progress = *self.progress.borrow();
-        let backlog = self.head.borrow().saturating_sub(progress.cursor);
+        let backlog = self
+            .head
+            .as_ref()
+            .map_or(0, |h| h.borrow().saturating_sub(progress.cursor));
         if backlog > self.max_backlog {
             return Err(IngestError::Overloaded {
                 what: "unfanned events",
@@ -141,8 +149,6 @@ pub struct Committer {
     max_batch_events: usize,
     window_ms: i64,
     seen: Seen,
-    #[cfg(feature = "ack-before-flush")]
-    last_sync: Instant,
 }
 
 /// How one event of a commit is answered.
@@ -166,7 +172,7 @@ impl Committer {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let handle = CommitterHandle {
             tx,
-            head: log.durable_head(),
+            head: (log.partitions() == 1).then(|| log.durable_head(0)),
             progress,
             max_backlog: config.max_backlog,
             max_pending: config.max_pending_deliveries,
@@ -177,8 +183,6 @@ impl Committer {
             max_batch_events: config.max_batch_events.max(1),
             window_ms: i64::try_from(config.dedup_window.as_millis()).unwrap_or(i64::MAX / 2),
             seen: Seen::default(),
-            #[cfg(feature = "ack-before-flush")]
-            last_sync: Instant::now(),
         };
         (committer, handle)
     }
@@ -188,7 +192,7 @@ impl Committer {
     /// queued, and returns.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let since = now_ms().saturating_sub(self.window_ms);
-        match self.log.recent_keys(since) {
+        match self.log.recent_keys(since).await {
             Ok(keys) => {
                 for (k, seq, at) in keys {
                     self.seen.insert(k, (seq, at));
@@ -223,17 +227,17 @@ impl Committer {
             }
             self.commit(&mut batch).await;
             if last_prune.elapsed() >= PRUNE_EVERY {
-                self.prune();
+                self.prune().await;
                 last_prune = Instant::now();
             }
         }
         info!("ingest committer stopped");
     }
 
-    fn prune(&mut self) {
+    async fn prune(&mut self) {
         let cutoff = now_ms().saturating_sub(self.window_ms);
         self.seen.retain(|_, (_, at)| *at >= cutoff);
-        if let Err(e) = self.log.prune_keys(cutoff) {
+        if let Err(e) = self.log.prune_keys(cutoff).await {
             error!(error = %e, "pruning idempotency keys failed");
         }
     }
@@ -271,68 +275,52 @@ impl Committer {
             answers.push(mine);
         }
         let n = events.len();
-        let first = if n == 0 {
-            0
+        let taken = if n == 0 {
+            Vec::new()
         } else {
-            match self.log.append(events, keys.clone(), now) {
-                Ok(first) => first,
+            match self.log.append(events, keys.clone(), now, cutoff).await {
+                Ok(taken) if taken.len() == n => taken,
+                Ok(taken) => {
+                    let e = hookrelay_store::StoreError::Task(format!(
+                        "the log answered {} of {n} events",
+                        taken.len()
+                    ));
+                    return fail(batch, &e, n);
+                }
                 Err(e) => return fail(batch, &e, n),
             }
         };
-        // Fault injection for the crash test's self-check only: answer at
-        // append and flush lazily (every 250 ms), breaking invariant 1 the way
-        // an engine that "flushes periodically" does.
-        #[cfg(feature = "ack-before-flush")]
-        {
-            self.remember(&keys, first, now);
-            answer(batch, answers, first);
-            if self.last_sync.elapsed() >= Duration::from_millis(250) {
-                self.last_sync = Instant::now();
-                if let Err(e) = self.log.sync().await {
-                    error!(error = %e, "flush failed after answering (ack-before-flush build)");
-                }
+        for (k, offset) in &keys {
+            if let Appended::New(seq) = taken[*offset as usize] {
+                self.seen.insert(*k, (seq, now));
             }
         }
-        #[cfg(not(feature = "ack-before-flush"))]
-        {
-            if n > 0 {
-                if let Err(e) = self.log.sync().await {
-                    return fail(batch, &e, n);
-                }
-            }
-            self.remember(&keys, first, now);
-            answer(batch, answers, first);
-        }
-    }
-
-    fn remember(&mut self, keys: &[(IdemKey, u32)], first: Seq, now: i64) {
-        for (k, offset) in keys {
-            self.seen.insert(*k, (first + u64::from(*offset), now));
-        }
+        answer(batch, answers, &taken);
     }
 }
 
-/// Answers every request of a committed batch; `first` is the chunk's first sequence.
-fn answer(batch: &mut Vec<Request>, answers: Vec<Vec<(String, Answer)>>, first: Seq) {
+/// Answers every request of a committed batch; `taken` is the log's answer
+/// for each event of the chunk.
+fn answer(batch: &mut Vec<Request>, answers: Vec<Vec<(String, Answer)>>, taken: &[Appended]) {
     for (r, mine) in batch.drain(..).zip(answers) {
         let accepted = mine
             .into_iter()
-            .map(|(event_id, a)| match a {
-                Answer::New(off) => Accepted {
+            .map(|(event_id, a)| {
+                let (sequence, duplicate) = match a {
+                    Answer::New(off) => match taken[off as usize] {
+                        Appended::New(seq) => (seq, false),
+                        Appended::Duplicate(seq) => (seq, true),
+                    },
+                    Answer::RepeatInCommit(off) => match taken[off as usize] {
+                        Appended::New(seq) | Appended::Duplicate(seq) => (seq, true),
+                    },
+                    Answer::Duplicate(seq) => (seq, true),
+                };
+                Accepted {
                     event_id,
-                    sequence: first + u64::from(off),
-                    duplicate: false,
-                },
-                Answer::RepeatInCommit(off) => Accepted {
-                    event_id,
-                    sequence: first + u64::from(off),
-                    duplicate: true,
-                },
-                Answer::Duplicate(seq) => Accepted {
-                    event_id,
-                    sequence: seq,
-                    duplicate: true,
-                },
+                    sequence,
+                    duplicate,
+                }
             })
             .collect();
         // A producer that went away no longer needs its answer.

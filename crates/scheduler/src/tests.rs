@@ -5,7 +5,7 @@ use hookrelay_core::{
     Attempt, AttemptReport, AttemptResult, Catalog, DeliveryConfig, DeliveryStatus, DeliveryTask,
     DeviceId, Event, OrgId, Progress, RetryPolicy, Webhook, WebhookId,
 };
-use hookrelay_store::{ConfigStore, DeliveryStore, EventLog, Store};
+use hookrelay_store::{ConfigStore, Store};
 use std::{sync::Arc, time::Duration};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -146,7 +146,7 @@ async fn fans_out_retries_to_failure_and_moves_the_cursor() {
         .expect("wh");
     store
         .log
-        .append(
+        .insert_chunk(
             vec![
                 event(1, "message.received"),
                 event(2, "call.offer"),
@@ -223,7 +223,7 @@ async fn unanswered_first_attempts_are_dispatched_again_after_restart() {
         .expect("wh");
     store
         .log
-        .append(vec![event(1, "message.received")], vec![], 1)
+        .insert_chunk(vec![event(1, "message.received")], vec![], 1)
         .expect("append");
     store.log.sync().await.expect("sync");
     let mut r = start(&store);
@@ -260,7 +260,7 @@ async fn a_spilled_delivery_in_flight_comes_back_through_its_lease() {
         .expect("wh");
     store
         .log
-        .append(vec![event(1, "message.received")], vec![], 1)
+        .insert_chunk(vec![event(1, "message.received")], vec![], 1)
         .expect("append");
     store.log.sync().await.expect("sync");
     // The report sender stays alive but silent: the attempt is never answered.
@@ -330,7 +330,7 @@ async fn an_expired_lease_makes_a_hung_attempt_due_again() {
     store.config.put_webhook(w).await.expect("wh");
     store
         .log
-        .append(vec![event(1, "message.received")], vec![], 1)
+        .insert_chunk(vec![event(1, "message.received")], vec![], 1)
         .expect("append");
     store.log.sync().await.expect("sync");
     // The report sender stays alive but silent: the attempt is never answered.

@@ -228,7 +228,7 @@ pub(crate) async fn serve(
     });
     // The log's gauges are read when scraped, not on the scheduler's tick:
     // a scrape right after a publish shows it.
-    let scrape_head = store.log.durable_head();
+    let scrape_head = store.log.durable_head(0);
     let scrape_store = store.clone();
     let metrics_route = Router::new().route(
         "/metrics",

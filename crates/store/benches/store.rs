@@ -3,9 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use hookrelay_core::{DeliveryKey, Event, WebhookId};
-use hookrelay_store::{
-    codec, Chunk, DeliveryStore, DeliveryWrite, DueEntry, DueKind, EventLog, Store,
-};
+use hookrelay_store::{codec, Chunk, DeliveryWrite, DueEntry, DueKind, Store};
 use std::hint::black_box;
 
 fn event(i: u64) -> Event {
@@ -36,7 +34,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("log append, 1024-event chunk (no flush)", |b| {
         b.iter_batched(
             || (0..1024).map(event).collect::<Vec<_>>(),
-            |events| store.log.append(events, vec![], 1),
+            |events| store.log.insert_chunk(events, vec![], 1),
             BatchSize::SmallInput,
         )
     });

@@ -9,8 +9,8 @@
 //! then the cursor, so sled's prefix recovery never keeps a cursor without the
 //! records it depends on.
 
-use crate::{codec, keys, StoreError};
-use hookrelay_core::{Attempt, DeliveryKey, DeliveryRecord, Seq, WebhookId};
+use crate::{codec, keys, BoxFuture, StoreError};
+use hookrelay_core::{Attempt, DeliveryKey, DeliveryRecord, Partition, Seq, WebhookId};
 
 /// Why a due entry exists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,29 +49,48 @@ pub enum DeliveryWrite {
     Cursor(Seq),
 }
 
-/// Delivery-state storage.
+/// Delivery-state storage. Each partition has one writer at a time (the
+/// node that owns it); the due index and the cursor are per partition.
 pub trait DeliveryStore: Send + Sync + 'static {
-    /// Applies writes in order (records, due, attempts, cursor), without fsync.
-    fn apply(&self, writes: &[DeliveryWrite]) -> Result<(), StoreError>;
+    /// Applies writes in order (records, due, attempts, cursor). Not durable
+    /// one by one, but a backend never keeps a cursor without the records
+    /// written before it.
+    fn apply<'a>(&'a self, writes: &'a [DeliveryWrite]) -> BoxFuture<'a, Result<(), StoreError>>;
     /// A delivery's record, if it has one.
-    fn record(&self, key: &DeliveryKey) -> Result<Option<DeliveryRecord>, StoreError>;
-    /// Up to `max` due entries with `at_ms ≤ until_ms`, earliest first.
-    fn due(&self, until_ms: i64, max: usize) -> Result<Vec<DueEntry>, StoreError>;
-    /// One pass over the due index at startup: how many entries it holds, and
-    /// every lease among them (nothing is in flight in a new process).
-    fn recovery_scan(&self) -> Result<(usize, Vec<DueEntry>), StoreError>;
-    /// The attempt log of one delivery, in order.
-    fn attempts(&self, key: &DeliveryKey) -> Result<Vec<Attempt>, StoreError>;
-    /// A webhook's deliveries that have attempts or a record, in log order, after
-    /// `(seq, generation)` when given (for cursor pagination).
-    fn webhook_deliveries(
+    fn record<'a>(
+        &'a self,
+        key: &'a DeliveryKey,
+    ) -> BoxFuture<'a, Result<Option<DeliveryRecord>, StoreError>>;
+    /// Up to `max` due entries of `partition` with `at_ms ≤ until_ms`,
+    /// earliest first.
+    fn due(
         &self,
-        webhook: &WebhookId,
+        partition: Partition,
+        until_ms: i64,
+        max: usize,
+    ) -> BoxFuture<'_, Result<Vec<DueEntry>, StoreError>>;
+    /// One pass over a partition's due index when its scheduler starts: how
+    /// many entries it holds, and every lease among them (nothing of the
+    /// partition is in flight on the node that just took it).
+    fn recovery_scan(
+        &self,
+        partition: Partition,
+    ) -> BoxFuture<'_, Result<(usize, Vec<DueEntry>), StoreError>>;
+    /// The attempt log of one delivery, in order.
+    fn attempts<'a>(
+        &'a self,
+        key: &'a DeliveryKey,
+    ) -> BoxFuture<'a, Result<Vec<Attempt>, StoreError>>;
+    /// A webhook's deliveries that have attempts or a record, in sequence
+    /// order, after `(seq, generation)` when given (cursor pagination).
+    fn webhook_deliveries<'a>(
+        &'a self,
+        webhook: &'a WebhookId,
         after: Option<(Seq, u32)>,
         max: usize,
-    ) -> Result<Vec<DeliveryKey>, StoreError>;
-    /// The dispatch cursor (0 before anything was dispatched).
-    fn cursor(&self) -> Result<Seq, StoreError>;
+    ) -> BoxFuture<'a, Result<Vec<DeliveryKey>, StoreError>>;
+    /// The dispatch cursor of `partition` (0 before anything was dispatched).
+    fn cursor(&self, partition: Partition) -> BoxFuture<'_, Result<Seq, StoreError>>;
 }
 
 /// Key prefix of records in the `state` tree.
@@ -147,8 +166,10 @@ impl SledDeliveries {
     }
 }
 
-impl DeliveryStore for SledDeliveries {
-    fn apply(&self, writes: &[DeliveryWrite]) -> Result<(), StoreError> {
+/// The synchronous sled calls behind [`DeliveryStore`] (one partition).
+impl SledDeliveries {
+    /// See [`DeliveryStore::apply`].
+    pub fn apply(&self, writes: &[DeliveryWrite]) -> Result<(), StoreError> {
         // Records and due entries in one batch: atomic together.
         let mut state = sled::Batch::default();
         let mut attempts = sled::Batch::default();
@@ -183,14 +204,16 @@ impl DeliveryStore for SledDeliveries {
         )
     }
 
-    fn record(&self, key: &DeliveryKey) -> Result<Option<DeliveryRecord>, StoreError> {
+    /// See [`DeliveryStore`].
+    pub fn record(&self, key: &DeliveryKey) -> Result<Option<DeliveryRecord>, StoreError> {
         self.state
             .get(record_key(key))?
             .map(|v| codec::decode(&v, "delivery"))
             .transpose()
     }
 
-    fn due(&self, until_ms: i64, max: usize) -> Result<Vec<DueEntry>, StoreError> {
+    /// See [`DeliveryStore`].
+    pub fn due(&self, until_ms: i64, max: usize) -> Result<Vec<DueEntry>, StoreError> {
         fail::fail_point!("store::due", |_| Err(crate::error::injected()));
         let mut end = vec![DUE];
         end.extend_from_slice(&(until_ms.max(0) as u64).saturating_add(1).to_be_bytes());
@@ -202,7 +225,8 @@ impl DeliveryStore for SledDeliveries {
         Ok(out)
     }
 
-    fn recovery_scan(&self) -> Result<(usize, Vec<DueEntry>), StoreError> {
+    /// See [`DeliveryStore`].
+    pub fn recovery_scan(&self) -> Result<(usize, Vec<DueEntry>), StoreError> {
         let mut count = 0;
         let mut leases = Vec::new();
         for item in self.state.scan_prefix([DUE]) {
@@ -215,7 +239,8 @@ impl DeliveryStore for SledDeliveries {
         Ok((count, leases))
     }
 
-    fn attempts(&self, key: &DeliveryKey) -> Result<Vec<Attempt>, StoreError> {
+    /// See [`DeliveryStore`].
+    pub fn attempts(&self, key: &DeliveryKey) -> Result<Vec<Attempt>, StoreError> {
         let mut prefix = keys::attempt_prefix(&key.webhook_id);
         prefix.extend_from_slice(&key.seq.to_be_bytes());
         prefix.extend_from_slice(&key.generation.to_be_bytes());
@@ -229,7 +254,8 @@ impl DeliveryStore for SledDeliveries {
         Ok(out)
     }
 
-    fn webhook_deliveries(
+    /// See [`DeliveryStore`].
+    pub fn webhook_deliveries(
         &self,
         webhook: &WebhookId,
         after: Option<(Seq, u32)>,
@@ -281,7 +307,8 @@ impl DeliveryStore for SledDeliveries {
         Ok(out)
     }
 
-    fn cursor(&self) -> Result<Seq, StoreError> {
+    /// See [`DeliveryStore`].
+    pub fn cursor(&self) -> Result<Seq, StoreError> {
         Ok(match self.meta.get(keys::META_CURSOR)? {
             Some(v) => v
                 .as_ref()
@@ -290,6 +317,57 @@ impl DeliveryStore for SledDeliveries {
                 .map_err(|_| StoreError::Corrupt { what: "cursor" })?,
             None => 0,
         })
+    }
+}
+
+/// sled's reads are quick in-memory or page-cache lookups, done on the
+/// calling task; there is one partition.
+impl DeliveryStore for SledDeliveries {
+    fn apply<'a>(&'a self, writes: &'a [DeliveryWrite]) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move { SledDeliveries::apply(self, writes) })
+    }
+
+    fn record<'a>(
+        &'a self,
+        key: &'a DeliveryKey,
+    ) -> BoxFuture<'a, Result<Option<DeliveryRecord>, StoreError>> {
+        Box::pin(async move { SledDeliveries::record(self, key) })
+    }
+
+    fn due(
+        &self,
+        _partition: Partition,
+        until_ms: i64,
+        max: usize,
+    ) -> BoxFuture<'_, Result<Vec<DueEntry>, StoreError>> {
+        Box::pin(async move { SledDeliveries::due(self, until_ms, max) })
+    }
+
+    fn recovery_scan(
+        &self,
+        _partition: Partition,
+    ) -> BoxFuture<'_, Result<(usize, Vec<DueEntry>), StoreError>> {
+        Box::pin(async move { SledDeliveries::recovery_scan(self) })
+    }
+
+    fn attempts<'a>(
+        &'a self,
+        key: &'a DeliveryKey,
+    ) -> BoxFuture<'a, Result<Vec<Attempt>, StoreError>> {
+        Box::pin(async move { SledDeliveries::attempts(self, key) })
+    }
+
+    fn webhook_deliveries<'a>(
+        &'a self,
+        webhook: &'a WebhookId,
+        after: Option<(Seq, u32)>,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Vec<DeliveryKey>, StoreError>> {
+        Box::pin(async move { SledDeliveries::webhook_deliveries(self, webhook, after, max) })
+    }
+
+    fn cursor(&self, _partition: Partition) -> BoxFuture<'_, Result<Seq, StoreError>> {
+        Box::pin(async move { SledDeliveries::cursor(self) })
     }
 }
 

@@ -66,12 +66,19 @@ pub enum StoreError {
     /// A blocking storage task ended without an answer (it panicked).
     #[error("storage task failed: {0}")]
     Task(String),
+    /// A networked backend could not be reached or did not answer in time
+    /// (transient: retried by the engine, answered "unavailable").
+    #[error("storage backend unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
     /// Whether the failure is transient I/O (answer "unavailable", retry later).
     pub fn is_io(&self) -> bool {
-        matches!(self, Self::Io(_) | Self::DiskFull { .. })
+        matches!(
+            self,
+            Self::Io(_) | Self::DiskFull { .. } | Self::Unavailable(_)
+        )
     }
 }
 

@@ -2,10 +2,10 @@
 //! embedded sled backend.
 //!
 //! # What it owns
-//! - [`EventLog`]: the durable, append-only event log. Appends are written as
-//!   *chunks* (one sled value per group commit) and made durable by
-//!   [`EventLog::sync`]; [`EventLog::durable_head`] tells readers how far the
-//!   log is on disk.
+//! - [`EventLog`]: the durable, append-only event log, in partitions.
+//!   Appends are written as *chunks* (one sled value per group commit) and
+//!   are durable when [`EventLog::append`] resolves;
+//!   [`EventLog::durable_head`] tells readers how far a partition is durable.
 //! - [`ConfigStore`]: organizations, apps, hashed tokens and webhooks, mirrored
 //!   in memory so a change is visible to the very next fan-out and attempt.
 //! - [`DeliveryStore`]: the state of deliveries that could not be settled by
@@ -57,7 +57,7 @@ pub use config::{
 pub use deliveries::{DeliveryStore, DeliveryWrite, DueEntry, DueKind};
 pub use error::{failpoints_from_env, StoreError};
 pub use health::StoreHealth;
-pub use log::{Chunk, ChunkIndex, ChunkKeys, EventLog, IdemKey, LoggedEvent};
+pub use log::{Appended, Chunk, ChunkIndex, ChunkKeys, EventLog, IdemKey, KeyedSeq, LoggedEvent};
 pub use retention::CompactStats;
 
 use std::{future::Future, path::Path, pin::Pin, sync::Arc};

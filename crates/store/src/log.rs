@@ -1,7 +1,7 @@
 //! The event log: chunks of events, one sled value per append.
 
 use crate::{codec, BoxFuture, StoreError};
-use hookrelay_core::{Event, Seq};
+use hookrelay_core::{Event, Partition, Seq};
 use serde::{Deserialize, Serialize};
 use std::sync::{
     atomic::{AtomicU64, Ordering},
@@ -32,6 +32,9 @@ pub struct LoggedEvent {
 /// The idempotency key of an event: a 128-bit hash of `(device_id, id)`.
 pub type IdemKey = u128;
 
+/// An idempotency key with the sequence it was appended at and when (ms).
+pub type KeyedSeq = (IdemKey, Seq, i64);
+
 /// Idempotency keys of one chunk, persisted beside it (one value per chunk).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkKeys {
@@ -54,7 +57,8 @@ pub struct ChunkIndex {
 }
 
 impl ChunkIndex {
-    fn of(events: &[Event], appended_at_ms: i64) -> Self {
+    /// The index of a chunk of `events` appended at `appended_at_ms`.
+    pub fn of(events: &[Event], appended_at_ms: i64) -> Self {
         let mut devices: Vec<(String, Vec<(String, u32)>)> = Vec::new();
         for e in events {
             let at = match devices.iter().position(|(d, _)| *d == e.device_id) {
@@ -86,35 +90,68 @@ impl ChunkIndex {
     }
 }
 
-/// The durable event log.
+/// How one event of an append was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// Appended at this sequence.
+    New(Seq),
+    /// Its idempotency key was already taken by the event at this sequence
+    /// (appended through another node): nothing was appended for it.
+    Duplicate(Seq),
+}
+
+/// The durable event log, split into [`EventLog::partitions`] partitions by
+/// [`hookrelay_core::partition_of`] the device id. Sequences carry their
+/// partition ([`hookrelay_core::seq_partition`]) and grow within it; they
+/// need not be dense.
 pub trait EventLog: Send + Sync + 'static {
-    /// Appends `events` as one atomic chunk and returns the first sequence;
-    /// `keys` are the idempotency keys of the events that carried a producer
-    /// id, by offset. Not durable until [`EventLog::sync`] completes.
+    /// Number of partitions (fixed when the log is created).
+    fn partitions(&self) -> u32;
+    /// Appends `events` and resolves once they are durable, with one answer
+    /// per event in order. `keys` are the idempotency keys of the events that
+    /// carried a producer id, by offset; a backend shared by several nodes
+    /// answers [`Appended::Duplicate`] for a key another node appended since
+    /// `dedup_since_ms` (the node's own window is the caller's).
     fn append(
         &self,
         events: Vec<Event>,
         keys: Vec<(IdemKey, u32)>,
         appended_at_ms: i64,
-    ) -> Result<Seq, StoreError>;
-    /// Every idempotency key of chunks appended at or after `since_ms`, with
-    /// its sequence and append time (to rebuild the dedup window at start).
-    fn recent_keys(&self, since_ms: i64) -> Result<Vec<(IdemKey, Seq, i64)>, StoreError>;
-    /// Drops persisted keys of chunks appended before `before_ms`.
-    fn prune_keys(&self, before_ms: i64) -> Result<usize, StoreError>;
-    /// Makes every append so far durable, then advances [`EventLog::durable_head`].
-    fn sync(&self) -> BoxFuture<'_, Result<(), StoreError>>;
-    /// Up to `max` events with sequence ≥ `from`, in order, no further than
-    /// the durable head.
-    fn read(&self, from: Seq, max: usize) -> Result<Vec<LoggedEvent>, StoreError>;
-    /// Watches the highest durable sequence (0 when empty).
-    fn durable_head(&self) -> watch::Receiver<Seq>;
-    /// Index entries of up to `max` chunks whose first sequence is ≥ `from`,
-    /// in order, no further than the durable head.
-    fn chunk_index(&self, from: Seq, max: usize) -> Result<Vec<(Seq, ChunkIndex)>, StoreError>;
-    /// First sequence of the first chunk appended at or after `at_ms`, found
-    /// by bisection (append times never decrease along the log).
-    fn first_seq_at(&self, at_ms: i64) -> Result<Option<Seq>, StoreError>;
+        dedup_since_ms: i64,
+    ) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>>;
+    /// Idempotency keys appended at or after `since_ms` that the caller's
+    /// window should start with, with their sequence and append time (empty
+    /// for a backend that checks keys itself at append).
+    fn recent_keys(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<KeyedSeq>, StoreError>>;
+    /// Drops persisted keys appended before `before_ms`.
+    fn prune_keys(&self, before_ms: i64) -> BoxFuture<'_, Result<usize, StoreError>>;
+    /// Up to `max` events of `partition` with sequence ≥ `from`, in order,
+    /// no further than its durable head.
+    fn read(
+        &self,
+        partition: Partition,
+        from: Seq,
+        max: usize,
+    ) -> BoxFuture<'_, Result<Vec<LoggedEvent>, StoreError>>;
+    /// The event at `seq`, if it is (still) in the log.
+    fn event(&self, seq: Seq) -> BoxFuture<'_, Result<Option<LoggedEvent>, StoreError>>;
+    /// Watches the highest durable sequence of `partition` (0 when empty).
+    fn durable_head(&self, partition: Partition) -> watch::Receiver<Seq>;
+    /// Index entries of up to `max` chunks of `partition` whose first
+    /// sequence is ≥ `from`, in order, no further than the durable head.
+    fn chunk_index(
+        &self,
+        partition: Partition,
+        from: Seq,
+        max: usize,
+    ) -> BoxFuture<'_, Result<Vec<(Seq, ChunkIndex)>, StoreError>>;
+    /// First sequence of the first chunk of `partition` appended at or after
+    /// `at_ms` (append times never decrease along a partition).
+    fn first_seq_at(
+        &self,
+        partition: Partition,
+        at_ms: i64,
+    ) -> BoxFuture<'_, Result<Option<Seq>, StoreError>>;
 }
 
 /// sled implementation of [`EventLog`].
@@ -133,6 +170,8 @@ pub struct SledLog {
     /// Highest sequence appended (not necessarily durable).
     appended: AtomicU64,
     durable: watch::Sender<Seq>,
+    #[cfg(feature = "ack-before-flush")]
+    last_flush: Mutex<std::time::Instant>,
 }
 
 impl SledLog {
@@ -172,6 +211,8 @@ impl SledLog {
             next: Mutex::new(last + 1),
             appended: AtomicU64::new(last),
             durable: watch::Sender::new(last),
+            #[cfg(feature = "ack-before-flush")]
+            last_flush: Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -228,8 +269,10 @@ fn seq_of(key: &[u8]) -> Result<Seq, StoreError> {
         .map_err(|_| StoreError::Corrupt { what: "event key" })
 }
 
-impl EventLog for SledLog {
-    fn append(
+impl SledLog {
+    /// Writes `events` as one chunk (not yet durable) and returns its first
+    /// sequence.
+    pub fn insert_chunk(
         &self,
         events: Vec<Event>,
         keys: Vec<(IdemKey, u32)>,
@@ -272,21 +315,40 @@ impl EventLog for SledLog {
         Ok(first)
     }
 
-    fn sync(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            let upto = self.last_seq();
-            self.health
-                .note(self.db.flush_async().await.map_err(StoreError::from))?;
-            self.durable.send_if_modified(|d| {
-                let moved = upto > *d;
-                *d = (*d).max(upto);
-                moved
-            });
-            Ok(())
-        })
+    /// Makes every chunk written so far durable, then advances the durable
+    /// head over them.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        #[cfg(feature = "ack-before-flush")]
+        if self.skip_flush() {
+            return Ok(());
+        }
+        let upto = self.last_seq();
+        self.health
+            .note(self.db.flush_async().await.map_err(StoreError::from))?;
+        self.durable.send_if_modified(|d| {
+            let moved = upto > *d;
+            *d = (*d).max(upto);
+            moved
+        });
+        Ok(())
     }
 
-    fn read(&self, from: Seq, max: usize) -> Result<Vec<LoggedEvent>, StoreError> {
+    /// Fault injection for the crash test's self-check only: appends are
+    /// answered before they are flushed, and the log is flushed lazily
+    /// (every 250 ms), breaking invariant 1 the way an engine that "flushes
+    /// periodically" does. The durable head still moves only after a flush.
+    #[cfg(feature = "ack-before-flush")]
+    fn skip_flush(&self) -> bool {
+        let mut last = self.last_flush.lock().unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() < std::time::Duration::from_millis(250) {
+            return true;
+        }
+        *last = std::time::Instant::now();
+        false
+    }
+
+    /// Events with sequence ≥ `from`, no further than the durable head.
+    pub fn read_from(&self, from: Seq, max: usize) -> Result<Vec<LoggedEvent>, StoreError> {
         let head = *self.durable.borrow();
         let from = from.max(1);
         let mut out = Vec::new();
@@ -321,11 +383,12 @@ impl EventLog for SledLog {
         Ok(out)
     }
 
-    fn durable_head(&self) -> watch::Receiver<Seq> {
-        self.durable.subscribe()
-    }
-
-    fn chunk_index(&self, from: Seq, max: usize) -> Result<Vec<(Seq, ChunkIndex)>, StoreError> {
+    /// Index entries of chunks from `from`, no further than the durable head.
+    pub fn chunk_index_from(
+        &self,
+        from: Seq,
+        max: usize,
+    ) -> Result<Vec<(Seq, ChunkIndex)>, StoreError> {
         let head = *self.durable.borrow();
         let mut out = Vec::new();
         for item in self.index.range(from.to_be_bytes()..).take(max) {
@@ -339,7 +402,9 @@ impl EventLog for SledLog {
         Ok(out)
     }
 
-    fn first_seq_at(&self, at_ms: i64) -> Result<Option<Seq>, StoreError> {
+    /// First sequence of the first chunk appended at or after `at_ms`, by
+    /// bisection over the chunk index.
+    pub fn first_seq_at_ms(&self, at_ms: i64) -> Result<Option<Seq>, StoreError> {
         // g(s): append time of the first chunk whose key is ≥ s; it never
         // decreases with s. Bisect for the smallest s with g(s) ≥ at_ms.
         let g = |s: Seq| -> Result<Option<(Seq, i64)>, StoreError> {
@@ -370,7 +435,7 @@ impl EventLog for SledLog {
         Ok(g(lo)?.map(|(seq, _)| seq))
     }
 
-    fn recent_keys(&self, since_ms: i64) -> Result<Vec<(IdemKey, Seq, i64)>, StoreError> {
+    fn keys_since(&self, since_ms: i64) -> Result<Vec<KeyedSeq>, StoreError> {
         let last = self.last_seq();
         let mut out = Vec::new();
         for item in self.keys.iter() {
@@ -390,7 +455,7 @@ impl EventLog for SledLog {
         Ok(out)
     }
 
-    fn prune_keys(&self, before_ms: i64) -> Result<usize, StoreError> {
+    fn prune_keys_before(&self, before_ms: i64) -> Result<usize, StoreError> {
         let mut batch = sled::Batch::default();
         let mut n = 0;
         for item in self.keys.iter() {
@@ -405,6 +470,76 @@ impl EventLog for SledLog {
         }
         self.keys.apply_batch(batch)?;
         Ok(n)
+    }
+}
+
+/// One partition: every call names partition 0, and sled's reads are
+/// quick in-memory or page-cache lookups, done on the calling task.
+impl EventLog for SledLog {
+    fn partitions(&self) -> u32 {
+        1
+    }
+
+    fn append(
+        &self,
+        events: Vec<Event>,
+        keys: Vec<(IdemKey, u32)>,
+        appended_at_ms: i64,
+        _dedup_since_ms: i64,
+    ) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>> {
+        Box::pin(async move {
+            let n = events.len() as u64;
+            if n == 0 {
+                return Ok(Vec::new());
+            }
+            // One process owns a sled directory: the caller's window is the
+            // whole idempotency window, so every event here is new.
+            let first = self.insert_chunk(events, keys, appended_at_ms)?;
+            self.sync().await?;
+            Ok((first..first + n).map(Appended::New).collect())
+        })
+    }
+
+    fn recent_keys(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<KeyedSeq>, StoreError>> {
+        Box::pin(async move { self.keys_since(since_ms) })
+    }
+
+    fn prune_keys(&self, before_ms: i64) -> BoxFuture<'_, Result<usize, StoreError>> {
+        Box::pin(async move { self.prune_keys_before(before_ms) })
+    }
+
+    fn read(
+        &self,
+        _partition: Partition,
+        from: Seq,
+        max: usize,
+    ) -> BoxFuture<'_, Result<Vec<LoggedEvent>, StoreError>> {
+        Box::pin(async move { self.read_from(from, max) })
+    }
+
+    fn event(&self, seq: Seq) -> BoxFuture<'_, Result<Option<LoggedEvent>, StoreError>> {
+        Box::pin(async move { Ok(self.read_from(seq, 1)?.into_iter().find(|e| e.seq == seq)) })
+    }
+
+    fn durable_head(&self, _partition: Partition) -> watch::Receiver<Seq> {
+        self.durable.subscribe()
+    }
+
+    fn chunk_index(
+        &self,
+        _partition: Partition,
+        from: Seq,
+        max: usize,
+    ) -> BoxFuture<'_, Result<Vec<(Seq, ChunkIndex)>, StoreError>> {
+        Box::pin(async move { self.chunk_index_from(from, max) })
+    }
+
+    fn first_seq_at(
+        &self,
+        _partition: Partition,
+        at_ms: i64,
+    ) -> BoxFuture<'_, Result<Option<Seq>, StoreError>> {
+        Box::pin(async move { self.first_seq_at_ms(at_ms) })
     }
 }
 
@@ -430,39 +565,43 @@ mod tests {
             let store = Store::open(dir.path()).expect("open");
             let log = &store.log;
             assert_eq!(
-                log.append((0..3).map(ev).collect(), vec![(11, 2)], 10).ok(),
+                log.insert_chunk((0..3).map(ev).collect(), vec![(11, 2)], 10)
+                    .ok(),
                 Some(1)
             );
             assert_eq!(
-                log.append((3..7).map(ev).collect(), vec![(12, 0), (13, 3)], 20)
+                log.insert_chunk((3..7).map(ev).collect(), vec![(12, 0), (13, 3)], 20)
                     .ok(),
                 Some(4)
             );
             // Nothing is readable before it is durable.
-            assert!(log.read(1, 100).expect("read").is_empty());
+            assert!(log.read_from(1, 100).expect("read").is_empty());
             log.sync().await.expect("sync");
-            assert_eq!(*log.durable_head().borrow(), 7);
-            let got = log.read(2, 100).expect("read");
+            assert_eq!(*log.durable_head(0).borrow(), 7);
+            let got = log.read_from(2, 100).expect("read");
             assert_eq!(
                 got.iter().map(|e| e.seq).collect::<Vec<_>>(),
                 (2..=7).collect::<Vec<_>>()
             );
             assert_eq!(got[0].event.id, "evt_1");
             assert_eq!(got[2].appended_at_ms, 20);
-            let few = log.read(3, 2).expect("read");
+            let few = log.read_from(3, 2).expect("read");
             assert_eq!(few.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
-            assert!(log.read(8, 10).expect("read").is_empty());
+            assert!(log.read_from(8, 10).expect("read").is_empty());
         }
         let store = Store::open(dir.path()).expect("reopen");
-        assert_eq!(*store.log.durable_head().borrow(), 7);
+        assert_eq!(*store.log.durable_head(0).borrow(), 7);
         assert_eq!(
-            store.log.recent_keys(0).expect("keys"),
+            store.log.keys_since(0).expect("keys"),
             vec![(11, 3, 10), (12, 4, 20), (13, 7, 20)]
         );
-        assert_eq!(store.log.recent_keys(15).expect("keys").len(), 2);
-        assert_eq!(store.log.prune_keys(15).expect("prune"), 1);
-        assert_eq!(store.log.recent_keys(0).expect("keys").len(), 2);
-        assert_eq!(store.log.append(vec![ev(8)], vec![], 30).ok(), Some(8));
+        assert_eq!(store.log.keys_since(15).expect("keys").len(), 2);
+        assert_eq!(store.log.prune_keys_before(15).expect("prune"), 1);
+        assert_eq!(store.log.keys_since(0).expect("keys").len(), 2);
+        assert_eq!(
+            store.log.insert_chunk(vec![ev(8)], vec![], 30).ok(),
+            Some(8)
+        );
     }
 
     #[tokio::test]
@@ -472,12 +611,15 @@ mod tests {
         let log = &store.log;
         let mut other = ev(0);
         other.device_id = "e".into();
-        log.append(vec![ev(1), ev(2)], vec![], 10).expect("append");
-        log.append(vec![other.clone()], vec![], 20).expect("append");
-        log.append(vec![other, ev(3)], vec![], 20).expect("append");
-        log.append(vec![ev(4)], vec![], 35).expect("append");
+        log.insert_chunk(vec![ev(1), ev(2)], vec![], 10)
+            .expect("append");
+        log.insert_chunk(vec![other.clone()], vec![], 20)
+            .expect("append");
+        log.insert_chunk(vec![other, ev(3)], vec![], 20)
+            .expect("append");
+        log.insert_chunk(vec![ev(4)], vec![], 35).expect("append");
         log.sync().await.expect("sync");
-        let ix = log.chunk_index(1, 10).expect("index");
+        let ix = log.chunk_index_from(1, 10).expect("index");
         assert_eq!(
             ix.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
             vec![1, 3, 4, 6]
@@ -494,7 +636,7 @@ mod tests {
             (35, Some(6)),
             (36, None),
         ] {
-            assert_eq!(log.first_seq_at(at).expect("bisect"), want, "at {at}");
+            assert_eq!(log.first_seq_at_ms(at).expect("bisect"), want, "at {at}");
         }
     }
 

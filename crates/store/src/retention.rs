@@ -7,7 +7,7 @@
 //! terminal records of removed events go with them; their attempt-log entries
 //! are swept by a resumable scan of the attempts tree.
 
-use crate::{codec, keys, DeliveryStore, StoreError};
+use crate::{codec, keys, StoreError};
 use hookrelay_core::{DeliveryRecord, DeliveryStatus, Seq};
 use std::sync::Mutex;
 
@@ -143,7 +143,7 @@ impl crate::Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::{DeliveryStore, DeliveryWrite, EventLog, Store};
+    use crate::{DeliveryWrite, Store};
     use hookrelay_core::{Attempt, DeliveryKey, DeliveryRecord, DeliveryStatus, Event, WebhookId};
 
     fn ev() -> Event {
@@ -194,9 +194,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("open");
         // Chunks: [1,2] old, [3,4] old with a pending delivery, [5] young, [6] old-but-past-cursor.
-        s.log.append(vec![ev(), ev()], vec![], 100).expect("append");
-        s.log.append(vec![ev(), ev()], vec![], 200).expect("append");
-        s.log.append(vec![ev()], vec![], 10_000).expect("append");
+        s.log
+            .insert_chunk(vec![ev(), ev()], vec![], 100)
+            .expect("append");
+        s.log
+            .insert_chunk(vec![ev(), ev()], vec![], 200)
+            .expect("append");
+        s.log
+            .insert_chunk(vec![ev()], vec![], 10_000)
+            .expect("append");
         s.log.sync().await.expect("sync");
         s.deliveries
             .apply(&[
@@ -215,7 +221,12 @@ mod tests {
             (1, 2, 1, 3)
         );
         assert_eq!(st.horizon, 2);
-        assert!(s.log.read(1, 10).expect("read").iter().all(|e| e.seq >= 3));
+        assert!(s
+            .log
+            .read_from(1, 10)
+            .expect("read")
+            .iter()
+            .all(|e| e.seq >= 3));
         assert_eq!(s.deliveries.record(&key(1)).expect("rec"), None);
         assert!(s.deliveries.record(&key(3)).expect("rec").is_some());
         assert_eq!(s.deliveries.attempts(&key(3)).expect("att").len(), 1);
@@ -231,17 +242,17 @@ mod tests {
         assert_eq!((st.chunks, st.events, st.attempts), (1, 2, 2));
         let left: Vec<u64> = s
             .log
-            .read(1, 10)
+            .read_from(1, 10)
             .expect("read")
             .iter()
             .map(|e| e.seq)
             .collect();
         assert_eq!(left, vec![5]);
         // Past the cursor nothing goes, however old.
-        s.log.append(vec![ev()], vec![], 1).expect("append");
+        s.log.insert_chunk(vec![ev()], vec![], 1).expect("append");
         s.log.sync().await.expect("sync");
         let st = s.compact(i64::MAX, 10, 100).expect("compact");
         assert_eq!(st.chunks, 1, "only [5], which is behind the cursor");
-        assert_eq!(s.log.read(1, 10).expect("read").len(), 1);
+        assert_eq!(s.log.read_from(1, 10).expect("read").len(), 1);
     }
 }

@@ -6,7 +6,10 @@
 use super::{replay, Scheduler};
 use crate::lanes::{host_of, Board};
 use crate::{ControlError, DeliveryControl};
-use hookrelay_core::{now_ms, Catalog, DeliveryKey, DeliveryRecord, DeliveryStatus, WebhookId};
+use hookrelay_core::{
+    now_ms, partition_of, Catalog, DeliveryKey, DeliveryRecord, DeliveryStatus, Partition,
+    WebhookId,
+};
 use hookrelay_store::{BoxFuture, ConfigStore, DeliveryWrite, DueEntry, DueKind, EventLog};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -24,6 +27,8 @@ pub(crate) enum Command {
 /// The API's side of the scheduler: implements [`DeliveryControl`].
 #[derive(Clone)]
 pub struct SchedulerHandle {
+    /// The partition of the scheduler this handle commands.
+    partition: Partition,
     tx: mpsc::Sender<Command>,
     board: Board,
     log: Arc<dyn EventLog>,
@@ -42,6 +47,7 @@ impl SchedulerHandle {
     ) -> (Self, mpsc::Receiver<Command>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let handle = Self {
+            partition: 0,
             tx,
             board,
             log,
@@ -50,6 +56,15 @@ impl SchedulerHandle {
             replays: TaskTracker::new(),
         };
         (handle, rx)
+    }
+
+    pub(crate) fn set_partition(&mut self, partition: Partition) {
+        self.partition = partition;
+    }
+
+    /// The partition of the scheduler this handle commands.
+    pub fn partition(&self) -> Partition {
+        self.partition
     }
 
     /// Replays still handing deliveries to the scheduler (for shutdown).
@@ -108,13 +123,22 @@ impl DeliveryControl for SchedulerHandle {
                     .map(|a| (a.id.0, since_ms.max(a.created_at_ms)))
                     .collect(),
             };
-            let (log, catalog, events) = (self.log.clone(), self.catalog.clone(), w.events.clone());
-            let planned = sources.clone();
-            let plan = tokio::task::spawn_blocking(move || {
-                replay::plan(&*log, &catalog, &planned, &events, until_ms)
-            })
-            .await
-            .map_err(|_| ControlError::Unavailable)??;
+            // This scheduler replays its own partition's devices; a router
+            // in front of several sums their counts.
+            let partitions = self.log.partitions();
+            let sources: replay::Sources = sources
+                .into_iter()
+                .filter(|(device, _)| partition_of(device, partitions) == self.partition)
+                .collect();
+            let plan = replay::plan(
+                &*self.log,
+                self.partition,
+                &self.catalog,
+                &sources,
+                &w.events,
+                until_ms,
+            )
+            .await?;
             let count = plan.count;
             if count > 0 {
                 let feeder = replay::Feeder {
@@ -134,17 +158,17 @@ impl DeliveryControl for SchedulerHandle {
 }
 
 impl Scheduler {
-    pub(super) fn on_command(&mut self, cmd: Command) {
+    pub(super) async fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Retry { key, reply } => {
-                let _ = reply.send(self.retry(key));
+                let _ = reply.send(self.retry(key).await);
             }
-            Command::Replayed(entries) => self.take_replayed(entries),
+            Command::Replayed(entries) => self.take_replayed(entries).await,
         }
     }
 
     /// Writes the records of a replay step with their due entries.
-    fn take_replayed(&mut self, entries: Vec<(DeliveryKey, DeliveryRecord)>) {
+    async fn take_replayed(&mut self, entries: Vec<(DeliveryKey, DeliveryRecord)>) {
         for (key, rec) in entries {
             if self.active.contains_key(&key) {
                 continue;
@@ -160,11 +184,11 @@ impl Scheduler {
             }));
             self.pending_records += 1;
         }
-        self.flush();
+        self.flush().await;
     }
 
     /// Attempts a delivery again now, under a lease like any recorded one.
-    fn retry(&mut self, key: DeliveryKey) -> Result<(), ControlError> {
+    async fn retry(&mut self, key: DeliveryKey) -> Result<(), ControlError> {
         if self.active.contains_key(&key) {
             return Err(ControlError::Conflict(
                 "the delivery is already being attempted".into(),
@@ -172,7 +196,7 @@ impl Scheduler {
         }
         // Decided here, in the single writer: of concurrent retries of one
         // delivery the first makes it pending and the others find it so.
-        let record = match self.store.record(&key)? {
+        let record = match self.store.record(&key).await? {
             Some(r) if matches!(r.status, DeliveryStatus::Failed | DeliveryStatus::Cancelled) => r,
             Some(r) => {
                 return Err(ControlError::Conflict(format!(
@@ -195,11 +219,9 @@ impl Scheduler {
         // deliveries it found; this keeps the rule where the data is read).
         let event = self
             .log
-            .read(key.seq, 1)?
-            .into_iter()
-            .find(|e| {
-                e.seq == key.seq && self.config.receives(&webhook, &e.event, e.appended_at_ms)
-            })
+            .event(key.seq)
+            .await?
+            .filter(|e| self.config.receives(&webhook, &e.event, e.appended_at_ms))
             .ok_or_else(|| ControlError::NotFound("the event is no longer in the log".into()))?;
         let now = now_ms();
         let rec = DeliveryRecord {
@@ -214,7 +236,7 @@ impl Scheduler {
             updated_at_ms: now,
         };
         self.pending_records += 1;
-        self.dispatch_recorded(key, rec, Some(webhook), now)?;
+        self.dispatch_recorded(key, rec, Some(webhook), now).await?;
         Ok(())
     }
 }

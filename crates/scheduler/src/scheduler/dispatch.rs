@@ -118,23 +118,23 @@ impl Scheduler {
         true
     }
 
-    pub(super) fn fill_from_log(&mut self) -> Result<(), StoreError> {
+    pub(super) async fn fill_from_log(&mut self) -> Result<(), StoreError> {
         let head = *self.head.borrow_and_update();
         while self.next_read <= head && self.has_room() {
             let room = (self.cfg.window_events - self.window.len()).clamp(1, 1024);
-            let events = self.log.read(self.next_read, room)?;
+            let events = self.log.read(self.partition, self.next_read, room).await?;
             let Some(last) = events.last().map(|e| e.seq) else {
                 break;
             };
             for e in events {
-                self.fan_out(e)?;
+                self.fan_out(e).await?;
             }
             self.next_read = last + 1;
         }
         Ok(())
     }
 
-    pub(super) fn fan_out(&mut self, e: LoggedEvent) -> Result<(), StoreError> {
+    pub(super) async fn fan_out(&mut self, e: LoggedEvent) -> Result<(), StoreError> {
         let ev = &e.event;
         let device = DeviceId::from(ev.device_id.as_str());
         let matching: Vec<Arc<Webhook>> = if ev.event_type == WEBHOOK_TEST {
@@ -201,7 +201,7 @@ impl Scheduler {
                 }
                 // Re-read after a crash: a delivery with a record is the due
                 // index's, not the window's.
-                if e.seq <= self.recovery_horizon && self.store.record(&key)?.is_some() {
+                if e.seq <= self.recovery_horizon && self.store.record(&key).await?.is_some() {
                     continue;
                 }
                 self.active.insert(
@@ -238,7 +238,7 @@ impl Scheduler {
     }
 
     /// Queues the next attempt of a delivery that has a record, under a lease.
-    pub(super) fn dispatch_recorded(
+    pub(super) async fn dispatch_recorded(
         &mut self,
         key: DeliveryKey,
         mut rec: DeliveryRecord,
@@ -252,12 +252,7 @@ impl Scheduler {
             self.pending_records -= 1;
             return Ok(());
         };
-        let event = self
-            .log
-            .read(key.seq, 1)?
-            .into_iter()
-            .find(|e| e.seq == key.seq);
-        let Some(event) = event else {
+        let Some(event) = self.log.event(key.seq).await? else {
             error!(delivery = %key.id(), "event no longer in the log; delivery failed");
             rec.status = DeliveryStatus::Failed;
             rec.last_error = Some("event_missing".into());

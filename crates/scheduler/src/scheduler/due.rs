@@ -7,18 +7,19 @@ use super::*;
 impl Scheduler {
     /// After a restart nothing is in flight: every lease is stale, so those
     /// deliveries are due now.
-    pub(super) fn recover(&mut self) -> Result<(), StoreError> {
-        let cursor = self.store.cursor()?;
+    pub(super) async fn recover(&mut self) -> Result<(), StoreError> {
+        let cursor = self.store.cursor(self.partition).await?;
         self.cursor = cursor;
-        self.next_read = cursor + 1;
+        // A partition's sequences carry its number: reading starts there.
+        self.next_read = (cursor + 1).max(hookrelay_core::partition_seq(self.partition, 1));
         self.recovery_horizon = *self.head.borrow();
         let now = now_ms();
         // One pass over the due index: its size and the stale leases.
-        let (mut pending, leases) = self.store.recovery_scan()?;
+        let (mut pending, leases) = self.store.recovery_scan(self.partition).await?;
         for lease in &leases {
             self.writes
                 .push(DeliveryWrite::Undue(lease.at_ms, lease.key.clone()));
-            if let Some(mut rec) = self.store.record(&lease.key)? {
+            if let Some(mut rec) = self.store.record(&lease.key).await? {
                 rec.next_attempt_ms = now;
                 rec.updated_at_ms = now;
                 self.writes
@@ -33,10 +34,11 @@ impl Scheduler {
                 pending -= 1;
             }
         }
-        self.store.apply(&self.writes)?;
+        self.store.apply(&self.writes).await?;
         self.writes.clear();
         self.pending_records = pending as i64;
         info!(
+            partition = self.partition,
             cursor,
             head = self.recovery_horizon,
             pending = self.pending_records,
@@ -46,7 +48,7 @@ impl Scheduler {
         Ok(())
     }
 
-    pub(super) fn scan_due(&mut self) -> Result<(), StoreError> {
+    pub(super) async fn scan_due(&mut self) -> Result<(), StoreError> {
         if self.lanes.len() >= self.cfg.max_queued {
             return Ok(());
         }
@@ -54,7 +56,11 @@ impl Scheduler {
         // Scan past the entries of lanes that are already full (they stay
         // due, untouched) so other hosts are not starved, within a bound.
         let mut taken = 0;
-        for e in self.store.due(now, self.cfg.due_batch * 8)? {
+        let due = self
+            .store
+            .due(self.partition, now, self.cfg.due_batch * 8)
+            .await?;
+        for e in due {
             if taken >= self.cfg.due_batch || self.lanes.len() >= self.cfg.max_queued {
                 break;
             }
@@ -111,7 +117,7 @@ impl Scheduler {
             }
             self.writes
                 .push(DeliveryWrite::Undue(e.at_ms, e.key.clone()));
-            let rec = match self.store.record(&e.key)? {
+            let rec = match self.store.record(&e.key).await? {
                 Some(rec)
                     if rec.status == DeliveryStatus::Pending && rec.next_attempt_ms == e.at_ms =>
                 {
@@ -123,7 +129,7 @@ impl Scheduler {
                     continue;
                 }
             };
-            self.dispatch_recorded(e.key, rec, webhook, now)?;
+            self.dispatch_recorded(e.key, rec, webhook, now).await?;
         }
         Ok(())
     }

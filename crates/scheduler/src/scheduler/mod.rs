@@ -18,7 +18,7 @@ use commands::Command;
 use hookrelay_core::{
     metric, named_webhook, now_ms, signing, Attempt, AttemptReport, AttemptResult, Catalog,
     DeliveryConfig, DeliveryKey, DeliveryRecord, DeliveryStatus, DeliveryTask, DeviceId, ErrorKind,
-    Progress, Seq, Webhook, WebhookId, WEBHOOK_TEST,
+    Partition, Progress, Seq, Webhook, WebhookId, WEBHOOK_TEST,
 };
 use hookrelay_store::{
     ConfigStore, DeliveryStore, DeliveryWrite, DueEntry, DueKind, EventLog, LoggedEvent, StoreError,
@@ -67,6 +67,8 @@ struct Active {
 
 /// Fans out the log and schedules every attempt. See the crate docs.
 pub struct Scheduler {
+    /// The log partition this scheduler drives.
+    partition: Partition,
     log: Arc<dyn EventLog>,
     config: Arc<dyn ConfigStore>,
     store: Arc<dyn DeliveryStore>,
@@ -125,7 +127,7 @@ impl Scheduler {
         cfg: SchedulerConfig,
         delivery: &DeliveryConfig,
     ) -> Self {
-        let head = log.durable_head();
+        let head = log.durable_head(0);
         let lease_margin = delivery.lease_margin;
         let board = crate::lanes::Board::default();
         let (handle, commands) = SchedulerHandle::new(
@@ -136,6 +138,7 @@ impl Scheduler {
             catalog.clone(),
         );
         Self {
+            partition: 0,
             log,
             config,
             store,
@@ -165,6 +168,15 @@ impl Scheduler {
         }
     }
 
+    /// This scheduler drives `partition` of the log (0 by default).
+    #[must_use]
+    pub fn for_partition(mut self, partition: Partition) -> Self {
+        self.partition = partition;
+        self.handle.set_partition(partition);
+        self.head = self.log.durable_head(partition);
+        self
+    }
+
     /// The handle the API uses to retry and replay deliveries.
     pub fn handle(&self) -> SchedulerHandle {
         self.handle.clone()
@@ -178,7 +190,7 @@ impl Scheduler {
         mut ch: SchedulerChannels,
         shutdown: CancellationToken,
     ) -> Result<(), StoreError> {
-        self.recover()?;
+        self.recover().await?;
         let mut reports = Vec::with_capacity(256);
         let mut next_tick = tokio::time::Instant::now();
         let mut failures = 0u32;
@@ -197,7 +209,7 @@ impl Scheduler {
             // Storage errors are retried with backoff; past the budget the
             // scheduler ends with the error, and the server stops (loudly)
             // so that its supervisor restarts it.
-            if let Err(e) = self.storage_pass(&mut next_tick) {
+            if let Err(e) = self.storage_pass(&mut next_tick).await {
                 failures += 1;
                 if failures > STORAGE_RETRIES {
                     error!(error = %e, failures, "delivery state storage keeps failing; the scheduler stops");
@@ -237,7 +249,7 @@ impl Scheduler {
                     }
                     Err(_) => workers_gone = true,
                 },
-                Some(cmd) = self.commands.recv() => self.on_command(cmd),
+                Some(cmd) = self.commands.recv() => self.on_command(cmd).await,
                 changed = self.head.changed(), if room => {
                     if changed.is_err() {
                         break;
@@ -250,7 +262,7 @@ impl Scheduler {
             self.on_report(r);
         }
         self.advance_cursor();
-        self.flush();
+        self.flush().await;
         self.publish_progress(&ch.progress);
         info!(in_flight = self.active.len(), "scheduler stopped");
         Ok(())
@@ -258,10 +270,13 @@ impl Scheduler {
 
     /// One turn's storage work: read the log, scan the due index on ticks,
     /// advance the cursor and write what is pending.
-    fn storage_pass(&mut self, next_tick: &mut tokio::time::Instant) -> Result<(), StoreError> {
-        self.fill_from_log()?;
+    async fn storage_pass(
+        &mut self,
+        next_tick: &mut tokio::time::Instant,
+    ) -> Result<(), StoreError> {
+        self.fill_from_log().await?;
         if tokio::time::Instant::now() >= *next_tick {
-            self.scan_due()?;
+            self.scan_due().await?;
             self.spill();
             self.defer_overflow();
             self.lanes.wake_throttled();
@@ -269,7 +284,7 @@ impl Scheduler {
             *next_tick = tokio::time::Instant::now() + self.cfg.tick;
         }
         self.advance_cursor();
-        self.try_flush()
+        self.try_flush().await
     }
 
     fn publish_progress(&self, tx: &watch::Sender<Progress>) {
@@ -295,19 +310,19 @@ impl Scheduler {
 
     /// Applies the pending writes; on failure keeps them for the next turn
     /// (sled keys are idempotent, so writing a prefix twice is harmless).
-    fn try_flush(&mut self) -> Result<(), StoreError> {
+    async fn try_flush(&mut self) -> Result<(), StoreError> {
         if self.writes.is_empty() {
             return Ok(());
         }
-        self.store.apply(&self.writes)?;
+        self.store.apply(&self.writes).await?;
         self.writes.clear();
         Ok(())
     }
 
     /// [`Self::try_flush`], logging a failure: the main loop's next pass
     /// retries it and counts it.
-    fn flush(&mut self) {
-        if let Err(e) = self.try_flush() {
+    async fn flush(&mut self) {
+        if let Err(e) = self.try_flush().await {
             error!(error = %e, writes = self.writes.len(), "writing delivery state failed; will retry");
         }
     }

@@ -79,11 +79,7 @@ impl Scheduler {
                     })
                     .to_string(),
                 };
-                let appended = match self.log.append(vec![event], vec![], now) {
-                    Ok(_) => self.log.sync().await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = appended {
+                if let Err(e) = self.log.append(vec![event], vec![], now, now).await {
                     error!(webhook_id = %id, error = %e, "appending webhook.disabled failed");
                 }
             }

@@ -11,7 +11,8 @@
 use super::commands::Command;
 use crate::ControlError;
 use hookrelay_core::{
-    Catalog, DeliveryKey, DeliveryRecord, DeliveryStatus, Seq, Webhook, WEBHOOK_TEST,
+    seq_partition, Catalog, DeliveryKey, DeliveryRecord, DeliveryStatus, Partition, Seq, Webhook,
+    WEBHOOK_TEST,
 };
 use hookrelay_store::EventLog;
 use std::{collections::HashMap, sync::Arc};
@@ -38,9 +39,11 @@ pub(crate) struct Plan {
 pub(crate) type Sources = HashMap<String, i64>;
 
 /// Plans a replay of the sources' events of the types `filter` selects,
-/// appended before `until_ms` and at or after their source's start.
-pub(crate) fn plan(
+/// appended before `until_ms` and at or after their source's start, in one
+/// partition of the log (the one the sources' devices are in).
+pub(crate) async fn plan(
     log: &dyn EventLog,
+    partition: Partition,
     catalog: &Catalog,
     sources: &Sources,
     filter: &[String],
@@ -50,11 +53,13 @@ pub(crate) fn plan(
     let Some(since_ms) = sources.values().min().copied() else {
         return Ok(plan);
     };
-    let Some(mut from) = log.first_seq_at(since_ms)? else {
+    let Some(mut from) = log.first_seq_at(partition, since_ms).await? else {
         return Ok(plan);
     };
     loop {
-        let step = log.chunk_index(from, INDEX_STEP)?;
+        let step = log.chunk_index(partition, from, INDEX_STEP).await?;
+        // A long window is walked in steps that let other tasks run.
+        tokio::task::yield_now().await;
         let Some((last, ix)) = step.last() else {
             break;
         };
@@ -94,16 +99,14 @@ impl Feeder {
         let mut fed = 0u64;
         let mut batch = Vec::with_capacity(FEED_STEP);
         for (first, len) in plan.chunks {
-            let log = self.log.clone();
-            let read = tokio::task::spawn_blocking(move || log.read(first, len as usize)).await;
-            let events = match read {
-                Ok(Ok(events)) => events,
-                Ok(Err(e)) => {
-                    warn!(webhook_id = %self.webhook.id, error = %e, fed, "replay stopped: reading the log failed");
-                    return;
-                }
+            let events = match self
+                .log
+                .read(seq_partition(first), first, len as usize)
+                .await
+            {
+                Ok(events) => events,
                 Err(e) => {
-                    warn!(webhook_id = %self.webhook.id, error = %e, fed, "replay stopped");
+                    warn!(webhook_id = %self.webhook.id, error = %e, fed, "replay stopped: reading the log failed");
                     return;
                 }
             };

@@ -1,0 +1,210 @@
+//! The NATS JetStream backend of hookrelay: the store traits of
+//! `hookrelay-store` on a JetStream cluster, so that several `hookrelay serve`
+//! processes form one engine.
+//!
+//! # What it owns
+//! - [`JsLog`](log::JsLog): the event log, one stream per partition, with
+//!   the idempotency window in a key-value bucket shared by every node.
+//!
+//! # Names
+//! Everything lives under a namespace (`hr` by default; see [`names`]):
+//! streams `HR_EV_<p>`, subjects `hr.ev.<p>`, buckets `hr_idem`, `hr_meta`.
+//! The number of partitions is written to `hr_meta` by the first node and
+//! checked by every later one: it is fixed once the streams exist.
+//!
+//! # Durability
+//! A write counts once JetStream acknowledged it, i.e. stored it on a quorum
+//! of replicas. That is on disk only when the servers run with
+//! `jetstream { sync_interval: always }`: the default (a sync every two
+//! minutes) can lose acknowledged writes when servers die together.
+//!
+//! Must not: know about HTTP, gRPC, or delivery policy.
+
+mod log;
+pub mod names;
+
+pub use log::JsLog;
+
+use async_nats::jetstream::{self, kv};
+use names::Names;
+use std::time::Duration;
+
+/// Settings of the JetStream backend (`[jetstream]` in the server's config).
+#[derive(Clone, Debug)]
+pub struct JetStreamConfig {
+    /// Server URLs (`nats://host:port`); the client fails over between them.
+    pub urls: Vec<String>,
+    /// Replicas of every stream and bucket (1, 3 or 5).
+    pub replicas: usize,
+    /// Partitions of the event log; fixed when the streams are created.
+    pub partitions: u32,
+    /// A dead node's partitions move to the others within this.
+    pub takeover: Duration,
+    /// How long events are kept (the streams' `max_age`).
+    pub retention: Duration,
+    /// The idempotency window (the key bucket's `max_age`).
+    pub dedup_window: Duration,
+    /// Prefix of every stream, subject and bucket name.
+    pub namespace: String,
+}
+
+/// Why the backend could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum JetStreamError {
+    /// No server could be reached.
+    #[error("cannot connect to NATS at {urls}: {message}")]
+    Connect {
+        /// The URLs tried.
+        urls: String,
+        /// The client's error.
+        message: String,
+    },
+    /// A stream or bucket could not be created or checked.
+    #[error("JetStream {what}: {message}")]
+    Setup {
+        /// Which stream or bucket.
+        what: String,
+        /// The server's or client's error.
+        message: String,
+    },
+    /// The cluster's streams were made with other settings.
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+/// The client and its JetStream context.
+pub async fn connect(
+    cfg: &JetStreamConfig,
+) -> Result<(async_nats::Client, jetstream::Context), JetStreamError> {
+    let addrs = cfg
+        .urls
+        .iter()
+        .map(|u| u.parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| JetStreamError::Connect {
+            urls: cfg.urls.join(","),
+            message: e.to_string(),
+        })?;
+    let client = async_nats::ConnectOptions::new()
+        .name("hookrelay")
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(addrs)
+        .await
+        .map_err(|e| JetStreamError::Connect {
+            urls: cfg.urls.join(","),
+            message: e.to_string(),
+        })?;
+    let js = jetstream::new(client.clone());
+    Ok((client, js))
+}
+
+/// Opens the event log of the cluster `js` talks to, creating its streams
+/// on first use and checking the partition count against the cluster's.
+pub async fn open_log(
+    client: &async_nats::Client,
+    js: jetstream::Context,
+    cfg: &JetStreamConfig,
+) -> Result<JsLog, JetStreamError> {
+    let names = Names::new(&cfg.namespace);
+    check_partitions(&js, &names, cfg).await?;
+    let max_payload = client.server_info().max_payload;
+    JsLog::open(js, names, cfg, max_payload).await
+}
+
+/// Writes the partition count on first use; refuses a different one later.
+async fn check_partitions(
+    js: &jetstream::Context,
+    names: &Names,
+    cfg: &JetStreamConfig,
+) -> Result<(), JetStreamError> {
+    if cfg.partitions == 0 || cfg.partitions > hookrelay_core::MAX_PARTITIONS {
+        return Err(JetStreamError::Mismatch(format!(
+            "jetstream.partitions must be 1..={}",
+            hookrelay_core::MAX_PARTITIONS
+        )));
+    }
+    let meta = ensure_bucket(
+        js,
+        kv::Config {
+            bucket: names.meta_bucket(),
+            history: 1,
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: cfg.replicas,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let want = cfg.partitions.to_string();
+    let setup = |e: &dyn std::fmt::Display| JetStreamError::Setup {
+        what: names.meta_bucket(),
+        message: e.to_string(),
+    };
+    match meta.create("partitions", want.clone().into()).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+            let have = meta
+                .get("partitions")
+                .await
+                .map_err(|e| setup(&e))?
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            if have == want {
+                Ok(())
+            } else {
+                Err(JetStreamError::Mismatch(format!(
+                    "jetstream.partitions is {want} but the cluster's event log has {have}; \
+                     the partition count is fixed when the streams are created"
+                )))
+            }
+        }
+        Err(e) => Err(setup(&e)),
+    }
+}
+
+/// Creates a stream, or checks that the existing one can be used and brings
+/// its retention and replicas to `config`.
+pub(crate) async fn ensure_stream(
+    js: &jetstream::Context,
+    config: jetstream::stream::Config,
+) -> Result<jetstream::stream::Stream, JetStreamError> {
+    let name = config.name.clone();
+    let setup = |e: &dyn std::fmt::Display| JetStreamError::Setup {
+        what: format!("stream {name}"),
+        message: e.to_string(),
+    };
+    match js.get_stream(&name).await {
+        Ok(mut s) => {
+            let have = s.info().await.map_err(|e| setup(&e))?.config.clone();
+            if have.max_age != config.max_age || have.num_replicas != config.num_replicas {
+                js.update_stream(jetstream::stream::Config {
+                    max_age: config.max_age,
+                    num_replicas: config.num_replicas,
+                    ..have
+                })
+                .await
+                .map_err(|e| setup(&e))?;
+            }
+            Ok(s)
+        }
+        Err(_) => js.create_stream(config).await.map_err(|e| setup(&e)),
+    }
+}
+
+/// Creates a key-value bucket, or opens the existing one.
+pub(crate) async fn ensure_bucket(
+    js: &jetstream::Context,
+    config: kv::Config,
+) -> Result<kv::Store, JetStreamError> {
+    let name = config.bucket.clone();
+    match js.get_key_value(&name).await {
+        Ok(b) => Ok(b),
+        Err(_) => js
+            .create_key_value(config)
+            .await
+            .map_err(|e| JetStreamError::Setup {
+                what: format!("bucket {name}"),
+                message: e.to_string(),
+            }),
+    }
+}

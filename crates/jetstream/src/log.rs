@@ -1,0 +1,710 @@
+//! The event log on JetStream.
+//!
+//! Partition `p` is the stream `<NS>_EV_<p>` with the one subject
+//! `<ns>.ev.<p>`; a group commit is one message per partition it touches
+//! (split further only past the server's payload limit or 65,536 events).
+//! The event at offset `i` of the message with stream sequence `m` has the
+//! sequence `partition_seq(p, m << 16 | i)`: sequences grow along a
+//! partition and are not dense. A publish counts once JetStream has
+//! acknowledged it, i.e. once it is stored on a quorum of replicas (with the
+//! servers' `sync_interval: always`, on their disks).
+//!
+//! Idempotency keys live in the key-value bucket `<ns>_idem` whose entries
+//! expire with the dedup window: a key is *claimed* (created empty) before
+//! its event is published and *settled* (its sequence written) after, so two
+//! nodes given the same event at once append it once. A claim left empty by
+//! a node that died mid-commit is taken over once it is [`STALE_CLAIM`] old.
+
+use crate::{names::Names, JetStreamError};
+use async_nats::jetstream::{
+    self,
+    consumer::{pull::OrderedConfig, DeliverPolicy},
+    context::PublishAckFuture,
+    kv,
+    stream::DirectGetErrorKind,
+};
+use bytes::Bytes;
+use futures_util::{future::join_all, StreamExt};
+use hookrelay_core::{
+    local_seq, partition_of, partition_seq, seq_partition, Event, Partition, Seq,
+};
+use hookrelay_store::{
+    codec, Appended, BoxFuture, Chunk, ChunkIndex, EventLog, IdemKey, KeyedSeq, LoggedEvent,
+    StoreError,
+};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::{sync::watch, task::JoinHandle};
+use tracing::{info, warn};
+
+/// Offsets inside one message: 16 bits.
+const OFFSET_BITS: u32 = 16;
+/// Most events in one message.
+const MAX_EVENTS_PER_MESSAGE: usize = 1 << OFFSET_BITS;
+/// An empty claim older than this belongs to a node that died mid-commit.
+pub(crate) const STALE_CLAIM: Duration = Duration::from_secs(30);
+/// How long a commit waits for another node's fresh claim to settle.
+const CLAIM_WAIT: Duration = Duration::from_secs(2);
+/// Decoded messages kept for readers (the tail fills it for the scheduler).
+const CHUNK_CACHE: usize = 256;
+
+/// A decoded message of the log.
+struct DecodedChunk {
+    appended_at_ms: i64,
+    events: Vec<Arc<Event>>,
+}
+
+/// Recently read messages by `(partition, stream sequence)`, oldest first.
+type ChunkCache = Mutex<Vec<((Partition, u64), Arc<DecodedChunk>)>>;
+
+/// The JetStream implementation of [`EventLog`].
+pub struct JsLog {
+    js: jetstream::Context,
+    names: Names,
+    idem: kv::Store,
+    partitions: u32,
+    /// Largest payload the servers take, bytes.
+    max_payload: usize,
+    heads: Vec<watch::Sender<Seq>>,
+    /// One tail per partition someone watches, started on first use.
+    tails: Mutex<Vec<Option<JoinHandle<()>>>>,
+    /// Recently read messages by `(partition, stream sequence)`.
+    cache: Arc<ChunkCache>,
+}
+
+impl Drop for JsLog {
+    fn drop(&mut self) {
+        let tails = self.tails.get_mut().unwrap_or_else(|p| p.into_inner());
+        for t in tails.iter().flatten() {
+            t.abort();
+        }
+    }
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("{what}: {e}"))
+}
+
+/// The sequence of offset `offset` of message `msg` of `partition`.
+fn event_seq(partition: Partition, msg: u64, offset: usize) -> Seq {
+    partition_seq(partition, (msg << OFFSET_BITS) | offset as u64)
+}
+
+/// `(message, offset)` of a sequence's local part.
+fn split(seq: Seq) -> (u64, usize) {
+    let local = local_seq(seq);
+    (
+        local >> OFFSET_BITS,
+        (local & ((1 << OFFSET_BITS) - 1)) as usize,
+    )
+}
+
+/// How one idempotency key stands before a commit.
+enum Claim {
+    /// Ours: publish the event, then settle at this revision.
+    Ours,
+    /// Already appended at this sequence.
+    Taken(Seq),
+}
+
+impl JsLog {
+    /// Opens the log: creates (or checks) the partition streams and the
+    /// idempotency bucket.
+    pub(crate) async fn open(
+        js: jetstream::Context,
+        names: Names,
+        cfg: &crate::JetStreamConfig,
+        max_payload: usize,
+    ) -> Result<Self, JetStreamError> {
+        for p in 0..cfg.partitions {
+            let config = jetstream::stream::Config {
+                name: names.event_stream(p),
+                subjects: vec![names.event_subject(p)],
+                storage: jetstream::stream::StorageType::File,
+                num_replicas: cfg.replicas,
+                max_age: cfg.retention,
+                allow_direct: true,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            };
+            crate::ensure_stream(&js, config).await?;
+        }
+        let idem = crate::ensure_bucket(
+            &js,
+            kv::Config {
+                bucket: names.idem_bucket(),
+                history: 1,
+                max_age: cfg.dedup_window,
+                storage: jetstream::stream::StorageType::File,
+                num_replicas: cfg.replicas,
+                ..Default::default()
+            },
+        )
+        .await?;
+        Ok(Self {
+            js,
+            names,
+            idem,
+            partitions: cfg.partitions,
+            max_payload,
+            heads: (0..cfg.partitions).map(|_| watch::Sender::new(0)).collect(),
+            tails: Mutex::new((0..cfg.partitions).map(|_| None).collect()),
+            cache: Arc::new(Mutex::new(Vec::with_capacity(CHUNK_CACHE))),
+        })
+    }
+
+    fn cached(&self, partition: Partition, msg: u64) -> Option<Arc<DecodedChunk>> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == (partition, msg))
+            .map(|(_, c)| c.clone())
+    }
+
+    /// The first message of `partition` with stream sequence ≥ `msg`.
+    async fn chunk_from(
+        &self,
+        partition: Partition,
+        msg: u64,
+    ) -> Result<Option<(u64, Arc<DecodedChunk>)>, StoreError> {
+        if let Some(c) = self.cached(partition, msg) {
+            return Ok(Some((msg, c)));
+        }
+        let stream = self
+            .js
+            .get_stream(self.names.event_stream(partition))
+            .await
+            .map_err(|e| unavailable("event stream", e))?;
+        let m = match stream
+            .direct_get_next_for_subject(self.names.event_subject(partition), Some(msg.max(1)))
+            .await
+        {
+            Ok(m) => m,
+            Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => return Ok(None),
+            Err(e) => return Err(unavailable("reading the event log", e)),
+        };
+        let chunk = decode(&m.payload)?;
+        insert(&self.cache, (partition, m.sequence), chunk.clone());
+        Ok(Some((m.sequence, chunk)))
+    }
+
+    /// Starts the tail of `partition` unless it runs.
+    fn ensure_tail(&self, partition: Partition) {
+        let mut tails = self.tails.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(slot) = tails.get_mut(partition as usize) else {
+            return;
+        };
+        if slot.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let tail = Tail {
+            js: self.js.clone(),
+            stream: self.names.event_stream(partition),
+            subject: self.names.event_subject(partition),
+            partition,
+            head: self.heads[partition as usize].clone(),
+            cache: self.cache.clone(),
+        };
+        *slot = Some(tokio::spawn(tail.run()));
+    }
+
+    /// Claims every key, concurrently.
+    async fn claim_all(
+        &self,
+        keys: &[(IdemKey, u32)],
+        since_ms: i64,
+    ) -> Result<Vec<Claim>, StoreError> {
+        join_all(keys.iter().map(|(k, _)| self.claim(*k, since_ms)))
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    async fn claim(&self, key: IdemKey, since_ms: i64) -> Result<Claim, StoreError> {
+        let name = format!("{key:032x}");
+        let started = tokio::time::Instant::now();
+        loop {
+            match self.idem.create(&name, Bytes::new()).await {
+                Ok(_) => return Ok(Claim::Ours),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                Err(e) => return Err(unavailable("claiming an idempotency key", e)),
+            }
+            let Some(entry) = self
+                .idem
+                .entry(&name)
+                .await
+                .map_err(|e| unavailable("reading an idempotency key", e))?
+            else {
+                continue;
+            };
+            if entry.operation != kv::Operation::Put {
+                continue;
+            }
+            let created_ms =
+                i64::try_from(entry.created.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+            let age = Duration::from_millis(
+                u64::try_from(hookrelay_core::now_ms() - created_ms).unwrap_or(0),
+            );
+            if let Ok(b) = <[u8; 8]>::try_from(entry.value.as_ref()) {
+                if created_ms >= since_ms {
+                    return Ok(Claim::Taken(Seq::from_be_bytes(b)));
+                }
+            } else if age < STALE_CLAIM {
+                // Another node is committing this event right now.
+                if started.elapsed() < CLAIM_WAIT {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                return Err(StoreError::Unavailable(
+                    "the same event is being committed through another node; retry".into(),
+                ));
+            }
+            // Outside the window, or abandoned: take it over by revision.
+            if self
+                .idem
+                .update(&name, Bytes::new(), entry.revision)
+                .await
+                .is_ok()
+            {
+                return Ok(Claim::Ours);
+            }
+        }
+    }
+
+    /// Writes the sequences of appended keys (claims of failed publishes
+    /// are deleted so a retry need not wait for them to go stale).
+    async fn settle(&self, settled: Vec<(IdemKey, Option<Seq>)>) {
+        let results = join_all(settled.into_iter().map(|(k, seq)| async move {
+            let name = format!("{k:032x}");
+            match seq {
+                Some(seq) => self
+                    .idem
+                    .put(&name, Bytes::copy_from_slice(&seq.to_be_bytes()))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                None => self.idem.delete(&name).await.map_err(|e| e.to_string()),
+            }
+        }))
+        .await;
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        if failed > 0 {
+            warn!(
+                failed,
+                "settling idempotency keys failed; a retry of those events waits for the claim to go stale"
+            );
+        }
+    }
+
+    /// Publishes one message per piece and waits for every acknowledgement;
+    /// each piece's first-event stream sequence, or why it failed.
+    async fn publish(&self, pieces: &[(Partition, Bytes)]) -> Vec<Result<u64, StoreError>> {
+        let mut acks: Vec<Result<PublishAckFuture, StoreError>> = Vec::with_capacity(pieces.len());
+        for (p, payload) in pieces {
+            acks.push(
+                self.js
+                    .send_publish(
+                        self.names.event_subject(*p),
+                        jetstream::message::PublishMessage::build().payload(payload.clone()),
+                    )
+                    .await
+                    .map_err(|e| unavailable("publishing events", e)),
+            );
+        }
+        join_all(acks.into_iter().map(|a| async move {
+            a?.await
+                .map(|ack| ack.sequence)
+                .map_err(|e| unavailable("waiting for JetStream's acknowledgement", e))
+        }))
+        .await
+    }
+
+    /// Splits the events of one partition into messages within the payload
+    /// and offset limits: `(partition, event indexes)`.
+    fn pieces(&self, events: &[Event]) -> Vec<(Partition, Vec<usize>)> {
+        let budget = self.max_payload.saturating_sub(4096).max(1);
+        let mut by_partition: Vec<Vec<usize>> = vec![Vec::new(); self.partitions as usize];
+        for (i, e) in events.iter().enumerate() {
+            by_partition[partition_of(&e.device_id, self.partitions) as usize].push(i);
+        }
+        let mut out = Vec::new();
+        for (p, idx) in by_partition.into_iter().enumerate() {
+            let mut cur: Vec<usize> = Vec::new();
+            let mut bytes = 0usize;
+            for i in idx {
+                let e = &events[i];
+                let size = e.data.len() + e.id.len() + e.device_id.len() + e.event_type.len() + 32;
+                if !cur.is_empty() && (bytes + size > budget || cur.len() == MAX_EVENTS_PER_MESSAGE)
+                {
+                    out.push((p as Partition, std::mem::take(&mut cur)));
+                    bytes = 0;
+                }
+                bytes += size;
+                cur.push(i);
+            }
+            if !cur.is_empty() {
+                out.push((p as Partition, cur));
+            }
+        }
+        out
+    }
+}
+
+fn decode(payload: &[u8]) -> Result<Arc<DecodedChunk>, StoreError> {
+    let chunk: Chunk = codec::decode(payload, "event chunk")?;
+    Ok(Arc::new(DecodedChunk {
+        appended_at_ms: chunk.appended_at_ms,
+        events: chunk.events.into_iter().map(Arc::new).collect(),
+    }))
+}
+
+fn insert(cache: &ChunkCache, key: (Partition, u64), chunk: Arc<DecodedChunk>) {
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.iter().any(|(k, _)| *k == key) {
+        return;
+    }
+    if cache.len() >= CHUNK_CACHE {
+        cache.remove(0);
+    }
+    cache.push((key, chunk));
+}
+
+/// Follows one partition's stream with an ordered consumer (no server-side
+/// state): moves the durable head as messages are stored and caches them
+/// for the scheduler's reads. Reconnects with backoff; ends only when the
+/// log is dropped.
+struct Tail {
+    js: jetstream::Context,
+    stream: String,
+    subject: String,
+    partition: Partition,
+    head: watch::Sender<Seq>,
+    cache: Arc<ChunkCache>,
+}
+
+impl Tail {
+    async fn run(self) {
+        let mut failures = 0u32;
+        loop {
+            match self.follow().await {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    warn!(partition = self.partition, error = %e, failures, "following the event stream failed; retrying");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50 << failures.min(5))).await;
+        }
+    }
+
+    fn note(&self, msg: u64, chunk: &DecodedChunk) {
+        let last = event_seq(self.partition, msg, chunk.events.len().max(1) - 1);
+        self.head.send_if_modified(|h| {
+            let moved = last > *h;
+            *h = (*h).max(last);
+            moved
+        });
+    }
+
+    async fn follow(&self) -> Result<(), String> {
+        let mut stream = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut next, _) = split(*self.head.borrow());
+        if next == 0 {
+            // Start at the end: the head is the last stored message.
+            let last = stream
+                .info()
+                .await
+                .map_err(|e| e.to_string())?
+                .state
+                .last_sequence;
+            if last > 0 {
+                let m = stream.direct_get(last).await.map_err(|e| e.to_string())?;
+                let chunk = decode(&m.payload).map_err(|e| e.to_string())?;
+                self.note(last, &chunk);
+                insert(&self.cache, (self.partition, last), chunk);
+            }
+            next = last;
+        }
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: self.subject.clone(),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: next + 1,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+        info!(
+            partition = self.partition,
+            from = next + 1,
+            "following the event stream"
+        );
+        while let Some(m) = messages.next().await {
+            let m = m.map_err(|e| e.to_string())?;
+            let seq = m.info().map_err(|e| e.to_string())?.stream_sequence;
+            let chunk = decode(&m.payload).map_err(|e| e.to_string())?;
+            self.note(seq, &chunk);
+            insert(&self.cache, (self.partition, seq), chunk);
+        }
+        Ok(())
+    }
+}
+
+impl EventLog for JsLog {
+    fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    fn append(
+        &self,
+        events: Vec<Event>,
+        keys: Vec<(IdemKey, u32)>,
+        appended_at_ms: i64,
+        dedup_since_ms: i64,
+    ) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>> {
+        Box::pin(async move {
+            let mut out: Vec<Option<Appended>> = vec![None; events.len()];
+            let claims = self.claim_all(&keys, dedup_since_ms).await?;
+            let mut keyed: Vec<Option<IdemKey>> = vec![None; events.len()];
+            for ((k, off), claim) in keys.iter().zip(claims) {
+                let i = *off as usize;
+                match claim {
+                    Claim::Taken(seq) => out[i] = Some(Appended::Duplicate(seq)),
+                    Claim::Ours => keyed[i] = Some(*k),
+                }
+            }
+            let fresh: Vec<usize> = (0..events.len()).filter(|i| out[*i].is_none()).collect();
+            let fresh_events: Vec<Event> = fresh.iter().map(|i| events[*i].clone()).collect();
+            let pieces = self.pieces(&fresh_events);
+            let payloads: Vec<(Partition, Bytes)> = pieces
+                .iter()
+                .map(|(p, idx)| {
+                    let chunk = Chunk {
+                        appended_at_ms,
+                        events: idx.iter().map(|i| fresh_events[*i].clone()).collect(),
+                    };
+                    (*p, Bytes::from(codec::encode(&chunk)))
+                })
+                .collect();
+            let acks = self.publish(&payloads).await;
+            let mut settled = Vec::new();
+            let mut failure = None;
+            for ((p, idx), ack) in pieces.iter().zip(acks) {
+                match ack {
+                    Ok(msg) => {
+                        let last = event_seq(*p, msg, idx.len().max(1) - 1);
+                        self.heads[*p as usize].send_if_modified(|h| {
+                            let moved = last > *h;
+                            *h = (*h).max(last);
+                            moved
+                        });
+                        for (offset, i) in idx.iter().enumerate() {
+                            let at = fresh[*i];
+                            let seq = event_seq(*p, msg, offset);
+                            out[at] = Some(Appended::New(seq));
+                            if let Some(k) = keyed[at] {
+                                settled.push((k, Some(seq)));
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        for i in idx {
+                            if let Some(k) = keyed[fresh[*i]] {
+                                settled.push((k, None));
+                            }
+                        }
+                        failure = Some(e);
+                    }
+                }
+            }
+            self.settle(settled).await;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            out.into_iter()
+                .map(|a| a.ok_or_else(|| StoreError::Task("an event was not answered".into())))
+                .collect()
+        })
+    }
+
+    fn recent_keys(&self, _since_ms: i64) -> BoxFuture<'_, Result<Vec<KeyedSeq>, StoreError>> {
+        // The bucket is checked at every append: nothing to preload.
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn prune_keys(&self, _before_ms: i64) -> BoxFuture<'_, Result<usize, StoreError>> {
+        // Entries expire with the bucket's max_age (the dedup window).
+        Box::pin(async { Ok(0) })
+    }
+
+    fn read(
+        &self,
+        partition: Partition,
+        from: Seq,
+        max: usize,
+    ) -> BoxFuture<'_, Result<Vec<LoggedEvent>, StoreError>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            if partition >= self.partitions || max == 0 || seq_partition(from) > partition {
+                return Ok(out);
+            }
+            let (mut msg, mut offset) = if seq_partition(from) < partition {
+                (1, 0)
+            } else {
+                split(from)
+            };
+            while out.len() < max {
+                let Some((at, chunk)) = self.chunk_from(partition, msg.max(1)).await? else {
+                    break;
+                };
+                if at != msg {
+                    offset = 0;
+                }
+                for (i, event) in chunk.events.iter().enumerate().skip(offset) {
+                    if out.len() >= max {
+                        break;
+                    }
+                    out.push(LoggedEvent {
+                        seq: event_seq(partition, at, i),
+                        appended_at_ms: chunk.appended_at_ms,
+                        event: event.clone(),
+                    });
+                }
+                msg = at + 1;
+                offset = 0;
+            }
+            Ok(out)
+        })
+    }
+
+    fn event(&self, seq: Seq) -> BoxFuture<'_, Result<Option<LoggedEvent>, StoreError>> {
+        Box::pin(async move {
+            let (msg, offset) = split(seq);
+            let partition = seq_partition(seq);
+            if partition >= self.partitions || msg == 0 {
+                return Ok(None);
+            }
+            match self.chunk_from(partition, msg).await? {
+                Some((at, chunk)) if at == msg => {
+                    Ok(chunk.events.get(offset).map(|e| LoggedEvent {
+                        seq,
+                        appended_at_ms: chunk.appended_at_ms,
+                        event: e.clone(),
+                    }))
+                }
+                _ => Ok(None),
+            }
+        })
+    }
+
+    fn durable_head(&self, partition: Partition) -> watch::Receiver<Seq> {
+        self.ensure_tail(partition);
+        match self.heads.get(partition as usize) {
+            Some(h) => h.subscribe(),
+            None => watch::Sender::new(0).subscribe(),
+        }
+    }
+
+    fn chunk_index(
+        &self,
+        partition: Partition,
+        from: Seq,
+        max: usize,
+    ) -> BoxFuture<'_, Result<Vec<(Seq, ChunkIndex)>, StoreError>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            if partition >= self.partitions || seq_partition(from) > partition {
+                return Ok(out);
+            }
+            let mut msg = if seq_partition(from) < partition {
+                1
+            } else {
+                let (m, offset) = split(from);
+                // A chunk starts at offset 0: one that starts later is the next.
+                if offset > 0 {
+                    m + 1
+                } else {
+                    m.max(1)
+                }
+            };
+            while out.len() < max {
+                let Some((at, chunk)) = self.chunk_from(partition, msg).await? else {
+                    break;
+                };
+                let events: Vec<Event> = chunk.events.iter().map(|e| (**e).clone()).collect();
+                out.push((
+                    event_seq(partition, at, 0),
+                    ChunkIndex::of(&events, chunk.appended_at_ms),
+                ));
+                msg = at + 1;
+            }
+            Ok(out)
+        })
+    }
+
+    fn first_seq_at(
+        &self,
+        partition: Partition,
+        at_ms: i64,
+    ) -> BoxFuture<'_, Result<Option<Seq>, StoreError>> {
+        Box::pin(async move {
+            if partition >= self.partitions {
+                return Ok(None);
+            }
+            let mut stream = self
+                .js
+                .get_stream(self.names.event_stream(partition))
+                .await
+                .map_err(|e| unavailable("event stream", e))?;
+            let state = stream
+                .info()
+                .await
+                .map_err(|e| unavailable("event stream", e))?
+                .state
+                .clone();
+            if state.messages == 0 {
+                return Ok(None);
+            }
+            // g(m): append time of the first message at or after m; it never
+            // decreases with m. Bisect for the smallest m with g(m) ≥ at_ms.
+            let (mut lo, mut hi) = (state.first_sequence.max(1), state.last_sequence);
+            match self.chunk_from(partition, hi).await? {
+                Some((_, c)) if c.appended_at_ms >= at_ms => {}
+                _ => return Ok(None),
+            }
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                match self.chunk_from(partition, mid).await? {
+                    Some((_, c)) if c.appended_at_ms >= at_ms => hi = mid,
+                    _ => lo = mid + 1,
+                }
+            }
+            Ok(self
+                .chunk_from(partition, lo)
+                .await?
+                .map(|(at, _)| event_seq(partition, at, 0)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequences_split_back_into_message_and_offset() {
+        let s = event_seq(5, 1234, 77);
+        assert_eq!(seq_partition(s), 5);
+        assert_eq!(split(s), (1234, 77));
+        assert!(event_seq(5, 1234, 65_535) < event_seq(5, 1235, 0));
+    }
+}

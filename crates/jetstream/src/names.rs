@@ -1,0 +1,59 @@
+//! Names of the streams, subjects and buckets, under one namespace so that
+//! several engines (or test runs) can share a NATS cluster.
+
+use hookrelay_core::Partition;
+
+/// The names of one engine's JetStream objects.
+#[derive(Clone, Debug)]
+pub struct Names {
+    /// Lower-case prefix of subjects and buckets (`hr`).
+    ns: String,
+}
+
+impl Names {
+    /// Names under `namespace` (letters, digits, `_` and `-`; lower-cased).
+    pub fn new(namespace: &str) -> Self {
+        let ns: String = namespace
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        Self {
+            ns: if ns.is_empty() { "hr".into() } else { ns },
+        }
+    }
+
+    /// The stream of a log partition: `HR_EV_<p>`.
+    pub fn event_stream(&self, p: Partition) -> String {
+        format!("{}_EV_{p}", self.ns.to_ascii_uppercase())
+    }
+
+    /// The subject of a log partition: `hr.ev.<p>`.
+    pub fn event_subject(&self, p: Partition) -> String {
+        format!("{}.ev.{p}", self.ns)
+    }
+
+    /// The idempotency-key bucket.
+    pub fn idem_bucket(&self) -> String {
+        format!("{}_idem", self.ns)
+    }
+
+    /// The bucket of cluster-wide settings (the partition count).
+    pub fn meta_bucket(&self) -> String {
+        format!("{}_meta", self.ns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_namespaced_and_safe() {
+        let n = Names::new("Test.1 x");
+        assert_eq!(n.event_stream(3), "TEST1X_EV_3");
+        assert_eq!(n.event_subject(3), "test1x.ev.3");
+        assert_eq!(n.idem_bucket(), "test1x_idem");
+        assert_eq!(Names::new("").meta_bucket(), "hr_meta");
+    }
+}
