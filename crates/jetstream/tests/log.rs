@@ -1,0 +1,168 @@
+//! The JetStream event log against a real three-node cluster with R3.
+
+mod cluster;
+
+use cluster::Cluster;
+use hookrelay_core::{partition_of, seq_partition, Event};
+use hookrelay_jetstream::{connect, open_log, JetStreamConfig, JsLog};
+use hookrelay_store::{Appended, EventLog};
+use std::time::Duration;
+
+fn config(c: &Cluster, ns: &str, partitions: u32) -> JetStreamConfig {
+    JetStreamConfig {
+        urls: c.urls(),
+        replicas: 3,
+        partitions,
+        takeover: Duration::from_secs(10),
+        retention: Duration::from_secs(3600),
+        dedup_window: Duration::from_secs(3600),
+        namespace: ns.into(),
+    }
+}
+
+async fn log_on(cfg: &JetStreamConfig) -> JsLog {
+    let (client, js) = connect(cfg).await.expect("connect");
+    open_log(&client, js, cfg).await.expect("open log")
+}
+
+fn ev(device: &str, i: usize) -> Event {
+    Event {
+        id: format!("evt_{device}_{i}"),
+        device_id: device.into(),
+        event_type: "message.received".into(),
+        occurred_at_ms: 1,
+        data: format!("{{\"n\":{i}}}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_partitioned_durable_and_read_back_in_order() {
+    let c = Cluster::start(3).await;
+    let cfg = config(&c, "t1", 4);
+    let log = log_on(&cfg).await;
+    assert_eq!(log.partitions(), 4);
+    let devices = ["dev-a", "dev-b", "dev-c", "dev-d", "dev-e"];
+    let events: Vec<Event> = (0..50).map(|i| ev(devices[i % 5], i)).collect();
+    let taken = log
+        .append(events.clone(), vec![], 1_000, 0)
+        .await
+        .expect("append");
+    assert_eq!(taken.len(), 50);
+    for (e, a) in events.iter().zip(&taken) {
+        let Appended::New(seq) = a else {
+            panic!("no duplicates expected: {a:?}")
+        };
+        assert_eq!(seq_partition(*seq), partition_of(&e.device_id, 4));
+        let back = log.event(*seq).await.expect("event").expect("present");
+        assert_eq!(*back.event, *e);
+    }
+    // Every partition reads back its own events, in append order.
+    let mut total = 0;
+    for p in 0..4 {
+        let head = *log.durable_head(p).borrow();
+        let read = log.read(p, 0, 1000).await.expect("read");
+        let want: Vec<&Event> = events
+            .iter()
+            .filter(|e| partition_of(&e.device_id, 4) == p)
+            .collect();
+        assert_eq!(read.len(), want.len());
+        assert!(read.iter().zip(&want).all(|(r, w)| *r.event == **w));
+        if let Some(last) = read.last() {
+            assert_eq!(head, last.seq, "the head is the last durable event");
+            // Reading from past the middle resumes there.
+            let mid = &read[read.len() / 2];
+            let rest = log.read(p, mid.seq, 1000).await.expect("read");
+            assert_eq!(rest.first().map(|e| e.seq), Some(mid.seq));
+        }
+        total += read.len();
+    }
+    assert_eq!(total, 50);
+    // Appends of later times are found by time.
+    let later = log
+        .append(vec![ev("dev-a", 100)], vec![], 5_000, 0)
+        .await
+        .expect("append");
+    let Appended::New(later_seq) = later[0] else {
+        panic!("new")
+    };
+    let p = seq_partition(later_seq);
+    assert_eq!(
+        log.first_seq_at(p, 2_000).await.expect("bisect"),
+        Some(later_seq)
+    );
+    let index = log.chunk_index(p, 0, 10).await.expect("index");
+    assert_eq!(index.last().map(|(s, _)| *s), Some(later_seq));
+    assert_eq!(index.last().map(|(_, ix)| ix.appended_at_ms), Some(5_000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_taken_through_one_node_is_a_duplicate_on_another() {
+    let c = Cluster::start(3).await;
+    let cfg = config(&c, "t2", 2);
+    let a = log_on(&cfg).await;
+    // The second node talks to another server of the cluster.
+    let mut cfg_b = cfg.clone();
+    cfg_b.urls.rotate_left(1);
+    let b = log_on(&cfg_b).await;
+    let first = a
+        .append(vec![ev("dev-x", 1)], vec![(42, 0)], 1_000, 0)
+        .await
+        .expect("append");
+    let Appended::New(seq) = first[0] else {
+        panic!("new")
+    };
+    let again = b
+        .append(
+            vec![ev("dev-x", 1), ev("dev-x", 2)],
+            vec![(42, 0), (43, 1)],
+            2_000,
+            0,
+        )
+        .await
+        .expect("append");
+    assert_eq!(again[0], Appended::Duplicate(seq));
+    assert!(matches!(again[1], Appended::New(_)));
+    // Nothing was appended for the duplicate.
+    let p = seq_partition(seq);
+    assert_eq!(b.read(p, 0, 10).await.expect("read").len(), 2);
+    // Outside the window (keys older than `since`), the key is free again.
+    let late = b
+        .append(vec![ev("dev-x", 1)], vec![(42, 0)], 3_000, i64::MAX)
+        .await
+        .expect("append");
+    assert!(matches!(late[0], Appended::New(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_head_follows_appends_made_through_another_node() {
+    let c = Cluster::start(3).await;
+    let cfg = config(&c, "t3", 1);
+    let owner = log_on(&cfg).await;
+    let mut head = owner.durable_head(0);
+    let other = log_on(&cfg).await;
+    let taken = other
+        .append(vec![ev("dev-y", 1)], vec![], 1_000, 0)
+        .await
+        .expect("append");
+    let Appended::New(seq) = taken[0] else {
+        panic!("new")
+    };
+    tokio::time::timeout(Duration::from_secs(5), head.wait_for(|h| *h >= seq))
+        .await
+        .expect("the owner's head moves within 5 s")
+        .expect("watch");
+    assert_eq!(owner.read(0, seq, 1).await.expect("read")[0].seq, seq);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_partition_count_is_fixed_once_the_streams_exist() {
+    let c = Cluster::start(3).await;
+    log_on(&config(&c, "t4", 4)).await;
+    let cfg = config(&c, "t4", 8);
+    let (client, js) = connect(&cfg).await.expect("connect");
+    let err = match open_log(&client, js, &cfg).await {
+        Ok(_) => panic!("a different partition count must be refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("fixed"), "{err}");
+}
