@@ -615,7 +615,7 @@ async fn rotate_of(s: &ApiState, scope: &Scope, id: &str) -> Result<Value, ApiEr
         .update_webhook(
             &w.id,
             Box::new(move |next: &mut Webhook| {
-                next.rotate_secret(new_secret, now, grace);
+                next.rotate_secret(new_secret.clone(), now, grace);
                 next.updated_at_ms = now;
                 true
             }),

@@ -83,6 +83,7 @@ fn dedup(mut events: Vec<String>) -> Vec<String> {
 }
 
 /// Who owns a webhook being built, and through which API it is written.
+#[derive(Clone)]
 pub(crate) struct Owner {
     pub(crate) org_id: OrgId,
     /// Empty for an organization-wide webhook.

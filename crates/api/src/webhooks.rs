@@ -288,14 +288,17 @@ pub(crate) async fn update(
         .update_webhook(
             &WebhookId::from(id),
             Box::new(|current: &mut Webhook| {
+                // Runs again when another node changed the configuration
+                // first: each run starts from the stored webhook.
+                problem = None;
                 if !owned_by(current, scope) {
                     problem = Some(not_found());
                     return false;
                 }
                 let input = if merge {
-                    views::merged(current, input)
+                    views::merged(current, input.clone())
                 } else {
-                    input
+                    input.clone()
                 };
                 if let Err(e) = validate(state, &input, true) {
                     problem = Some(e);
@@ -306,7 +309,7 @@ pub(crate) async fn update(
                     device_id: current.device_id.clone(),
                     scope: current.scope,
                     primary: current.primary,
-                    event_names,
+                    event_names: event_names.clone(),
                 };
                 *current = build_webhook(Some(current), input, owner, &state.delivery, now);
                 true

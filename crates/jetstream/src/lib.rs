@@ -5,10 +5,12 @@
 //! # What it owns
 //! - [`JsLog`](log::JsLog): the event log, one stream per partition, with
 //!   the idempotency window in a key-value bucket shared by every node.
+//! - [`JsConfig`]: configuration, one message per owner in a stream every
+//!   node follows into its in-memory mirror; writes serialised cluster-wide.
 //!
 //! # Names
 //! Everything lives under a namespace (`hr` by default; see [`names`]):
-//! streams `HR_EV_<p>`, subjects `hr.ev.<p>`, buckets `hr_idem`, `hr_meta`.
+//! streams `HR_EV_<p>` and `HR_CFG`, subjects `hr.ev.<p>` and `hr.cfg.…`, buckets `hr_idem`, `hr_meta`.
 //! The number of partitions is written to `hr_meta` by the first node and
 //! checked by every later one: it is fixed once the streams exist.
 //!
@@ -20,9 +22,11 @@
 //!
 //! Must not: know about HTTP, gRPC, or delivery policy.
 
+mod config;
 mod log;
 pub mod names;
 
+pub use config::{JsConfig, JsConfigLog};
 pub use log::JsLog;
 
 use async_nats::jetstream::{self, kv};
@@ -110,6 +114,16 @@ pub async fn open_log(
     check_partitions(&js, &names, cfg).await?;
     let max_payload = client.server_info().max_payload;
     JsLog::open(js, names, cfg, max_payload).await
+}
+
+/// Opens the configuration of the cluster `js` talks to: creates its stream
+/// on first use, loads this node's mirror and keeps following it.
+pub async fn open_config(
+    js: jetstream::Context,
+    cfg: &JetStreamConfig,
+) -> Result<JsConfig, JetStreamError> {
+    let log = JsConfigLog::open(js, Names::new(&cfg.namespace), cfg.replicas).await?;
+    Ok(hookrelay_store::CheckedConfig::new(log))
 }
 
 /// Writes the partition count on first use; refuses a different one later.

@@ -38,6 +38,21 @@ impl Names {
         format!("{}_idem", self.ns)
     }
 
+    /// The configuration stream: `HR_CFG`.
+    pub fn config_stream(&self) -> String {
+        format!("{}_CFG", self.ns.to_ascii_uppercase())
+    }
+
+    /// Every subject of the configuration stream: `hr.cfg.>`.
+    pub fn config_subjects(&self) -> String {
+        format!("{}.cfg.>", self.ns)
+    }
+
+    /// The subject of one owner's records: `hr.cfg.<kind>.<hex id>`.
+    pub fn config_subject(&self, kind: &str, hex_id: &str) -> String {
+        format!("{}.cfg.{kind}.{hex_id}", self.ns)
+    }
+
     /// The bucket of cluster-wide settings (the partition count).
     pub fn meta_bucket(&self) -> String {
         format!("{}_meta", self.ns)

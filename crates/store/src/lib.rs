@@ -50,9 +50,12 @@ mod sled_config;
 mod webhook_record;
 
 pub use backend::{Backend, Housekeeping};
+#[cfg(any(test, feature = "testkit"))]
+pub use config::conformance;
 pub use config::{
-    App, ConfigStore, DeviceToken, IngestKey, Org, PrimaryChange, Subscribers, TokenScope,
-    WebhookChange,
+    App, AppRecord, CheckedConfig, ConfigChange, ConfigLog, ConfigMirror, ConfigOwner, ConfigStore,
+    ConfigVersion, DeviceToken, IngestKey, Org, OrgRecord, PrimaryChange, SharedMirror,
+    Subscribers, TokenScope, WebhookChange,
 };
 pub use deliveries::{DeliveryStore, DeliveryWrite, DueEntry, DueKind};
 pub use error::{failpoints_from_env, StoreError};
@@ -118,7 +121,9 @@ impl Store {
         }
         let health = StoreHealth::new(path.to_owned(), min_free_bytes);
         let log = Arc::new(log::SledLog::open(&db, health.clone())?);
-        let config = Arc::new(sled_config::SledConfig::open(&db, health.clone())?);
+        let config = Arc::new(config::CheckedConfig::new(
+            sled_config::SledConfigLog::open(&db, health.clone())?,
+        ));
         let deliveries = Arc::new(deliveries::SledDeliveries::open(&db, meta, health.clone())?);
         let retention = Arc::new(retention::Retention::new(log.first_seq()?));
         Ok(Self {

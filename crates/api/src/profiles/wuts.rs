@@ -76,7 +76,13 @@ pub(crate) async fn configure(
             &device.device_id,
             state.max_webhooks_per_app,
             Box::new(move |existing: Option<&Webhook>| {
-                Some(build_webhook(existing, input, owner, &delivery, now))
+                Some(build_webhook(
+                    existing,
+                    input.clone(),
+                    owner.clone(),
+                    &delivery,
+                    now,
+                ))
             }),
         )
         .await?

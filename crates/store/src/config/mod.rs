@@ -5,7 +5,18 @@
 //! Every write is checked and applied under one writer lock, so a rule that
 //! spans records (a per-app limit, "no token for a deleted app", "a deleted
 //! webhook stays deleted") holds under any interleaving of requests. The
-//! sled implementation is in [`sled_config`](crate::sled_config).
+//! The rules live in [`CheckedConfig`], once for every backend; a backend
+//! only keeps the records ([`ConfigLog`]).
+
+mod checked;
+#[cfg(any(test, feature = "testkit"))]
+pub mod conformance;
+mod mirror;
+mod records;
+
+pub use checked::{CheckedConfig, ConfigLog, ConfigVersion};
+pub use mirror::{ConfigChange, ConfigMirror, SharedMirror};
+pub use records::{AppRecord, ConfigOwner, OrgRecord};
 
 use crate::{BoxFuture, StoreError};
 use hookrelay_core::{
@@ -114,12 +125,14 @@ impl Subscribers {
     }
 }
 
-/// What a webhook change closure decided.
-pub type WebhookChange<'a> = Box<dyn FnOnce(&mut Webhook) -> bool + Send + 'a>;
+/// Changes a webhook in place; `false` when it changed nothing. It may run
+/// more than once (when another node wrote first); the last run counts.
+pub type WebhookChange<'a> = Box<dyn FnMut(&mut Webhook) -> bool + Send + 'a>;
 
 /// Builds the primary webhook of a device from the current one (if any);
-/// `None` leaves everything as it is.
-pub type PrimaryChange<'a> = Box<dyn FnOnce(Option<&Webhook>) -> Option<Webhook> + Send + 'a>;
+/// `None` leaves everything as it is. It may run more than once, as
+/// [`WebhookChange`].
+pub type PrimaryChange<'a> = Box<dyn FnMut(Option<&Webhook>) -> Option<Webhook> + Send + 'a>;
 
 /// Configuration storage. Reads come from memory; writes are durable when
 /// they return.
@@ -211,7 +224,7 @@ pub trait ConfigStore: Send + Sync + 'static {
     fn delete_webhook<'a>(
         &'a self,
         id: &'a WebhookId,
-        owned: Box<dyn FnOnce(&Webhook) -> bool + Send + 'a>,
+        owned: Box<dyn Fn(&Webhook) -> bool + Send + 'a>,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
     /// A webhook by id.
     fn webhook(&self, id: &WebhookId) -> Option<Arc<Webhook>>;

@@ -1,0 +1,314 @@
+//! Configuration on JetStream: the records of each owner (an organization,
+//! or a device id with its app, tokens and webhooks) are one message of the
+//! stream `<NS>_CFG`, on the subject `<ns>.cfg.org.<id>` or
+//! `<ns>.cfg.app.<id>` (ids hex-encoded), with `max_msgs_per_subject = 1`:
+//! the stream holds exactly the current records.
+//!
+//! Every node follows the stream with an ordered consumer into its
+//! [`SharedMirror`], so a change made on one node reaches the others as fast
+//! as JetStream delivers it (milliseconds). Writes are serialised across the
+//! cluster: a commit is published with `Nats-Expected-Last-Sequence` set to
+//! the stream sequence its checks ran against, so the servers refuse it when
+//! another node wrote in between, and [`CheckedConfig`] checks again on the
+//! newer mirror. A commit returns once this node's mirror shows it.
+
+use crate::{names::Names, JetStreamError};
+use async_nats::jetstream::{
+    self,
+    consumer::{pull::OrderedConfig, DeliverPolicy},
+    context::PublishErrorKind,
+};
+use futures_util::StreamExt;
+use hookrelay_store::{
+    codec, AppRecord, BoxFuture, CheckedConfig, ConfigChange, ConfigLog, ConfigOwner,
+    ConfigVersion, OrgRecord, SharedMirror, StoreError,
+};
+use std::{sync::Arc, time::Duration};
+use tokio::{sync::watch, task::JoinHandle};
+use tracing::{error, info, warn};
+
+/// The layout of a record message this build writes.
+const LAYOUT: u8 = 1;
+/// How long a write waits for the mirror to reach the stream's end.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The configuration of a JetStream cluster, checked by [`CheckedConfig`].
+pub type JsConfig = CheckedConfig<JsConfigLog>;
+
+/// The configuration stream and this node's mirror of it.
+pub struct JsConfigLog {
+    js: jetstream::Context,
+    names: Names,
+    mirror: Arc<SharedMirror>,
+    /// The stream sequence the mirror shows.
+    applied: watch::Receiver<u64>,
+    tail: JoinHandle<()>,
+}
+
+impl Drop for JsConfigLog {
+    fn drop(&mut self) {
+        self.tail.abort();
+    }
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("{what}: {e}"))
+}
+
+fn hex(id: &str) -> String {
+    id.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+impl JsConfigLog {
+    /// Creates (or checks) the stream, loads the mirror and starts following.
+    pub(crate) async fn open(
+        js: jetstream::Context,
+        names: Names,
+        replicas: usize,
+    ) -> Result<Self, JetStreamError> {
+        crate::ensure_stream(
+            &js,
+            jetstream::stream::Config {
+                name: names.config_stream(),
+                subjects: vec![names.config_subjects()],
+                storage: jetstream::stream::StorageType::File,
+                num_replicas: replicas,
+                max_messages_per_subject: 1,
+                allow_direct: true,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let mirror = Arc::new(SharedMirror::default());
+        let (tx, applied) = watch::channel(0);
+        let tail = tokio::spawn(
+            Tail {
+                js: js.clone(),
+                names: names.clone(),
+                mirror: mirror.clone(),
+                applied: tx,
+            }
+            .run(),
+        );
+        let log = Self {
+            js,
+            names,
+            mirror,
+            applied,
+            tail,
+        };
+        log.sync_now().await.map_err(|e| JetStreamError::Setup {
+            what: log.names.config_stream(),
+            message: e.to_string(),
+        })?;
+        Ok(log)
+    }
+
+    /// The stream's last sequence, once the mirror shows it.
+    async fn sync_now(&self) -> Result<u64, StoreError> {
+        let stream = self
+            .js
+            .get_stream(self.names.config_stream())
+            .await
+            .map_err(|e| unavailable("reading the configuration stream", e))?;
+        let last = stream.cached_info().state.last_sequence;
+        self.caught_up(last).await?;
+        Ok(last)
+    }
+
+    async fn caught_up(&self, seq: u64) -> Result<(), StoreError> {
+        let mut applied = self.applied.clone();
+        let reached = tokio::time::timeout(SYNC_TIMEOUT, async {
+            applied.wait_for(|a| *a >= seq).await.map(|_| ())
+        })
+        .await;
+        match reached {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(StoreError::Unavailable(
+                "the configuration follower stopped".into(),
+            )),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "the configuration mirror did not reach sequence {seq} within {SYNC_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    fn subject(&self, owner: &ConfigOwner) -> String {
+        match owner {
+            ConfigOwner::Org(id) => self.names.config_subject("org", &hex(id.as_str())),
+            ConfigOwner::App(id) => self.names.config_subject("app", &hex(id.as_str())),
+        }
+    }
+
+    /// The new records of `owner` after `changes`, encoded.
+    fn record(&self, owner: &ConfigOwner, changes: &[ConfigChange]) -> Result<Vec<u8>, StoreError> {
+        let m = self.mirror.read();
+        match owner {
+            ConfigOwner::Org(id) => {
+                let mut rec = m.org_record(id).or_else(|| {
+                    changes.iter().find_map(|c| match c {
+                        ConfigChange::PutOrg(o) => Some(OrgRecord::new(o.clone())),
+                        _ => None,
+                    })
+                });
+                let rec = rec.as_mut().ok_or(StoreError::NotFound {
+                    what: "organization",
+                })?;
+                changes.iter().for_each(|c| rec.apply(c));
+                Ok(codec::encode_as(LAYOUT, &*rec))
+            }
+            ConfigOwner::App(id) => {
+                let mut rec = m.app_record(id).or_else(|| {
+                    changes.iter().find_map(|c| match c {
+                        ConfigChange::Bind { device, org } => {
+                            Some(AppRecord::new(device.clone(), org.clone()))
+                        }
+                        _ => None,
+                    })
+                });
+                let rec = rec.as_mut().ok_or(StoreError::NotFound { what: "app" })?;
+                changes.iter().for_each(|c| rec.apply(c));
+                Ok(codec::encode_as(LAYOUT, &*rec))
+            }
+        }
+    }
+}
+
+impl ConfigLog for JsConfigLog {
+    fn mirror(&self) -> &SharedMirror {
+        &self.mirror
+    }
+
+    fn sync(&self) -> BoxFuture<'_, Result<ConfigVersion, StoreError>> {
+        Box::pin(self.sync_now())
+    }
+
+    fn next_number(&self, version: ConfigVersion) -> Result<u64, StoreError> {
+        // The commit is stored at exactly `version + 1` or not at all: the
+        // stream sequence is unique for ever, so it numbers the webhook.
+        Ok(version + 1)
+    }
+
+    fn commit(
+        &self,
+        version: ConfigVersion,
+        changes: Vec<ConfigChange>,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            // Every write of the config store changes one owner's records;
+            // should one ever span several, they are published in order,
+            // each expecting the one before.
+            let mut owners: Vec<(ConfigOwner, Vec<ConfigChange>)> = Vec::new();
+            {
+                let m = self.mirror.read();
+                for c in changes {
+                    let owner = m.owner_of(&c).ok_or(StoreError::NotFound {
+                        what: "configuration record",
+                    })?;
+                    match owners.iter_mut().find(|(o, _)| *o == owner) {
+                        Some((_, list)) => list.push(c),
+                        None => owners.push((owner, vec![c])),
+                    }
+                }
+            }
+            let mut expected = version;
+            for (owner, changes) in &owners {
+                let payload = self.record(owner, changes)?;
+                let ack = self
+                    .js
+                    .send_publish(
+                        self.subject(owner),
+                        jetstream::message::PublishMessage::build()
+                            .payload(payload.into())
+                            .expected_last_sequence(expected),
+                    )
+                    .await
+                    .map_err(|e| unavailable("publishing configuration", e))?
+                    .await;
+                match ack {
+                    Ok(ack) => expected = ack.sequence,
+                    Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                        if expected == version {
+                            return Ok(false);
+                        }
+                        return Err(unavailable("configuration write interrupted", e));
+                    }
+                    Err(e) => return Err(unavailable("writing configuration", e)),
+                }
+            }
+            self.caught_up(expected).await?;
+            Ok(true)
+        })
+    }
+}
+
+/// Follows the configuration stream into the mirror. Reconnects with
+/// backoff; ends only when the log is dropped.
+struct Tail {
+    js: jetstream::Context,
+    names: Names,
+    mirror: Arc<SharedMirror>,
+    applied: watch::Sender<u64>,
+}
+
+impl Tail {
+    async fn run(self) {
+        let mut failures = 0u32;
+        loop {
+            match self.follow().await {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    warn!(error = %e, failures, "following the configuration stream failed; retrying");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50 << failures.min(5))).await;
+        }
+    }
+
+    async fn follow(&self) -> Result<(), String> {
+        let stream = self
+            .js
+            .get_stream(self.names.config_stream())
+            .await
+            .map_err(|e| e.to_string())?;
+        let from = *self.applied.borrow() + 1;
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: from,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+        info!(from, "following the configuration stream");
+        while let Some(m) = messages.next().await {
+            let m = m.map_err(|e| e.to_string())?;
+            let seq = m.info().map_err(|e| e.to_string())?.stream_sequence;
+            self.apply(&m.subject, &m.payload);
+            self.applied.send_replace(seq);
+        }
+        Ok(())
+    }
+
+    fn apply(&self, subject: &str, payload: &[u8]) {
+        let kind = subject.rsplit('.').nth(1).unwrap_or_default();
+        let changes = match kind {
+            "org" => codec::decode_as::<OrgRecord>(LAYOUT, payload, "organization record")
+                .map(|r| self.mirror.read().org_changes(r)),
+            "app" => codec::decode_as::<AppRecord>(LAYOUT, payload, "app record")
+                .map(|r| self.mirror.read().app_changes(r)),
+            _ => Err(StoreError::Corrupt {
+                what: "configuration subject",
+            }),
+        };
+        match changes {
+            Ok(changes) => self.mirror.apply(changes),
+            // A record this build cannot read is left out, loudly: the rest
+            // of the configuration still applies.
+            Err(e) => error!(%subject, error = %e, "a configuration record could not be read"),
+        }
+    }
+}
