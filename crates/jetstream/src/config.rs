@@ -12,7 +12,10 @@
 //! another node wrote in between, and [`CheckedConfig`] checks again on the
 //! newer mirror. A commit returns once this node's mirror shows it.
 
-use crate::{names::Names, JetStreamError};
+use crate::{
+    names::{hex, Names},
+    unavailable, JetStreamError,
+};
 use async_nats::jetstream::{
     self,
     consumer::{pull::OrderedConfig, DeliverPolicy},
@@ -49,14 +52,6 @@ impl Drop for JsConfigLog {
     fn drop(&mut self) {
         self.tail.abort();
     }
-}
-
-fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("{what}: {e}"))
-}
-
-fn hex(id: &str) -> String {
-    id.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 impl JsConfigLog {

@@ -5,6 +5,8 @@
 //! # What it owns
 //! - [`JsLog`](log::JsLog): the event log, one stream per partition, with
 //!   the idempotency window in a key-value bucket shared by every node.
+//! - [`JsDeliveries`]: delivery state (records with their due entries,
+//!   attempts, cursors); each partition's due index in its owner's memory.
 //! - [`JsConfig`]: configuration, one message per owner in a stream every
 //!   node follows into its in-memory mirror; writes serialised cluster-wide.
 //!
@@ -23,10 +25,12 @@
 //! Must not: know about HTTP, gRPC, or delivery policy.
 
 mod config;
+mod deliveries;
 mod log;
 pub mod names;
 
 pub use config::{JsConfig, JsConfigLog};
+pub use deliveries::JsDeliveries;
 pub use log::JsLog;
 
 use async_nats::jetstream::{self, kv};
@@ -74,6 +78,11 @@ pub enum JetStreamError {
     /// The cluster's streams were made with other settings.
     #[error("{0}")]
     Mismatch(String),
+}
+
+/// A store error for JetStream being unreachable or refusing.
+pub(crate) fn unavailable(what: &str, e: impl std::fmt::Display) -> hookrelay_store::StoreError {
+    hookrelay_store::StoreError::Unavailable(format!("{what}: {e}"))
 }
 
 /// The client and its JetStream context.
@@ -126,6 +135,36 @@ pub async fn open_config(
     Ok(hookrelay_store::CheckedConfig::new(log))
 }
 
+/// Opens the delivery state of the cluster `js` talks to, creating its
+/// streams on first use.
+pub async fn open_deliveries(
+    js: jetstream::Context,
+    cfg: &JetStreamConfig,
+) -> Result<JsDeliveries, JetStreamError> {
+    let names = Names::new(&cfg.namespace);
+    let meta = meta_bucket(&js, &names, cfg).await?;
+    JsDeliveries::open(js, names, meta, cfg).await
+}
+
+/// The bucket of cluster-wide settings and cursors.
+async fn meta_bucket(
+    js: &jetstream::Context,
+    names: &Names,
+    cfg: &JetStreamConfig,
+) -> Result<kv::Store, JetStreamError> {
+    ensure_bucket(
+        js,
+        kv::Config {
+            bucket: names.meta_bucket(),
+            history: 1,
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: cfg.replicas,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 /// Writes the partition count on first use; refuses a different one later.
 async fn check_partitions(
     js: &jetstream::Context,
@@ -138,17 +177,7 @@ async fn check_partitions(
             hookrelay_core::MAX_PARTITIONS
         )));
     }
-    let meta = ensure_bucket(
-        js,
-        kv::Config {
-            bucket: names.meta_bucket(),
-            history: 1,
-            storage: jetstream::stream::StorageType::File,
-            num_replicas: cfg.replicas,
-            ..Default::default()
-        },
-    )
-    .await?;
+    let meta = meta_bucket(js, names, cfg).await?;
     let want = cfg.partitions.to_string();
     let setup = |e: &dyn std::fmt::Display| JetStreamError::Setup {
         what: names.meta_bucket(),

@@ -15,7 +15,7 @@
 //! nodes given the same event at once append it once. A claim left empty by
 //! a node that died mid-commit is taken over once it is [`STALE_CLAIM`] old.
 
-use crate::{names::Names, JetStreamError};
+use crate::{names::Names, unavailable, JetStreamError};
 use async_nats::jetstream::{
     self,
     consumer::{pull::OrderedConfig, DeliverPolicy},
@@ -81,10 +81,6 @@ impl Drop for JsLog {
             t.abort();
         }
     }
-}
-
-fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("{what}: {e}"))
 }
 
 /// The sequence of offset `offset` of message `msg` of `partition`.

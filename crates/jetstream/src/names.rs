@@ -53,10 +53,57 @@ impl Names {
         format!("{}.cfg.{kind}.{hex_id}", self.ns)
     }
 
+    /// The delivery-state stream: `HR_DS`.
+    pub fn state_stream(&self) -> String {
+        format!("{}_DS", self.ns.to_ascii_uppercase())
+    }
+
+    /// Every subject of the delivery-state stream: `hr.ds.>`.
+    pub fn state_subjects(&self) -> String {
+        format!("{}.ds.>", self.ns)
+    }
+
+    /// A delivery's state subject in partition `p`: `hr.ds.<p>.<rest>`.
+    pub fn state_subject(&self, p: Partition, rest: &str) -> String {
+        format!("{}.ds.{p}.{rest}", self.ns)
+    }
+
+    /// The attempt stream: `HR_ATT`.
+    pub fn attempt_stream(&self) -> String {
+        format!("{}_ATT", self.ns.to_ascii_uppercase())
+    }
+
+    /// Every subject of the attempt stream: `hr.att.>`.
+    pub fn attempt_subjects(&self) -> String {
+        format!("{}.att.>", self.ns)
+    }
+
+    /// A delivery's attempt subject: `hr.att.<webhook hex>.<rest>`.
+    pub fn attempt_subject(&self, webhook_hex: &str, rest: &str) -> String {
+        format!("{}.att.{webhook_hex}.{rest}", self.ns)
+    }
+
     /// The bucket of cluster-wide settings (the partition count).
     pub fn meta_bucket(&self) -> String {
         format!("{}_meta", self.ns)
     }
+}
+
+/// `id` as lower-case hex: any id becomes a valid subject token.
+pub(crate) fn hex(id: &str) -> String {
+    id.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The id a [`hex`] token stands for.
+pub(crate) fn unhex(s: &str) -> Option<String> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
 }
 
 #[cfg(test)]

@@ -410,6 +410,13 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn passes_the_delivery_store_checks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("open");
+        crate::conformance::check_deliveries(&*s.deliveries, 0).await;
+    }
+
     #[test]
     fn due_index_orders_by_time_and_separates_leases() {
         let dir = tempfile::tempdir().expect("tempdir");

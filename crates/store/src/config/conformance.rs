@@ -1,11 +1,12 @@
-//! What every [`ConfigStore`] must do, as checks a backend's tests run
-//! against a fresh store of theirs (the sled tests in this crate, the
-//! JetStream tests against a real cluster).
+//! What every [`ConfigStore`] and [`DeliveryStore`] must do, as checks a
+//! backend's tests run against a fresh store of theirs (the sled tests in
+//! this crate, the JetStream tests against a real cluster).
 
 use super::{App, ConfigStore, DeviceToken, IngestKey, Org, TokenScope};
-use crate::StoreError;
+use crate::{DeliveryStore, DeliveryWrite, DueEntry, DueKind, StoreError};
 use hookrelay_core::{
-    hash_token, DeviceId, Event, OrgId, RetryPolicy, Webhook, WebhookId, WebhookScope,
+    hash_token, partition_seq, Attempt, DeliveryKey, DeliveryRecord, DeliveryStatus, DeviceId,
+    ErrorKind, Event, OrgId, Partition, RetryPolicy, Webhook, WebhookId, WebhookScope,
 };
 
 /// An app webhook of `device` in `org_1`, created at `at`.
@@ -66,8 +67,8 @@ pub fn token(id: &str, secret: &str, device: &str, org: &str) -> DeviceToken {
     }
 }
 
-/// Runs every check on `c`, a store with nothing in it.
-pub async fn check_all(c: &dyn ConfigStore) {
+/// Runs every configuration check on `c`, a store with nothing in it.
+pub async fn check_config(c: &dyn ConfigStore) {
     deletes_cascade_and_ids_stay_taken(c).await;
     limits_and_ownership_hold(c).await;
     numbers_are_unique_and_organization_wide_webhooks_reach_bound_apps(c).await;
@@ -349,4 +350,148 @@ async fn numbers_are_unique_and_organization_wide_webhooks_reach_bound_apps(c: &
     again.name = "renamed".into();
     let again = c.put_webhook(again).await.expect("put");
     assert_eq!(again.number, wide.number);
+}
+
+/// A delivery of event `n` of partition `p` to `wh_x`.
+pub fn delivery(p: Partition, n: u64) -> DeliveryKey {
+    DeliveryKey {
+        seq: partition_seq(p, n),
+        generation: 0,
+        webhook_id: WebhookId::from("wh_x"),
+    }
+}
+
+/// A pending record after `attempts` attempts.
+pub fn record(attempts: u32) -> DeliveryRecord {
+    DeliveryRecord {
+        status: DeliveryStatus::Pending,
+        attempts,
+        next_attempt_ms: 50,
+        last_status_code: Some(500),
+        last_error: Some("http_5xx".into()),
+        event_type: "message.received".into(),
+        event_id: "evt_1".into(),
+        created_at_ms: 1,
+        updated_at_ms: 2,
+    }
+}
+
+/// Attempt `n`, answered 500.
+pub fn attempt(n: u32) -> Attempt {
+    Attempt {
+        attempt: n,
+        started_at_ms: 1,
+        duration_ms: 2,
+        status_code: Some(500),
+        error: Some(ErrorKind::Http5xx),
+        response_body: Some("no".into()),
+    }
+}
+
+fn due(at_ms: i64, key: DeliveryKey, kind: DueKind) -> DeliveryWrite {
+    DeliveryWrite::Due(DueEntry { at_ms, key, kind })
+}
+
+/// Runs every delivery-state check on `d`, empty in partition `p`.
+pub async fn check_deliveries(d: &dyn DeliveryStore, p: Partition) {
+    let key = |n| delivery(p, n);
+    let seqs = |v: Vec<DueEntry>| v.into_iter().map(|e| e.key.seq).collect::<Vec<_>>();
+    assert_eq!(d.cursor(p).await.expect("cursor"), 0);
+    assert_eq!(d.recovery_scan(p).await.expect("scan"), (0, Vec::new()));
+    d.apply(&[
+        DeliveryWrite::Record(key(1), record(1)),
+        due(300, key(1), DueKind::Scheduled),
+        DeliveryWrite::Record(key(2), record(1)),
+        due(100, key(2), DueKind::Lease),
+        DeliveryWrite::Record(key(3), record(1)),
+        due(200, key(3), DueKind::Scheduled),
+        DeliveryWrite::Attempt(key(1), attempt(1)),
+        DeliveryWrite::Attempt(key(1), attempt(2)),
+        DeliveryWrite::Cursor(partition_seq(p, 7)),
+    ])
+    .await
+    .expect("apply");
+    assert_eq!(
+        seqs(d.due(p, 250, 10).await.expect("due")),
+        vec![key(2).seq, key(3).seq],
+        "earliest first, up to the time asked"
+    );
+    assert_eq!(d.due(p, 1000, 1).await.expect("due").len(), 1);
+    let (count, leases) = d.recovery_scan(p).await.expect("scan");
+    assert_eq!(count, 3);
+    assert_eq!(seqs(leases), vec![key(2).seq]);
+    assert_eq!(d.record(&key(1)).await.expect("rec"), Some(record(1)));
+    assert_eq!(d.record(&key(9)).await.expect("rec"), None);
+    assert_eq!(
+        d.attempts(&key(1)).await.expect("att"),
+        vec![attempt(1), attempt(2)]
+    );
+    assert!(d.attempts(&key(9)).await.expect("att").is_empty());
+    // A retry moves a delivery from its lease to a scheduled time, in one
+    // batch with its new record.
+    let mut moved = record(2);
+    moved.next_attempt_ms = 400;
+    d.apply(&[
+        DeliveryWrite::Undue(100, key(2)),
+        DeliveryWrite::Record(key(2), moved.clone()),
+        due(400, key(2), DueKind::Scheduled),
+        DeliveryWrite::Attempt(key(2), attempt(1)),
+    ])
+    .await
+    .expect("apply");
+    assert_eq!(d.record(&key(2)).await.expect("rec"), Some(moved));
+    assert_eq!(
+        seqs(d.due(p, 1000, 10).await.expect("due")),
+        vec![key(3).seq, key(1).seq, key(2).seq]
+    );
+    // Every delivery with a record is listed, with or without attempts
+    // (replayed and deferred ones have none yet).
+    d.apply(&[
+        DeliveryWrite::Record(key(4), record(0)),
+        due(500, key(4), DueKind::Scheduled),
+    ])
+    .await
+    .expect("apply");
+    let wh = key(1).webhook_id;
+    let all = d.webhook_deliveries(&wh, None, 10).await.expect("list");
+    assert_eq!(
+        all.iter().map(|k| k.seq).collect::<Vec<_>>(),
+        vec![key(1).seq, key(2).seq, key(3).seq, key(4).seq]
+    );
+    assert_eq!(
+        d.webhook_deliveries(&wh, None, 1)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    let next = d
+        .webhook_deliveries(&wh, Some((key(1).seq, 0)), 10)
+        .await
+        .expect("list");
+    assert_eq!(
+        next.iter().map(|k| k.seq).collect::<Vec<_>>(),
+        vec![key(2).seq, key(3).seq, key(4).seq]
+    );
+    assert!(d
+        .webhook_deliveries(&WebhookId::from("wh_"), None, 10)
+        .await
+        .expect("list")
+        .is_empty());
+    assert_eq!(d.cursor(p).await.expect("cursor"), partition_seq(p, 7));
+    // Settled: no due entry left, the record stays readable.
+    let mut done = record(3);
+    done.status = DeliveryStatus::Delivered;
+    d.apply(&[
+        DeliveryWrite::Undue(300, key(1)),
+        DeliveryWrite::Record(key(1), done.clone()),
+        DeliveryWrite::Cursor(partition_seq(p, 9)),
+    ])
+    .await
+    .expect("apply");
+    assert_eq!(d.record(&key(1)).await.expect("rec"), Some(done));
+    let (count, leases) = d.recovery_scan(p).await.expect("scan");
+    assert_eq!(count, 3);
+    assert!(leases.is_empty());
+    assert_eq!(d.cursor(p).await.expect("cursor"), partition_seq(p, 9));
 }

@@ -1,0 +1,573 @@
+//! Delivery state on JetStream.
+//!
+//! - **State** (stream `<NS>_DS`, `max_msgs_per_subject = 1`): one message
+//!   per delivery that has a record, on `<ns>.ds.<p>.<seq>.<gen>.<webhook>`,
+//!   holding its record and its due entries, so one publish changes both.
+//!   Only deliveries that outlived their first attempt have one, as on sled.
+//! - **Due index**: in the memory of the partition's owner, loaded from the
+//!   partition's state messages when its scheduler starts
+//!   ([`DeliveryStore::recovery_scan`]); each owner is the only writer of
+//!   its partitions, so memory and stream agree.
+//! - **Attempts** (stream `<NS>_ATT`): one message per attempt on
+//!   `<ns>.att.<webhook>.<seq>.<gen>`; the subjects of a webhook list its
+//!   deliveries.
+//! - **Cursors**: `cursor.<p>` in the meta bucket, written after the state
+//!   and attempts of the same batch are acknowledged.
+//!
+//! Both streams keep messages for the retention period (`max_age`).
+
+use crate::{
+    names::{hex, unhex, Names},
+    unavailable, JetStreamError,
+};
+use async_nats::jetstream::{
+    self,
+    consumer::{pull::OrderedConfig, DeliverPolicy},
+    context::PublishAckFuture,
+    kv,
+    stream::DirectGetErrorKind,
+};
+use bytes::Bytes;
+use futures_util::{future::join_all, StreamExt, TryStreamExt};
+use hookrelay_core::{
+    seq_partition, Attempt, DeliveryKey, DeliveryRecord, Partition, Seq, WebhookId,
+};
+use hookrelay_store::{
+    codec, BoxFuture, DeliveryStore, DeliveryWrite, DueEntry, DueKind, StoreError,
+};
+use serde::{Deserialize, Serialize};
+use std::{
+    collections::{hash_map::Entry, BTreeMap, HashMap},
+    sync::Mutex,
+};
+
+/// The layout of state messages this build writes.
+const LAYOUT: u8 = 1;
+
+/// What a state message holds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct State {
+    record: Option<DeliveryRecord>,
+    /// `(at_ms, lease)`.
+    due: Vec<(i64, bool)>,
+}
+
+/// The due index of one owned partition, and the state of every delivery
+/// in it (those with due entries: the pending ones).
+#[derive(Default)]
+struct Owned {
+    due: BTreeMap<(i64, DeliveryKey), DueKind>,
+    states: HashMap<DeliveryKey, State>,
+}
+
+impl Owned {
+    fn set(&mut self, key: &DeliveryKey, state: State) {
+        if let Some(old) = self.states.remove(key) {
+            for (at, _) in old.due {
+                self.due.remove(&(at, key.clone()));
+            }
+        }
+        if state.due.is_empty() {
+            return;
+        }
+        for (at, lease) in &state.due {
+            let kind = if *lease {
+                DueKind::Lease
+            } else {
+                DueKind::Scheduled
+            };
+            self.due.insert((*at, key.clone()), kind);
+        }
+        self.states.insert(key.clone(), state);
+    }
+}
+
+/// The JetStream implementation of [`DeliveryStore`].
+pub struct JsDeliveries {
+    js: jetstream::Context,
+    names: Names,
+    meta: kv::Store,
+    owned: Mutex<HashMap<Partition, Owned>>,
+}
+
+impl JsDeliveries {
+    /// Creates (or checks) the state and attempt streams.
+    pub(crate) async fn open(
+        js: jetstream::Context,
+        names: Names,
+        meta: kv::Store,
+        cfg: &crate::JetStreamConfig,
+    ) -> Result<Self, JetStreamError> {
+        for (name, subjects, per_subject) in [
+            (names.state_stream(), names.state_subjects(), 1),
+            (names.attempt_stream(), names.attempt_subjects(), -1),
+        ] {
+            crate::ensure_stream(
+                &js,
+                jetstream::stream::Config {
+                    name,
+                    subjects: vec![subjects],
+                    storage: jetstream::stream::StorageType::File,
+                    num_replicas: cfg.replicas,
+                    max_age: cfg.retention,
+                    max_messages_per_subject: per_subject,
+                    allow_direct: true,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        }
+        Ok(Self {
+            js,
+            names,
+            meta,
+            owned: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn owned(&self) -> std::sync::MutexGuard<'_, HashMap<Partition, Owned>> {
+        self.owned.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn state_subject(&self, k: &DeliveryKey) -> String {
+        self.names.state_subject(
+            seq_partition(k.seq),
+            &format!(
+                "{:016x}.{:08x}.{}",
+                k.seq,
+                k.generation,
+                hex(k.webhook_id.as_str())
+            ),
+        )
+    }
+
+    fn attempt_subject(&self, k: &DeliveryKey) -> String {
+        self.names.attempt_subject(
+            &hex(k.webhook_id.as_str()),
+            &format!("{:016x}.{:08x}", k.seq, k.generation),
+        )
+    }
+
+    /// Every message of `stream` on `filter` (the last per subject when
+    /// `last_per_subject`), read with an ordered consumer.
+    async fn read_all(
+        &self,
+        stream: String,
+        filter: String,
+        last_per_subject: bool,
+    ) -> Result<Vec<jetstream::Message>, StoreError> {
+        let what = "reading delivery state";
+        let stream = self
+            .js
+            .get_stream(stream)
+            .await
+            .map_err(|e| unavailable(what, e))?;
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: filter,
+                deliver_policy: if last_per_subject {
+                    DeliverPolicy::LastPerSubject
+                } else {
+                    DeliverPolicy::All
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable(what, e))?;
+        let n = consumer.cached_info().num_pending as usize;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| unavailable(what, e))?;
+        let mut out = Vec::with_capacity(n);
+        while let Some(m) = messages.next().await {
+            let m = m.map_err(|e| unavailable(what, e))?;
+            let pending = m.info().map_err(|e| unavailable(what, e))?.pending;
+            out.push(m);
+            if pending == 0 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Loads a partition's due index from its state messages.
+    async fn load(&self, p: Partition) -> Result<(), StoreError> {
+        let msgs = self
+            .read_all(
+                self.names.state_stream(),
+                self.names.state_subject(p, ">"),
+                true,
+            )
+            .await?;
+        let mut owned = Owned::default();
+        for m in msgs {
+            let key = parse_state_subject(&m.subject).ok_or(StoreError::Corrupt {
+                what: "delivery state subject",
+            })?;
+            let state: State = codec::decode_as(LAYOUT, &m.payload, "delivery state")?;
+            owned.set(&key, state);
+        }
+        self.owned().insert(p, owned);
+        Ok(())
+    }
+
+    async fn ensure_loaded(&self, p: Partition) -> Result<(), StoreError> {
+        if self.owned().contains_key(&p) {
+            return Ok(());
+        }
+        self.load(p).await
+    }
+
+    /// The stored state of a delivery, from the stream.
+    async fn fetch(&self, key: &DeliveryKey) -> Result<Option<State>, StoreError> {
+        let what = "reading a delivery";
+        let stream = self
+            .js
+            .get_stream(self.names.state_stream())
+            .await
+            .map_err(|e| unavailable(what, e))?;
+        match stream
+            .direct_get_last_for_subject(self.state_subject(key))
+            .await
+        {
+            Ok(m) => Ok(Some(codec::decode_as(
+                LAYOUT,
+                &m.payload,
+                "delivery state",
+            )?)),
+            Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => Ok(None),
+            Err(e) => Err(unavailable(what, e)),
+        }
+    }
+
+    async fn publish_all(
+        &self,
+        messages: Vec<(String, Bytes)>,
+        what: &str,
+    ) -> Result<(), StoreError> {
+        let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(messages.len());
+        for (subject, payload) in messages {
+            acks.push(
+                self.js
+                    .send_publish(
+                        subject,
+                        jetstream::message::PublishMessage::build().payload(payload),
+                    )
+                    .await
+                    .map_err(|e| unavailable(what, e))?,
+            );
+        }
+        for r in join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await {
+            r.map_err(|e| unavailable(what, e))?;
+        }
+        Ok(())
+    }
+
+    async fn apply_writes(&self, writes: &[DeliveryWrite]) -> Result<(), StoreError> {
+        // Fold the batch per delivery: one state message each.
+        let mut order: Vec<DeliveryKey> = Vec::new();
+        let mut folded: HashMap<DeliveryKey, (State, bool)> = HashMap::new();
+        let mut attempts: Vec<(String, Bytes)> = Vec::new();
+        let mut cursors: BTreeMap<Partition, Seq> = BTreeMap::new();
+        {
+            let owned = self.owned();
+            for w in writes {
+                match w {
+                    DeliveryWrite::Record(k, r) => {
+                        let e = fold_entry(&mut folded, &mut order, &owned, k);
+                        if !e.1 {
+                            // A listing marker (an empty attempt) for a
+                            // delivery new to this owner: the webhook's list
+                            // shows deliveries with no attempt yet too.
+                            attempts.push((self.attempt_subject(k), Bytes::new()));
+                        }
+                        e.0.record = Some(r.clone());
+                        e.1 = true;
+                    }
+                    DeliveryWrite::Due(d) => {
+                        let e = fold_entry(&mut folded, &mut order, &owned, &d.key);
+                        e.0.due.retain(|(at, _)| *at != d.at_ms);
+                        e.0.due.push((d.at_ms, d.kind == DueKind::Lease));
+                    }
+                    DeliveryWrite::Undue(at, k) => fold_entry(&mut folded, &mut order, &owned, k)
+                        .0
+                        .due
+                        .retain(|(a, _)| a != at),
+                    DeliveryWrite::Attempt(k, a) => {
+                        attempts.push((self.attempt_subject(k), codec::encode(a).into()))
+                    }
+                    DeliveryWrite::Cursor(s) => {
+                        let c = cursors.entry(seq_partition(*s)).or_insert(0);
+                        *c = (*c).max(*s);
+                    }
+                }
+            }
+        }
+        let mut states = Vec::with_capacity(order.len());
+        for k in order {
+            let Some((mut state, known)) = folded.remove(&k) else {
+                continue;
+            };
+            if !known {
+                // Due entries for a delivery this node holds no state of:
+                // its record is in the stream (it has no due entries, or
+                // they would be in memory).
+                if state.due.is_empty() {
+                    continue;
+                }
+                state.record = self.fetch(&k).await?.and_then(|s| s.record);
+            }
+            states.push((k, state));
+        }
+        let messages = states
+            .iter()
+            .map(|(k, s)| (self.state_subject(k), codec::encode_as(LAYOUT, s).into()))
+            .collect();
+        self.publish_all(messages, "writing delivery state").await?;
+        {
+            let mut owned = self.owned();
+            for (k, s) in states {
+                if let Some(o) = owned.get_mut(&seq_partition(k.seq)) {
+                    o.set(&k, s);
+                }
+            }
+        }
+        self.publish_all(attempts, "writing attempts").await?;
+        for (p, s) in cursors {
+            self.meta
+                .put(
+                    format!("cursor.{p}"),
+                    Bytes::copy_from_slice(&s.to_be_bytes()),
+                )
+                .await
+                .map_err(|e| unavailable("writing the dispatch cursor", e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The folded state of `k` in a batch: what memory holds of it at first
+/// (`true` when memory held it), then each write of the batch.
+fn fold_entry<'m>(
+    folded: &'m mut HashMap<DeliveryKey, (State, bool)>,
+    order: &mut Vec<DeliveryKey>,
+    owned: &HashMap<Partition, Owned>,
+    k: &DeliveryKey,
+) -> &'m mut (State, bool) {
+    match folded.entry(k.clone()) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(v) => {
+            order.push(k.clone());
+            let known = owned
+                .get(&seq_partition(k.seq))
+                .and_then(|o| o.states.get(k).cloned());
+            let found = known.is_some();
+            v.insert((known.unwrap_or_default(), found))
+        }
+    }
+}
+
+/// The delivery key of a state subject `<ns>.ds.<p>.<seq>.<gen>.<webhook>`.
+fn parse_state_subject(subject: &str) -> Option<DeliveryKey> {
+    let mut parts = subject.rsplit('.');
+    let webhook = unhex(parts.next()?)?;
+    let generation = u32::from_str_radix(parts.next()?, 16).ok()?;
+    let seq = u64::from_str_radix(parts.next()?, 16).ok()?;
+    Some(DeliveryKey {
+        seq,
+        generation,
+        webhook_id: WebhookId::from(webhook.as_str()),
+    })
+}
+
+/// `(seq, generation)` of an attempt subject `<ns>.att.<webhook>.<seq>.<gen>`.
+fn parse_attempt_subject(subject: &str) -> Option<(Seq, u32)> {
+    let mut parts = subject.rsplit('.');
+    let generation = u32::from_str_radix(parts.next()?, 16).ok()?;
+    let seq = u64::from_str_radix(parts.next()?, 16).ok()?;
+    Some((seq, generation))
+}
+
+impl DeliveryStore for JsDeliveries {
+    fn apply<'a>(&'a self, writes: &'a [DeliveryWrite]) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.apply_writes(writes))
+    }
+
+    fn record<'a>(
+        &'a self,
+        key: &'a DeliveryKey,
+    ) -> BoxFuture<'a, Result<Option<DeliveryRecord>, StoreError>> {
+        Box::pin(async move {
+            let held = self
+                .owned()
+                .get(&seq_partition(key.seq))
+                .and_then(|o| o.states.get(key).map(|s| s.record.clone()));
+            match held {
+                Some(r) => Ok(r),
+                None => Ok(self.fetch(key).await?.and_then(|s| s.record)),
+            }
+        })
+    }
+
+    fn due(
+        &self,
+        partition: Partition,
+        until_ms: i64,
+        max: usize,
+    ) -> BoxFuture<'_, Result<Vec<DueEntry>, StoreError>> {
+        Box::pin(async move {
+            self.ensure_loaded(partition).await?;
+            let owned = self.owned();
+            let Some(o) = owned.get(&partition) else {
+                return Ok(Vec::new());
+            };
+            Ok(o.due
+                .iter()
+                .take_while(|((at, _), _)| *at <= until_ms)
+                .take(max)
+                .map(|((at, key), kind)| DueEntry {
+                    at_ms: *at,
+                    key: key.clone(),
+                    kind: *kind,
+                })
+                .collect())
+        })
+    }
+
+    fn recovery_scan(
+        &self,
+        partition: Partition,
+    ) -> BoxFuture<'_, Result<(usize, Vec<DueEntry>), StoreError>> {
+        Box::pin(async move {
+            // A node taking a partition reads its state afresh: whatever it
+            // held from an earlier ownership may have moved on.
+            self.load(partition).await?;
+            let owned = self.owned();
+            let Some(o) = owned.get(&partition) else {
+                return Ok((0, Vec::new()));
+            };
+            let leases = o
+                .due
+                .iter()
+                .filter(|(_, kind)| **kind == DueKind::Lease)
+                .map(|((at, key), kind)| DueEntry {
+                    at_ms: *at,
+                    key: key.clone(),
+                    kind: *kind,
+                })
+                .collect();
+            Ok((o.due.len(), leases))
+        })
+    }
+
+    fn attempts<'a>(
+        &'a self,
+        key: &'a DeliveryKey,
+    ) -> BoxFuture<'a, Result<Vec<Attempt>, StoreError>> {
+        Box::pin(async move {
+            let msgs = self
+                .read_all(
+                    self.names.attempt_stream(),
+                    self.attempt_subject(key),
+                    false,
+                )
+                .await?;
+            let mut out: Vec<Attempt> = Vec::with_capacity(msgs.len());
+            for m in msgs.iter().filter(|m| !m.payload.is_empty()) {
+                out.push(codec::decode(&m.payload, "attempt")?);
+            }
+            out.sort_by_key(|a| a.attempt);
+            out.dedup_by_key(|a| a.attempt);
+            Ok(out)
+        })
+    }
+
+    fn webhook_deliveries<'a>(
+        &'a self,
+        webhook: &'a WebhookId,
+        after: Option<(Seq, u32)>,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Vec<DeliveryKey>, StoreError>> {
+        Box::pin(async move {
+            let what = "listing deliveries";
+            let stream = self
+                .js
+                .get_stream(self.names.attempt_stream())
+                .await
+                .map_err(|e| unavailable(what, e))?;
+            let filter = self.names.attempt_subject(&hex(webhook.as_str()), ">");
+            let subjects: Vec<(String, usize)> = stream
+                .info_with_subjects(filter)
+                .await
+                .map_err(|e| unavailable(what, e))?
+                .try_collect()
+                .await
+                .map_err(|e| unavailable(what, e))?;
+            let mut keys: Vec<(Seq, u32)> = subjects
+                .iter()
+                .filter_map(|(s, _)| parse_attempt_subject(s))
+                .filter(|k| after.is_none_or(|a| *k > a))
+                .collect();
+            keys.sort_unstable();
+            keys.truncate(max);
+            Ok(keys
+                .into_iter()
+                .map(|(seq, generation)| DeliveryKey {
+                    seq,
+                    generation,
+                    webhook_id: webhook.clone(),
+                })
+                .collect())
+        })
+    }
+
+    fn cursor(&self, partition: Partition) -> BoxFuture<'_, Result<Seq, StoreError>> {
+        Box::pin(async move {
+            let v = self
+                .meta
+                .get(format!("cursor.{partition}"))
+                .await
+                .map_err(|e| unavailable("reading the dispatch cursor", e))?;
+            match v {
+                None => Ok(0),
+                Some(b) => b
+                    .as_ref()
+                    .try_into()
+                    .map(Seq::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt { what: "cursor" }),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_name_their_delivery() {
+        let names = Names::new("t");
+        let key = DeliveryKey {
+            seq: hookrelay_core::partition_seq(3, 77),
+            generation: 2,
+            webhook_id: WebhookId::from("wh_a.b c"),
+        };
+        let subject = names.state_subject(
+            3,
+            &format!(
+                "{:016x}.{:08x}.{}",
+                key.seq,
+                key.generation,
+                hex(key.webhook_id.as_str())
+            ),
+        );
+        assert_eq!(parse_state_subject(&subject), Some(key.clone()));
+        let att = names.attempt_subject(&hex("wh_a.b c"), &format!("{:016x}.{:08x}", key.seq, 2));
+        assert_eq!(parse_attempt_subject(&att), Some((key.seq, 2)));
+        assert_eq!(unhex("zz"), None);
+    }
+}
