@@ -7,6 +7,8 @@
 //!   the idempotency window in a key-value bucket shared by every node.
 //! - [`JsDeliveries`]: delivery state (records with their due entries,
 //!   attempts, cursors); each partition's due index in its owner's memory.
+//! - [`Leases`]: which partitions this node drives, by leases with
+//!   takeover, shared out over the live nodes.
 //! - [`JsConfig`]: configuration, one message per owner in a stream every
 //!   node follows into its in-memory mirror; writes serialised cluster-wide.
 //!
@@ -26,11 +28,13 @@
 
 mod config;
 mod deliveries;
+mod leases;
 mod log;
 pub mod names;
 
 pub use config::{JsConfig, JsConfigLog};
 pub use deliveries::JsDeliveries;
+pub use leases::Leases;
 pub use log::JsLog;
 
 use async_nats::jetstream::{self, kv};
@@ -144,6 +148,27 @@ pub async fn open_deliveries(
     let names = Names::new(&cfg.namespace);
     let meta = meta_bucket(&js, &names, cfg).await?;
     JsDeliveries::open(js, names, meta, cfg).await
+}
+
+/// This node's partition leases; `running` reports the partitions the
+/// engine drives. Run them with [`Leases::run`].
+pub async fn open_leases(
+    js: &jetstream::Context,
+    cfg: &JetStreamConfig,
+    node: String,
+    running: tokio::sync::watch::Receiver<std::collections::BTreeSet<hookrelay_core::Partition>>,
+) -> Result<Leases, JetStreamError> {
+    let names = Names::new(&cfg.namespace);
+    Leases::open(
+        js,
+        names.lease_bucket(),
+        cfg.replicas,
+        node,
+        cfg.partitions,
+        cfg.takeover,
+        running,
+    )
+    .await
 }
 
 /// The bucket of cluster-wide settings and cursors.

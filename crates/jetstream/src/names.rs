@@ -83,6 +83,11 @@ impl Names {
         format!("{}.att.{webhook_hex}.{rest}", self.ns)
     }
 
+    /// The bucket of partition leases and node heartbeats.
+    pub fn lease_bucket(&self) -> String {
+        format!("{}_own", self.ns)
+    }
+
     /// The bucket of cluster-wide settings (the partition count).
     pub fn meta_bucket(&self) -> String {
         format!("{}_meta", self.ns)

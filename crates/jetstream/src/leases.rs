@@ -1,0 +1,268 @@
+//! Which partitions this node drives: leases in the `<ns>_own` bucket.
+//!
+//! - `node.<id>`: a node's heartbeat, rewritten every tick.
+//! - `part.<p>`: the lease of partition `p`; its value is the owner's id.
+//!
+//! The bucket's `max_age` is ¾ of `takeover`, so a key nobody rewrites
+//! vanishes that long after its last write; every node ticks every ¼ of
+//! `takeover`, renewing its leases by revision and taking free partitions
+//! up to its share (P divided over the live nodes, the remainder going to
+//! the first ids in order). A dead node's partitions
+//! are therefore taken within `takeover`. A node that cannot renew a lease
+//! for ½ of `takeover` stops driving that partition before the lease can
+//! expire, so two nodes never drive one partition. A node above its share
+//! (because another joined) stops its extra partitions first and releases
+//! their leases only once they stopped.
+
+use crate::{unavailable, JetStreamError};
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use hookrelay_core::Partition;
+use hookrelay_store::StoreError;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
+use tokio::{sync::watch, time::Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// A lease this node holds.
+struct Held {
+    revision: u64,
+    renewed: Instant,
+    /// Given up: released once the partition stopped.
+    releasing: bool,
+}
+
+/// Keeps this node's partition leases; see the module docs.
+pub struct Leases {
+    bucket: kv::Store,
+    node: String,
+    partitions: u32,
+    takeover: Duration,
+    held: BTreeMap<Partition, Held>,
+    /// What this node may drive.
+    owned: watch::Sender<BTreeSet<Partition>>,
+    /// What this node drives now (reported by the engine).
+    running: watch::Receiver<BTreeSet<Partition>>,
+}
+
+impl Leases {
+    /// Leases for `node` over `partitions` partitions; `running` reports
+    /// what the engine drives. Creates the bucket on first use.
+    pub(crate) async fn open(
+        js: &jetstream::Context,
+        bucket: String,
+        replicas: usize,
+        node: String,
+        partitions: u32,
+        takeover: Duration,
+        running: watch::Receiver<BTreeSet<Partition>>,
+    ) -> Result<Self, JetStreamError> {
+        let bucket = crate::ensure_bucket(
+            js,
+            kv::Config {
+                bucket,
+                history: 1,
+                max_age: takeover * 3 / 4,
+                storage: jetstream::stream::StorageType::File,
+                num_replicas: replicas,
+                ..Default::default()
+            },
+        )
+        .await?;
+        Ok(Self {
+            bucket,
+            node,
+            partitions,
+            takeover,
+            held: BTreeMap::new(),
+            owned: watch::Sender::new(BTreeSet::new()),
+            running,
+        })
+    }
+
+    /// The partitions this node may drive, as they change.
+    pub fn owned(&self) -> watch::Receiver<BTreeSet<Partition>> {
+        self.owned.subscribe()
+    }
+
+    /// Ticks until `stop`; then releases every lease (once `running` is
+    /// empty, or at once if it never empties within `takeover`).
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.takeover / 4);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => break,
+            }
+            if let Err(e) = self.tick().await {
+                warn!(error = %e, "partition leases: JetStream did not answer");
+            }
+            self.fence();
+        }
+        self.owned.send_replace(BTreeSet::new());
+        let _ =
+            tokio::time::timeout(self.takeover, self.running.wait_for(BTreeSet::is_empty)).await;
+        for p in std::mem::take(&mut self.held).into_keys() {
+            let _ = self.bucket.delete(part_key(p)).await;
+        }
+        info!(node = %self.node, "partition leases released");
+    }
+
+    /// Stops driving partitions whose lease could not be renewed in time.
+    fn fence(&mut self) {
+        let limit = self.takeover / 2;
+        let lost: Vec<Partition> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.renewed.elapsed() > limit)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in lost {
+            warn!(
+                partition = p,
+                "partition lease not renewed in time; stopping it"
+            );
+            self.held.remove(&p);
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let now: BTreeSet<Partition> = self
+            .held
+            .iter()
+            .filter(|(_, h)| !h.releasing)
+            .map(|(p, _)| *p)
+            .collect();
+        self.owned.send_if_modified(|o| {
+            let changed = *o != now;
+            *o = now;
+            changed
+        });
+    }
+
+    async fn tick(&mut self) -> Result<(), StoreError> {
+        let me = Bytes::from(self.node.clone());
+        self.bucket
+            .put(format!("node.{}", self.node), me.clone())
+            .await
+            .map_err(|e| unavailable("heartbeat", e))?;
+        // Renew what we hold; release what stopped running.
+        let running = self.running.borrow().clone();
+        let mut lost = Vec::new();
+        for (p, h) in &mut self.held {
+            if h.releasing && !running.contains(p) {
+                continue;
+            }
+            match self
+                .bucket
+                .update(part_key(*p), me.clone(), h.revision)
+                .await
+            {
+                Ok(rev) => {
+                    h.revision = rev;
+                    h.renewed = Instant::now();
+                }
+                // Someone else holds it: it expired while we could not
+                // renew. Stop it at once.
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => lost.push(*p),
+                Err(e) => return Err(unavailable("renewing a lease", e)),
+            }
+        }
+        for p in lost {
+            warn!(
+                partition = p,
+                "partition lease taken by another node; stopping it"
+            );
+            self.held.remove(&p);
+        }
+        let released: Vec<Partition> = self
+            .held
+            .iter()
+            .filter(|(p, h)| h.releasing && !running.contains(p))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in released {
+            self.bucket
+                .delete(part_key(p))
+                .await
+                .map_err(|e| unavailable("releasing a lease", e))?;
+            self.held.remove(&p);
+            info!(partition = p, "partition released");
+        }
+        // The fair share, from the live nodes and the taken partitions.
+        let keys: Vec<String> = self
+            .bucket
+            .keys()
+            .await
+            .map_err(|e| unavailable("listing leases", e))?
+            .try_collect()
+            .await
+            .map_err(|e| unavailable("listing leases", e))?;
+        let mut nodes: Vec<&str> = keys
+            .iter()
+            .filter_map(|k| k.strip_prefix("node."))
+            .collect();
+        if !nodes.contains(&self.node.as_str()) {
+            nodes.push(&self.node);
+        }
+        nodes.sort_unstable();
+        let taken: BTreeSet<Partition> = keys
+            .iter()
+            .filter_map(|k| k.strip_prefix("part.")?.parse().ok())
+            .collect();
+        // Every node's share, from the sorted list of live nodes: the
+        // first `P mod n` get one more. The shares add up to P.
+        let n = nodes.len() as u32;
+        let rank = nodes.iter().position(|x| *x == self.node).unwrap_or(0) as u32;
+        let share = (self.partitions / n + u32::from(rank < self.partitions % n)) as usize;
+        let mut kept = self.held.values().filter(|h| !h.releasing).count();
+        if kept > share {
+            for h in self.held.values_mut().rev().filter(|h| !h.releasing) {
+                if kept == share {
+                    break;
+                }
+                h.releasing = true;
+                kept -= 1;
+            }
+        }
+        // Start where this node's id hashes to, so nodes spread their picks.
+        let start = hookrelay_core::partition_of(&self.node, self.partitions);
+        for i in 0..self.partitions {
+            if kept >= share {
+                break;
+            }
+            let p = (start + i) % self.partitions;
+            if taken.contains(&p) || self.held.contains_key(&p) {
+                continue;
+            }
+            match self.bucket.create(part_key(p), me.clone()).await {
+                Ok(revision) => {
+                    self.held.insert(
+                        p,
+                        Held {
+                            revision,
+                            renewed: Instant::now(),
+                            releasing: false,
+                        },
+                    );
+                    kept += 1;
+                    info!(partition = p, node = %self.node, "partition taken");
+                }
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                Err(e) => return Err(unavailable("taking a lease", e)),
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+}
+
+fn part_key(p: Partition) -> String {
+    format!("part.{p}")
+}

@@ -1,0 +1,110 @@
+//! Partition leases against a real three-node cluster: nodes share the
+//! partitions out, a node joining later takes its share, a node that dies
+//! loses its partitions to the others within the takeover time, and no
+//! partition is ever driven by two nodes at once.
+
+mod cluster;
+
+use cluster::Cluster;
+use hookrelay_core::Partition;
+use hookrelay_jetstream::{connect, open_leases, JetStreamConfig};
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
+use tokio::{sync::watch, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+const P: u32 = 6;
+const TAKEOVER: Duration = Duration::from_secs(2);
+
+struct Node {
+    owned: watch::Receiver<BTreeSet<Partition>>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+    engine: JoinHandle<()>,
+}
+
+async fn node(c: &Cluster, id: &str) -> Node {
+    let cfg = JetStreamConfig {
+        urls: c.urls(),
+        replicas: 3,
+        partitions: P,
+        takeover: TAKEOVER,
+        retention: Duration::from_secs(3600),
+        dedup_window: Duration::from_secs(3600),
+        namespace: "lease1".into(),
+    };
+    let (_client, js) = connect(&cfg).await.expect("connect");
+    // The engine: drives exactly what it owns, at once.
+    let (running_tx, running) = watch::channel(BTreeSet::new());
+    let leases = open_leases(&js, &cfg, id.into(), running)
+        .await
+        .expect("leases");
+    let owned = leases.owned();
+    let mut follow = leases.owned();
+    let engine = tokio::spawn(async move {
+        while follow.changed().await.is_ok() {
+            let now = follow.borrow_and_update().clone();
+            running_tx.send_replace(now);
+        }
+    });
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(leases.run(stop.clone()));
+    Node {
+        owned,
+        stop,
+        task,
+        engine,
+    }
+}
+
+/// Waits until the nodes own these many partitions each (in some order),
+/// checking all the while that no partition has two owners.
+async fn settle(nodes: &[&Node], mut want: Vec<usize>, within: Duration) -> Duration {
+    want.sort_unstable();
+    let start = Instant::now();
+    loop {
+        let sets: Vec<BTreeSet<Partition>> =
+            nodes.iter().map(|n| n.owned.borrow().clone()).collect();
+        let total: usize = sets.iter().map(BTreeSet::len).sum();
+        let union: BTreeSet<Partition> = sets.iter().flatten().copied().collect();
+        assert_eq!(union.len(), total, "a partition with two owners: {sets:?}");
+        let mut have: Vec<usize> = sets.iter().map(BTreeSet::len).collect();
+        have.sort_unstable();
+        if have == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "owned {sets:?}, want counts {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_are_shared_taken_over_and_never_doubled() {
+    let c = Cluster::start(3).await;
+    let a = node(&c, "node-a").await;
+    settle(&[&a], vec![6], TAKEOVER * 2).await;
+    let b = node(&c, "node-b").await;
+    settle(&[&a, &b], vec![3, 3], TAKEOVER * 4).await;
+    let late = node(&c, "node-c").await;
+    settle(&[&a, &b, &late], vec![2, 2, 2], TAKEOVER * 4).await;
+
+    // node-c dies: nothing released, its leases simply stop being renewed.
+    late.task.abort();
+    late.engine.abort();
+    let took = settle(&[&a, &b], vec![3, 3], TAKEOVER * 3).await;
+    eprintln!("a dead node's partitions were taken over in {took:?}");
+    assert!(took <= TAKEOVER + TAKEOVER / 2, "takeover took {took:?}");
+
+    // node-b stops cleanly: it releases, node-a takes everything.
+    b.stop.cancel();
+    b.task.await.expect("leases task");
+    settle(&[&a], vec![6], TAKEOVER * 2).await;
+    a.stop.cancel();
+    a.task.await.expect("leases task");
+    assert!(a.owned.borrow().is_empty());
+}
