@@ -26,12 +26,16 @@
 //!
 //! Must not: know about HTTP, gRPC, or delivery policy.
 
+mod backend;
+mod commands;
 mod config;
 mod deliveries;
 mod leases;
 mod log;
 pub mod names;
 
+pub use backend::{open_node, ClusterNode};
+pub use commands::Commands;
 pub use config::{JsConfig, JsConfigLog};
 pub use deliveries::JsDeliveries;
 pub use leases::Leases;

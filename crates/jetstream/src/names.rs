@@ -83,6 +83,21 @@ impl Names {
         format!("{}.att.{webhook_hex}.{rest}", self.ns)
     }
 
+    /// The command stream: `HR_CMD`.
+    pub fn command_stream(&self) -> String {
+        format!("{}_CMD", self.ns.to_ascii_uppercase())
+    }
+
+    /// Every subject of the command stream: `hr.cmd.>`.
+    pub fn command_subjects(&self) -> String {
+        format!("{}.cmd.>", self.ns)
+    }
+
+    /// The commands of partition `p`: `hr.cmd.<p>`.
+    pub fn command_subject(&self, p: Partition) -> String {
+        format!("{}.cmd.{p}", self.ns)
+    }
+
     /// The bucket of partition leases and node heartbeats.
     pub fn lease_bucket(&self) -> String {
         format!("{}_own", self.ns)

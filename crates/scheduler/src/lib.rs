@@ -11,19 +11,28 @@
 //! again with the same delivery ids (invariant 2), and recorded deliveries
 //! come back through the due index, leases included (invariant 3).
 //!
-//! The API asks it for retries, replays and breaker state through
-//! [`DeliveryControl`], which [`SchedulerHandle`] implements.
+//! The log is split in partitions; a scheduler drives one. [`Partitions`]
+//! runs the schedulers of the partitions a node drives (all of them with
+//! the embedded backend; its leased share on a cluster) over one worker
+//! pool. The API asks for retries, replays and breaker state through
+//! [`DeliveryControl`]: [`SchedulerHandle`] for one partition, [`Router`]
+//! for all of them (sending commands for partitions driven elsewhere to
+//! their owner through a [`Remote`]).
 //!
 //! Must not: perform HTTP, or talk to ingest except through the cursor watch.
 
 mod config;
 mod control;
 mod lanes;
+mod node;
+mod route;
 mod scheduler;
 mod window;
 
 pub use config::SchedulerConfig;
 pub use control::{ControlError, DeliveryControl};
+pub use node::{CommandServer, Partitions};
+pub use route::{LocalHandles, Remote, RemoteAnswer, RemoteCommand, Router};
 pub use scheduler::{Scheduler, SchedulerChannels, SchedulerHandle};
 #[cfg(test)]
 mod tests;

@@ -18,8 +18,10 @@ pub(crate) struct Config {
     pub(crate) http: HttpConfig,
     /// `[grpc]`: the ingest listener.
     pub(crate) grpc: GrpcConfig,
-    /// `[store]`: the data directory.
+    /// `[store]`: the backend and, for sled, the data directory.
     pub(crate) store: StoreConfig,
+    /// `[jetstream]`: the cluster, with `store.backend = "jetstream"`.
+    pub(crate) jetstream: JetStreamSection,
     /// `[auth]`: the operator key.
     pub(crate) auth: AuthConfig,
     /// `[api]`: REST API limits.
@@ -116,10 +118,23 @@ impl Default for GrpcConfig {
     }
 }
 
+/// Where the engine keeps its state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum StoreBackend {
+    /// The embedded sled data directory: one node.
+    #[default]
+    Sled,
+    /// A NATS JetStream cluster shared by several nodes.
+    Jetstream,
+}
+
 /// `[store]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct StoreConfig {
+    /// `sled` (default) or `jetstream`.
+    pub(crate) backend: StoreBackend,
     /// sled data directory (default ./data; `--data-dir` overrides).
     pub(crate) path: PathBuf,
     /// How long settled events are kept for replay (default 7d).
@@ -137,10 +152,44 @@ pub(crate) struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
+            backend: StoreBackend::Sled,
             path: PathBuf::from("./data"),
             retention: Duration::from_secs(7 * 24 * 3600),
             compact_interval: Duration::from_secs(30),
             min_free_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[jetstream]`: the cluster several nodes share (docs/scale-out.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct JetStreamSection {
+    /// Server URLs; the client fails over between them.
+    pub(crate) urls: Vec<String>,
+    /// Replicas of every stream and bucket (1, 3 or 5; default 3).
+    pub(crate) replicas: usize,
+    /// Partitions of the event log (default 16); fixed once the streams exist.
+    pub(crate) partitions: u32,
+    /// A dead node's partitions move to the others within this (default 10s).
+    #[serde(with = "humantime_serde")]
+    pub(crate) takeover: Duration,
+    /// Prefix of every stream, subject and bucket (default `hr`): several
+    /// engines can share one NATS cluster.
+    pub(crate) namespace: String,
+    /// This node's name in the leases (default: a new one at every start).
+    pub(crate) node_id: String,
+}
+
+impl Default for JetStreamSection {
+    fn default() -> Self {
+        Self {
+            urls: vec!["nats://127.0.0.1:4222".to_owned()],
+            replicas: 3,
+            partitions: 16,
+            takeover: Duration::from_secs(10),
+            namespace: "hr".to_owned(),
+            node_id: String::new(),
         }
     }
 }
@@ -477,6 +526,24 @@ pub(crate) fn check(c: &Config) -> Vec<String> {
                 "grpc.client_ca: {} is not a readable file",
                 ca.display()
             ));
+        }
+    }
+    if c.store.backend == StoreBackend::Jetstream {
+        let js = &c.jetstream;
+        if js.urls.is_empty() {
+            p.push("jetstream.urls: at least one server".to_owned());
+        }
+        if ![1, 3, 5].contains(&js.replicas) {
+            p.push("jetstream.replicas: 1, 3 or 5".to_owned());
+        }
+        if js.partitions == 0 || js.partitions > hookrelay_core::MAX_PARTITIONS {
+            p.push(format!(
+                "jetstream.partitions: 1 to {}",
+                hookrelay_core::MAX_PARTITIONS
+            ));
+        }
+        if js.takeover < Duration::from_secs(1) {
+            p.push("jetstream.takeover: at least 1s".to_owned());
         }
     }
     if c.store.compact_interval.is_zero() {

@@ -10,7 +10,7 @@
 //! unanswered comes back after a restart; nothing answered is sent again.
 
 use crate::{
-    config::Config,
+    config::{Config, StoreBackend},
     dev,
     notify::Notifier,
     supervise::Supervisor,
@@ -25,7 +25,7 @@ use hookrelay_ingest::{
     proto::{ingest_service_server::IngestServiceServer, FILE_DESCRIPTOR_SET},
     Committer, IngestGrpc, IngestKeys,
 };
-use hookrelay_scheduler::{Scheduler, SchedulerChannels};
+use hookrelay_scheduler::Partitions;
 use hookrelay_store::{Housekeeping, Store};
 use hookrelay_worker::WorkerPool;
 use std::{convert::Infallible, sync::Arc, time::Duration};
@@ -52,13 +52,28 @@ pub(crate) async fn serve(
         None
     };
     let metrics = telemetry::init_metrics().context("cannot install the metrics recorder")?;
-    let path = config.store.path.clone();
-    let reserve = config.store.min_free_bytes;
-    let store = tokio::task::spawn_blocking(move || Store::open_with(&path, reserve))
-        .await
-        .context("store open task failed")?
-        .with_context(|| format!("cannot open the store at {}", config.store.path.display()))?
-        .backend();
+    // The stores, from the embedded data directory or the cluster.
+    let cluster_cfg = crate::cluster::settings(&config.jetstream, config.store.retention);
+    let (store, cluster) = match config.store.backend {
+        StoreBackend::Sled => {
+            let path = config.store.path.clone();
+            let reserve = config.store.min_free_bytes;
+            let store = tokio::task::spawn_blocking(move || Store::open_with(&path, reserve))
+                .await
+                .context("store open task failed")?
+                .with_context(|| {
+                    format!("cannot open the store at {}", config.store.path.display())
+                })?
+                .backend();
+            (store, None)
+        }
+        StoreBackend::Jetstream => {
+            let node = hookrelay_jetstream::open_node(&cluster_cfg)
+                .await
+                .context("cannot open the JetStream backend")?;
+            (node.backend.clone(), Some(node))
+        }
+    };
     if let Some(c) = &creds {
         dev::ensure(&store, c).await?;
     }
@@ -82,7 +97,7 @@ pub(crate) async fn serve(
     // Scheduler ⇄ workers.
     let (task_tx, task_rx) = mpsc::channel(config.scheduler.task_channel);
     let (report_tx, report_rx) = mpsc::channel(config.scheduler.report_channel);
-    let scheduler = Scheduler::new(
+    let mut partitions = Partitions::new(
         store.log.clone(),
         store.config.clone(),
         store.deliveries.clone(),
@@ -90,7 +105,38 @@ pub(crate) async fn serve(
         config.scheduler.clone(),
         &config.delivery,
     );
-    let scheduler_handle = scheduler.handle();
+    // Which partitions this node drives: the one of the embedded store for
+    // ever, or its leased share of the cluster's.
+    let stop_leases = CancellationToken::new();
+    let mut leases_task = None;
+    let (owned_fixed, mut owned) = watch::channel(std::collections::BTreeSet::from([0]));
+    let mut remote: Option<Arc<dyn hookrelay_scheduler::Remote>> = None;
+    if let Some(node) = &cluster {
+        let id = crate::cluster::node_id(&config.jetstream);
+        let leases = hookrelay_jetstream::open_leases(
+            &node.js,
+            &cluster_cfg,
+            id.clone(),
+            partitions.running(),
+        )
+        .await
+        .context("cannot open the partition leases")?;
+        owned = leases.owned();
+        leases_task = Some(tokio::spawn(leases.run(stop_leases.clone())));
+        partitions =
+            partitions.serving_commands(crate::cluster::command_server(node.commands.clone()));
+        remote = Some(Arc::new(crate::cluster::ClusterRemote {
+            commands: node.commands.clone(),
+            wait: config.jetstream.takeover * 2,
+        }));
+        info!(node = %id, partitions = cluster_cfg.partitions, "joined the JetStream cluster");
+    }
+    let control = hookrelay_scheduler::Router::new(
+        store.log.partitions(),
+        partitions.handles(),
+        remote,
+        store.config.clone(),
+    );
 
     // REST state first: the supervisor reports failure through `/readyz`.
     let api_state = ApiState::new(
@@ -98,7 +144,7 @@ pub(crate) async fn serve(
             config: store.config.clone(),
             log: store.log.clone(),
             deliveries: store.deliveries.clone(),
-            control: Arc::new(scheduler_handle),
+            control: Arc::new(control),
             catalog: catalog.clone(),
             health: Some(store.health.clone()),
         },
@@ -110,16 +156,11 @@ pub(crate) async fn serve(
         committer.run(committer_stop).await;
         Ok::<(), Infallible>(())
     }));
-    let channels = SchedulerChannels {
-        tasks: task_tx,
-        reports: report_rx,
-        progress: progress_tx,
-    };
     let scheduler_stop = stop_scheduler.clone();
     let scheduler_task = tasks.spawn(sup.watch(
         "scheduler",
         shutting_down.clone(),
-        scheduler.run(channels, scheduler_stop),
+        partitions.run(owned, task_tx, report_rx, progress_tx, scheduler_stop),
     ));
     let client = hookrelay_worker::build_client(config.delivery.allow_private_targets)
         .context("cannot build the HTTP client")?;
@@ -349,7 +390,7 @@ pub(crate) async fn serve(
         api_state.set_ready(true);
     }
     notifier.ready(&format!("serving http={http_addr} grpc={grpc_addr}"));
-    info!(http = %http_addr, grpc = %grpc_addr, data = %config.store.path.display(), "hookrelay started");
+    info!(http = %http_addr, grpc = %grpc_addr, backend = ?config.store.backend, "hookrelay started");
     // One machine-readable line for scripts and tests.
     println!(
         "hookrelay listening http={http_addr} grpc={grpc_addr}{}",
@@ -406,6 +447,12 @@ pub(crate) async fn serve(
     }
     stop_scheduler.cancel();
     let _ = tokio::time::timeout_at(deadline, scheduler_task).await;
+    // Leases go once their partitions stopped: the others take them at once.
+    stop_leases.cancel();
+    if let Some(t) = leases_task {
+        let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), t).await;
+    }
+    drop(owned_fixed);
     tasks.close();
     if let Err(e) = store.housekeeping.flush().await {
         sup.fail("final flush", e);

@@ -20,12 +20,28 @@ use std::{
     },
 };
 
+/// Why a remote backend cannot take writes now, if it cannot.
+pub type Reachability = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
 /// Shared by the store's parts.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct StoreHealth {
     path: PathBuf,
     reserve: u64,
     failed: Arc<AtomicBool>,
+    /// For a backend on servers: whether they can be reached.
+    remote: Option<Reachability>,
+}
+
+impl std::fmt::Debug for StoreHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreHealth")
+            .field("path", &self.path)
+            .field("reserve", &self.reserve)
+            .field("failed", &self.failed)
+            .field("remote", &self.remote.is_some())
+            .finish()
+    }
 }
 
 impl StoreHealth {
@@ -34,6 +50,18 @@ impl StoreHealth {
             path,
             reserve,
             failed: Arc::default(),
+            remote: None,
+        }
+    }
+
+    /// The health of a backend on servers: `check` tells why they cannot
+    /// take writes now (unreachable), if they cannot.
+    pub fn remote(check: Reachability) -> Self {
+        Self {
+            path: PathBuf::new(),
+            reserve: 0,
+            failed: Arc::default(),
+            remote: Some(check),
         }
     }
 
@@ -62,6 +90,9 @@ impl StoreHealth {
 
     /// Why the store cannot take writes now, if it cannot.
     pub fn problem(&self) -> Option<String> {
+        if let Some(problem) = self.remote.as_ref().and_then(|check| check()) {
+            return Some(problem);
+        }
         if self.failed.load(Ordering::Acquire) {
             return Some("store write failed (I/O); a restart reopens it".to_owned());
         }

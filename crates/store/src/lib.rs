@@ -59,7 +59,7 @@ pub use config::{
 };
 pub use deliveries::{DeliveryStore, DeliveryWrite, DueEntry, DueKind};
 pub use error::{failpoints_from_env, StoreError};
-pub use health::StoreHealth;
+pub use health::{Reachability, StoreHealth};
 pub use log::{Appended, Chunk, ChunkIndex, ChunkKeys, EventLog, IdemKey, KeyedSeq, LoggedEvent};
 pub use retention::CompactStats;
 

@@ -1,0 +1,275 @@
+//! The schedulers of the partitions this node drives. [`Partitions`]
+//! starts a [`Scheduler`] for each partition as it is handed to the node
+//! and stops it when it is taken away; the workers are shared, and their
+//! reports are routed back to the scheduler of the delivery's partition.
+//! With the embedded backend the node drives the one partition for ever.
+
+use crate::{route::LocalHandles, Scheduler, SchedulerChannels, SchedulerConfig, SchedulerHandle};
+use hookrelay_core::{
+    seq_partition, AttemptReport, Catalog, DeliveryConfig, DeliveryTask, Partition, Progress,
+};
+use hookrelay_store::{BoxFuture, ConfigStore, DeliveryStore, EventLog, StoreError};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+    time::Duration,
+};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinSet,
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{info, warn};
+
+/// Serves a partition's commands from other nodes while it runs here:
+/// `(partition, its scheduler, stop)`.
+pub type CommandServer = Arc<
+    dyn Fn(Partition, SchedulerHandle, CancellationToken) -> BoxFuture<'static, ()> + Send + Sync,
+>;
+
+/// How often the progress of several schedulers is summed for ingest.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// What every scheduler of this node is built from.
+pub struct Partitions {
+    log: Arc<dyn EventLog>,
+    config: Arc<dyn ConfigStore>,
+    store: Arc<dyn DeliveryStore>,
+    catalog: Arc<Catalog>,
+    cfg: SchedulerConfig,
+    delivery: DeliveryConfig,
+    local: LocalHandles,
+    running: watch::Sender<BTreeSet<Partition>>,
+    commands: Option<CommandServer>,
+    /// The command servers of running partitions.
+    serving: TaskTracker,
+}
+
+/// A scheduler running here.
+struct Live {
+    stop: CancellationToken,
+    reports: mpsc::Sender<AttemptReport>,
+    progress: watch::Receiver<Progress>,
+    serving: Option<CancellationToken>,
+}
+
+impl Partitions {
+    /// Schedulers over these stores.
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        config: Arc<dyn ConfigStore>,
+        store: Arc<dyn DeliveryStore>,
+        catalog: Arc<Catalog>,
+        cfg: SchedulerConfig,
+        delivery: &DeliveryConfig,
+    ) -> Self {
+        Self {
+            log,
+            config,
+            store,
+            catalog,
+            cfg,
+            delivery: delivery.clone(),
+            local: LocalHandles::default(),
+            running: watch::Sender::new(BTreeSet::new()),
+            commands: None,
+            serving: TaskTracker::new(),
+        }
+    }
+
+    /// Serves each partition's commands from other nodes with `server`.
+    #[must_use]
+    pub fn serving_commands(mut self, server: CommandServer) -> Self {
+        self.commands = Some(server);
+        self
+    }
+
+    /// The handles of the schedulers running here, for a [`crate::Router`].
+    pub fn handles(&self) -> LocalHandles {
+        self.local.clone()
+    }
+
+    /// The partitions driven here, as they change.
+    pub fn running(&self) -> watch::Receiver<BTreeSet<Partition>> {
+        self.running.subscribe()
+    }
+
+    fn set_handle(&self, p: Partition, h: Option<SchedulerHandle>) {
+        let mut local = self.local.write().unwrap_or_else(|e| e.into_inner());
+        match h {
+            Some(h) => local.insert(p, h),
+            None => local.remove(&p),
+        };
+    }
+
+    /// Drives the partitions in `owned` until `stop`: then forwards the
+    /// reports still waiting, stops every scheduler and waits for them.
+    /// Fails when a scheduler fails (its storage keeps failing).
+    pub async fn run(
+        self,
+        mut owned: watch::Receiver<BTreeSet<Partition>>,
+        tasks: mpsc::Sender<DeliveryTask>,
+        mut reports: mpsc::Receiver<AttemptReport>,
+        progress: watch::Sender<Progress>,
+        stop: CancellationToken,
+    ) -> Result<(), StoreError> {
+        // One partition in all: its scheduler reports progress directly.
+        let single = self.log.partitions() == 1;
+        let mut live: HashMap<Partition, Live> = HashMap::new();
+        let mut ends: JoinSet<(Partition, Result<(), StoreError>)> = JoinSet::new();
+        let mut batch = Vec::with_capacity(256);
+        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut want = owned.borrow_and_update().clone();
+        loop {
+            // Start what is owned and not running; stop what is no longer owned.
+            let new: Vec<Partition> = want
+                .iter()
+                .filter(|p| !live.contains_key(p))
+                .copied()
+                .collect();
+            for p in new {
+                let l = self.start(p, &tasks, single.then(|| progress.clone()), &mut ends);
+                live.insert(p, l);
+            }
+            for (p, l) in live.iter().filter(|(p, _)| !want.contains(p)) {
+                if !l.stop.is_cancelled() {
+                    info!(
+                        partition = p,
+                        "partition moves away; stopping its scheduler"
+                    );
+                    l.stop.cancel();
+                    if let Some(s) = &l.serving {
+                        s.cancel();
+                    }
+                }
+            }
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                Some(end) = ends.join_next() => {
+                    let (p, result) = end.map_err(|e| StoreError::Task(e.to_string()))?;
+                    let stopped = live.remove(&p).is_some_and(|l| l.stop.is_cancelled());
+                    self.set_handle(p, None);
+                    self.running.send_modify(|r| {
+                        r.remove(&p);
+                    });
+                    result?;
+                    if !stopped {
+                        return Err(StoreError::Task(format!(
+                            "the scheduler of partition {p} stopped by itself"
+                        )));
+                    }
+                }
+                changed = owned.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    want = owned.borrow_and_update().clone();
+                }
+                n = reports.recv_many(&mut batch, 256) => {
+                    if n == 0 {
+                        break;
+                    }
+                    route(&live, batch.drain(..)).await;
+                }
+                _ = tick.tick(), if !single => sum_progress(&live, &progress),
+            }
+        }
+        // Shutdown: the reports already waiting, then every scheduler.
+        while let Ok(r) = reports.try_recv() {
+            route(&live, std::iter::once(r)).await;
+        }
+        for l in live.values() {
+            l.stop.cancel();
+            if let Some(s) = &l.serving {
+                s.cancel();
+            }
+        }
+        let mut failed = None;
+        while let Some(end) = ends.join_next().await {
+            if let Ok((p, Err(e))) = end {
+                warn!(partition = p, error = %e, "scheduler ended with an error");
+                failed = Some(e);
+            }
+        }
+        self.serving.close();
+        self.serving.wait().await;
+        self.running.send_replace(BTreeSet::new());
+        failed.map_or(Ok(()), Err)
+    }
+
+    fn start(
+        &self,
+        p: Partition,
+        tasks: &mpsc::Sender<DeliveryTask>,
+        progress: Option<watch::Sender<Progress>>,
+        ends: &mut JoinSet<(Partition, Result<(), StoreError>)>,
+    ) -> Live {
+        let scheduler = Scheduler::new(
+            self.log.clone(),
+            self.config.clone(),
+            self.store.clone(),
+            self.catalog.clone(),
+            self.cfg.clone(),
+            &self.delivery,
+        )
+        .for_partition(p);
+        let handle = scheduler.handle();
+        let (reports_tx, reports_rx) = mpsc::channel(self.cfg.report_channel.max(1));
+        let progress = progress.unwrap_or_else(|| watch::Sender::new(Progress::default()));
+        let progress_rx = progress.subscribe();
+        let stop = CancellationToken::new();
+        let channels = SchedulerChannels {
+            tasks: tasks.clone(),
+            reports: reports_rx,
+            progress,
+        };
+        let run_stop = stop.clone();
+        ends.spawn(async move { (p, scheduler.run(channels, run_stop).await) });
+        let serving = self.commands.as_ref().map(|serve| {
+            let token = CancellationToken::new();
+            self.serving.spawn(serve(p, handle.clone(), token.clone()));
+            token
+        });
+        self.set_handle(p, Some(handle));
+        self.running.send_modify(|r| {
+            r.insert(p);
+        });
+        info!(partition = p, "scheduler started");
+        Live {
+            stop,
+            reports: reports_tx,
+            progress: progress_rx,
+            serving,
+        }
+    }
+}
+
+/// Hands each report to the scheduler of its delivery's partition, waiting
+/// for room on a full channel (the workers wait meanwhile, as they would
+/// for one scheduler). A report for a partition that moved away is dropped:
+/// its new owner re-sends what was in flight (a duplicate at worst, never a
+/// loss).
+async fn route(live: &HashMap<Partition, Live>, reports: impl Iterator<Item = AttemptReport>) {
+    for r in reports {
+        if let Some(l) = live.get(&seq_partition(r.key.seq)) {
+            let _ = l.reports.send(r).await;
+        }
+    }
+}
+
+fn sum_progress(live: &HashMap<Partition, Live>, progress: &watch::Sender<Progress>) {
+    let mut sum = Progress::default();
+    for l in live.values() {
+        let p = *l.progress.borrow();
+        sum.pending += p.pending;
+        sum.cursor = sum.cursor.max(p.cursor);
+        sum.read = sum.read.max(p.read);
+    }
+    progress.send_if_modified(|old| {
+        let changed = *old != sum;
+        *old = sum;
+        changed
+    });
+}
