@@ -6,6 +6,7 @@
 mod support;
 
 mod abuse;
+mod cluster;
 mod crash;
 mod crash_matrix;
 mod delivery;

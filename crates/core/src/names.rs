@@ -28,6 +28,9 @@ pub mod metric {
     pub const CIRCUITS_OPEN: &str = "hookrelay_circuits_open";
     /// Gauge: data directory size, bytes.
     pub const STORE_BYTES: &str = "hookrelay_store_bytes";
+    /// Gauge: log partitions this node drives (all of them on sled; its
+    /// leased share on a JetStream cluster).
+    pub const PARTITIONS_OWNED: &str = "hookrelay_partitions_owned";
 }
 
 /// Header names of a delivery request.

@@ -33,6 +33,8 @@ mod deliveries;
 mod leases;
 mod log;
 pub mod names;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use backend::{open_node, ClusterNode};
 pub use commands::Commands;

@@ -2,10 +2,8 @@
 //! the same checks as every config store, changes seen by every node, and
 //! rules that hold when two nodes write at once.
 
-mod cluster;
-
-use cluster::Cluster;
 use hookrelay_core::{hash_token, DeviceId, OrgId, WebhookId};
+use hookrelay_jetstream::testkit::Cluster;
 use hookrelay_jetstream::{connect, open_config, JetStreamConfig, JsConfig};
 use hookrelay_store::{
     conformance::{self, app, org, webhook},

@@ -2,10 +2,8 @@
 //! the same checks as every delivery store, and a second node taking a
 //! partition over finds its due index, leases and cursor.
 
-mod cluster;
-
-use cluster::Cluster;
 use hookrelay_core::partition_seq;
+use hookrelay_jetstream::testkit::Cluster;
 use hookrelay_jetstream::{connect, open_deliveries, JetStreamConfig, JsDeliveries};
 use hookrelay_store::{conformance, DeliveryStore, DeliveryWrite, DueEntry, DueKind};
 use std::time::Duration;

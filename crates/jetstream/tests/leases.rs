@@ -3,10 +3,8 @@
 //! loses its partitions to the others within the takeover time, and no
 //! partition is ever driven by two nodes at once.
 
-mod cluster;
-
-use cluster::Cluster;
 use hookrelay_core::Partition;
+use hookrelay_jetstream::testkit::Cluster;
 use hookrelay_jetstream::{connect, open_leases, JetStreamConfig};
 use std::{
     collections::BTreeSet,

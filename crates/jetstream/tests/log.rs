@@ -1,9 +1,7 @@
 //! The JetStream event log against a real three-node cluster with R3.
 
-mod cluster;
-
-use cluster::Cluster;
 use hookrelay_core::{partition_of, seq_partition, Event};
+use hookrelay_jetstream::testkit::Cluster;
 use hookrelay_jetstream::{connect, open_log, JetStreamConfig, JsLog};
 use hookrelay_store::{Appended, EventLog};
 use std::time::Duration;

@@ -6,7 +6,8 @@
 
 use crate::{route::LocalHandles, Scheduler, SchedulerChannels, SchedulerConfig, SchedulerHandle};
 use hookrelay_core::{
-    seq_partition, AttemptReport, Catalog, DeliveryConfig, DeliveryTask, Partition, Progress,
+    metric, seq_partition, AttemptReport, Catalog, DeliveryConfig, DeliveryTask, Partition,
+    Progress,
 };
 use hookrelay_store::{BoxFuture, ConfigStore, DeliveryStore, EventLog, StoreError};
 use std::{
@@ -153,6 +154,7 @@ impl Partitions {
                     self.set_handle(p, None);
                     self.running.send_modify(|r| {
                         r.remove(&p);
+                        metrics::gauge!(metric::PARTITIONS_OWNED).set(r.len() as f64);
                     });
                     result?;
                     if !stopped {
@@ -235,6 +237,7 @@ impl Partitions {
         self.set_handle(p, Some(handle));
         self.running.send_modify(|r| {
             r.insert(p);
+            metrics::gauge!(metric::PARTITIONS_OWNED).set(r.len() as f64);
         });
         info!(partition = p, "scheduler started");
         Live {

