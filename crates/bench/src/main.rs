@@ -123,6 +123,27 @@ enum Scenario {
         #[arg(long, default_value_t = 2)]
         timeout: u32,
     },
+    /// 1..=N nodes on one three-server JetStream cluster (nats-server on
+    /// the PATH): durable ingest/s, deliveries/s, CPU per event.
+    Cluster {
+        /// Most nodes: runs 1, 2, … this many.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Events of the ingest phase (no webhooks).
+        #[arg(long, default_value_t = 100_000)]
+        ingest_events: u64,
+        /// Devices with one webhook each, in the delivery phase.
+        #[arg(long, default_value_t = 100)]
+        devices: u64,
+        /// Events of the delivery phase.
+        #[arg(long, default_value_t = 50_000)]
+        events: u64,
+        /// gRPC streams per node.
+        #[arg(long, default_value_t = 8)]
+        streams: u64,
+        #[arg(long, default_value_t = 512)]
+        size: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -220,6 +241,26 @@ async fn run(scenario: Scenario, bin: PathBuf) -> anyhow::Result<Outcome> {
                 size,
             };
             scenario::dead_endpoint::run(&bin, dir.path(), devices, load, timeout).await
+        }
+        Scenario::Cluster {
+            nodes,
+            ingest_events,
+            devices,
+            events,
+            streams,
+            size,
+        } => {
+            let c = scenario::cluster::ClusterLoad {
+                max_nodes: nodes.max(1),
+                ingest_events,
+                devices,
+                load: Load {
+                    events,
+                    streams,
+                    size,
+                },
+            };
+            scenario::cluster::run(&bin, dir.path(), c).await
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct Leases {
     owned: watch::Sender<BTreeSet<Partition>>,
     /// What this node drives now (reported by the engine).
     running: watch::Receiver<BTreeSet<Partition>>,
+    /// Whether the leases of an earlier life of this node were looked for.
+    adopted: bool,
 }
 
 impl Leases {
@@ -81,6 +83,7 @@ impl Leases {
             held: BTreeMap::new(),
             owned: watch::Sender::new(BTreeSet::new()),
             running,
+            adopted: false,
         })
     }
 
@@ -204,6 +207,10 @@ impl Leases {
             .try_collect()
             .await
             .map_err(|e| unavailable("listing leases", e))?;
+        if !self.adopted {
+            self.adopt(&keys, &me).await?;
+            self.adopted = true;
+        }
         let mut nodes: Vec<&str> = keys
             .iter()
             .filter_map(|k| k.strip_prefix("node."))
@@ -259,6 +266,42 @@ impl Leases {
             }
         }
         self.publish();
+        Ok(())
+    }
+}
+
+impl Leases {
+    /// A node restarted under the same id (`jetstream.node_id`) takes back
+    /// the leases its earlier life still holds, at once, instead of waiting
+    /// for them to expire: nothing of that life runs any more.
+    async fn adopt(&mut self, keys: &[String], me: &Bytes) -> Result<(), StoreError> {
+        for key in keys {
+            let Some(p) = key
+                .strip_prefix("part.")
+                .and_then(|p| p.parse::<Partition>().ok())
+            else {
+                continue;
+            };
+            let entry = self
+                .bucket
+                .entry(key.as_str())
+                .await
+                .map_err(|e| unavailable("reading a lease", e))?;
+            let Some(entry) = entry.filter(|e| e.value == *me) else {
+                continue;
+            };
+            if let Ok(revision) = self.bucket.update(key, me.clone(), entry.revision).await {
+                self.held.insert(
+                    p,
+                    Held {
+                        revision,
+                        renewed: Instant::now(),
+                        releasing: false,
+                    },
+                );
+                info!(partition = p, node = %self.node, "partition taken back after a restart");
+            }
+        }
         Ok(())
     }
 }

@@ -92,6 +92,11 @@ impl Cluster {
         c
     }
 
+    /// Process ids of the servers still running.
+    pub fn pids(&self) -> Vec<u32> {
+        self.procs.iter().flatten().map(Child::id).collect()
+    }
+
     /// Kills server `i` (SIGKILL), as a machine dying would.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut p) = self.procs.get_mut(i).and_then(Option::take) {

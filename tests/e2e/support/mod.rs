@@ -7,7 +7,7 @@ mod receiver;
 mod server;
 
 pub use receiver::{Received, Receiver};
-pub use server::{free_port, Server, ServerBuilder};
+pub use server::{free_port, nats_urls, on_jetstream, Server, ServerBuilder};
 
 use hookrelay_ingest::proto::{
     ingest_service_client::IngestServiceClient, Event, PublishBatchRequest, PublishBatchResponse,

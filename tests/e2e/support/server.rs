@@ -19,6 +19,29 @@ pub struct ServerBuilder {
     profiles: Vec<String>,
 }
 
+/// The NATS cluster the suite runs on (`HOOKRELAY_E2E_NATS`), if any.
+pub fn nats_urls() -> Option<Vec<String>> {
+    let v = std::env::var("HOOKRELAY_E2E_NATS").ok()?;
+    let urls: Vec<String> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (!urls.is_empty()).then_some(urls)
+}
+
+/// Whether the suite runs on the JetStream backend. Tests of the embedded
+/// store itself (its files, the disk, its crash recovery) return early
+/// there, saying so.
+pub fn on_jetstream(test: &str) -> bool {
+    let on = nats_urls().is_some();
+    if on {
+        eprintln!("{test}: about the embedded store; not run on JetStream");
+    }
+    on
+}
+
 /// A port that was free a moment ago (for servers that must come back on
 /// the same address after a restart).
 pub fn free_port() -> u16 {
@@ -96,6 +119,7 @@ listen = "127.0.0.1:{http}"
 listen = "127.0.0.1:{grpc}"
 [store]
 path = "{data}"
+{backend}
 [auth]
 operator_key = "{op}"
 [ingest]
@@ -115,11 +139,36 @@ timeout = "5s"
             op = super::OPERATOR_KEY,
             ik = super::INGEST_KEY,
             delay = self.base_delay_ms,
+            backend = self.backend(),
         ) + &self
             .profiles
             .iter()
             .map(|n| format!("[[profiles]]\nname = \"{n}\"\nlisten = \"127.0.0.1:0\"\n"))
             .collect::<String>()
+    }
+
+    /// The backend lines of the config: sled, or with `HOOKRELAY_E2E_NATS`
+    /// set (comma-separated URLs of a running cluster), JetStream in a
+    /// namespace and with a node id of this data directory's own, so a
+    /// restart on the same directory finds its state and its partitions.
+    fn backend(&self) -> String {
+        let Some(urls) = nats_urls() else {
+            return String::new();
+        };
+        let tag = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            self.data_dir.hash(&mut h);
+            format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
+        };
+        format!(
+            "backend = \"jetstream\"\n[jetstream]\nurls = [{}]\nreplicas = 3\npartitions = 4\n\
+             takeover = \"2s\"\nnamespace = \"e{tag}\"\nnode_id = \"n{tag}\"\n",
+            urls.iter()
+                .map(|u| format!("\"{u}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     }
 
     /// Starts the binary and waits for its listening line.
