@@ -27,13 +27,16 @@ async fn duplicates_are_answered_with_the_original_sequence_across_a_restart() {
     let a = publish(&mut client, keyed("order-1", "dev-d"))
         .await
         .expect("publish");
-    assert_eq!((a.sequence, a.duplicate), (1, false));
+    assert!(!a.duplicate);
+    if on_sled() {
+        assert_eq!(a.sequence, 1);
+    }
     let again = publish(&mut client, keyed("order-1", "dev-d"))
         .await
         .expect("publish");
     assert_eq!(
         (again.sequence, again.duplicate, again.event_id.as_str()),
-        (1, true, "order-1")
+        (a.sequence, true, "order-1")
     );
     let batch = publish_batch(&mut client, vec![keyed("x", "dev-d"), keyed("x", "dev-d")])
         .await
@@ -43,7 +46,11 @@ async fn duplicates_are_answered_with_the_original_sequence_across_a_restart() {
         .iter()
         .map(|r| (r.sequence, r.duplicate))
         .collect();
-    assert_eq!(got, vec![(2, false), (2, true)]);
+    let x = got.first().map_or(0, |g| g.0);
+    assert_eq!(got, vec![(x, false), (x, true)]);
+    if on_sled() {
+        assert_eq!(x, 2);
+    }
     receiver.wait_for(2, 10).await;
 
     assert!(server.stop().await);
@@ -54,17 +61,16 @@ async fn duplicates_are_answered_with_the_original_sequence_across_a_restart() {
         .expect("publish");
     assert_eq!(
         (after.sequence, after.duplicate),
-        (1, true),
+        (a.sequence, true),
         "remembered across the restart"
     );
     let other = publish(&mut client, keyed("order-1", "dev-e"))
         .await
         .expect("publish");
-    assert_eq!(
-        (other.sequence, other.duplicate),
-        (3, false),
-        "keys are per device"
-    );
+    assert!(!other.duplicate, "keys are per device");
+    if on_sled() {
+        assert_eq!(other.sequence, 3);
+    }
     // HTTP ingest shares the window.
     let resp: serde_json::Value = reqwest::Client::new()
         .post(server.url("/v1/events"))
@@ -77,7 +83,9 @@ async fn duplicates_are_answered_with_the_original_sequence_across_a_restart() {
         .await
         .expect("json");
     assert_eq!(resp["results"][0]["duplicate"], true);
-    assert_eq!(resp["results"][0]["sequence"], 2);
+    if on_sled() {
+        assert_eq!(resp["results"][0]["sequence"], 2);
+    }
     eventually(10, "fan-out of everything", || async {
         (metric(&server, "hookrelay_fanout_lag_events").await == Some(0.0)).then_some(())
     })
@@ -92,6 +100,9 @@ async fn duplicates_are_answered_with_the_original_sequence_across_a_restart() {
 
 #[tokio::test]
 async fn back_pressure_refuses_new_events_and_loses_none() {
+    if on_jetstream("back_pressure_refuses_new_events_and_loses_none (the backlog limit counts events of one partition's log)") {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let server = ServerBuilder::new(&dir.path().join("data"))
         .set("ingest", "max_pending_deliveries", "3")
@@ -215,6 +226,9 @@ impl Drop for SmallDisk {
 
 #[tokio::test]
 async fn a_full_disk_answers_unavailable_loses_nothing_and_recovers() {
+    if on_jetstream("a_full_disk_answers_unavailable_loses_nothing_and_recovers (the data directory's free-space reserve)") {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let Some(disk) = SmallDisk::mount(&dir.path().join("small"), "64m") else {
         println!("SKIPPED: cannot mount a tmpfs here (needs root); CI runs it");

@@ -168,7 +168,7 @@ async fn every_delivery_ends_as_its_endpoint_implies() {
                     .ok()
             })
         };
-        (g("hookrelay_log_sequence") == Some(N as f64)
+        (log_events(&text) == N as f64
             && g("hookrelay_fanout_lag_events") == Some(0.0)
             && g("hookrelay_deliveries_pending") == Some(0.0))
         .then_some(())

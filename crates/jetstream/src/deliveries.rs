@@ -25,7 +25,7 @@ use async_nats::jetstream::{
     consumer::{pull::OrderedConfig, DeliverPolicy},
     context::PublishAckFuture,
     kv,
-    stream::DirectGetErrorKind,
+    stream::LastRawMessageErrorKind,
 };
 use bytes::Bytes;
 use futures_util::{future::join_all, StreamExt, TryStreamExt};
@@ -87,6 +87,8 @@ pub struct JsDeliveries {
     js: jetstream::Context,
     names: Names,
     meta: kv::Store,
+    /// The state stream, for reads by subject.
+    state: jetstream::stream::Stream,
     owned: Mutex<HashMap<Partition, Owned>>,
 }
 
@@ -98,11 +100,14 @@ impl JsDeliveries {
         meta: kv::Store,
         cfg: &crate::JetStreamConfig,
     ) -> Result<Self, JetStreamError> {
+        let mut opened = Vec::new();
         for (name, subjects, per_subject) in [
             (names.state_stream(), names.state_subjects(), 1),
             (names.attempt_stream(), names.attempt_subjects(), -1),
         ] {
-            crate::ensure_stream(
+            // Every read of these streams goes to the leader (consumers and
+            // message gets): no direct gets from followers that may lag.
+            let stream = crate::ensure_stream(
                 &js,
                 jetstream::stream::Config {
                     name,
@@ -111,16 +116,24 @@ impl JsDeliveries {
                     num_replicas: cfg.replicas,
                     max_age: cfg.retention,
                     max_messages_per_subject: per_subject,
-                    allow_direct: true,
                     ..Default::default()
                 },
             )
             .await?;
+            opened.push(stream);
         }
+        let state = opened
+            .into_iter()
+            .next()
+            .ok_or_else(|| JetStreamError::Setup {
+                what: names.state_stream(),
+                message: "not opened".into(),
+            })?;
         Ok(Self {
             js,
             names,
             meta,
+            state,
             owned: Mutex::new(HashMap::new()),
         })
     }
@@ -225,13 +238,11 @@ impl JsDeliveries {
     /// The stored state of a delivery, from the stream.
     async fn fetch(&self, key: &DeliveryKey) -> Result<Option<State>, StoreError> {
         let what = "reading a delivery";
-        let stream = self
-            .js
-            .get_stream(self.names.state_stream())
-            .await
-            .map_err(|e| unavailable(what, e))?;
+        let stream = &self.state;
+        // From the stream's leader, not a follower (direct gets may be
+        // answered by one that lags): a delivery just settled reads settled.
         match stream
-            .direct_get_last_for_subject(self.state_subject(key))
+            .get_last_raw_message_by_subject(&self.state_subject(key))
             .await
         {
             Ok(m) => Ok(Some(codec::decode_as(
@@ -239,7 +250,7 @@ impl JsDeliveries {
                 &m.payload,
                 "delivery state",
             )?)),
-            Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => Ok(None),
+            Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok(None),
             Err(e) => Err(unavailable(what, e)),
         }
     }

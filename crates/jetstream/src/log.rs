@@ -57,6 +57,9 @@ struct DecodedChunk {
 }
 
 /// Recently read messages by `(partition, stream sequence)`, oldest first.
+/// From this many chunks on, `chunk_index` streams instead of reading one by one.
+const BATCH_READ: usize = 8;
+
 type ChunkCache = Mutex<Vec<((Partition, u64), Arc<DecodedChunk>)>>;
 
 /// The JetStream implementation of [`EventLog`].
@@ -72,6 +75,8 @@ pub struct JsLog {
     tails: Mutex<Vec<Option<JoinHandle<()>>>>,
     /// Recently read messages by `(partition, stream sequence)`.
     cache: Arc<ChunkCache>,
+    /// Each partition's stream, for direct reads without a lookup.
+    streams: Vec<jetstream::stream::Stream>,
 }
 
 impl Drop for JsLog {
@@ -114,6 +119,7 @@ impl JsLog {
         cfg: &crate::JetStreamConfig,
         max_payload: usize,
     ) -> Result<Self, JetStreamError> {
+        let mut streams = Vec::with_capacity(cfg.partitions as usize);
         for p in 0..cfg.partitions {
             let config = jetstream::stream::Config {
                 name: names.event_stream(p),
@@ -125,7 +131,7 @@ impl JsLog {
                 duplicate_window: Duration::from_secs(120),
                 ..Default::default()
             };
-            crate::ensure_stream(&js, config).await?;
+            streams.push(crate::ensure_stream(&js, config).await?);
         }
         let idem = crate::ensure_bucket(
             &js,
@@ -148,6 +154,7 @@ impl JsLog {
             heads: (0..cfg.partitions).map(|_| watch::Sender::new(0)).collect(),
             tails: Mutex::new((0..cfg.partitions).map(|_| None).collect()),
             cache: Arc::new(Mutex::new(Vec::with_capacity(CHUNK_CACHE))),
+            streams,
         })
     }
 
@@ -161,6 +168,49 @@ impl JsLog {
     }
 
     /// The first message of `partition` with stream sequence ≥ `msg`.
+    /// Up to `max` messages of `partition` from message `msg` on, read in
+    /// one pass of an ordered consumer (pipelined, unlike direct reads).
+    async fn chunks_from(
+        &self,
+        partition: Partition,
+        msg: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, Arc<DecodedChunk>)>, StoreError> {
+        let what = "reading the event log";
+        let stream = self
+            .streams
+            .get(partition as usize)
+            .ok_or(StoreError::Corrupt { what: "partition" })?;
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: self.names.event_subject(partition),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: msg.max(1),
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable(what, e))?;
+        let mut out = Vec::new();
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(out);
+        }
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| unavailable(what, e))?;
+        while let Some(m) = messages.next().await {
+            let m = m.map_err(|e| unavailable(what, e))?;
+            let info = m.info().map_err(|e| unavailable(what, e))?;
+            let (seq, pending) = (info.stream_sequence, info.pending);
+            out.push((seq, decode(&m.payload)?));
+            if out.len() >= max || pending == 0 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     async fn chunk_from(
         &self,
         partition: Partition,
@@ -170,10 +220,9 @@ impl JsLog {
             return Ok(Some((msg, c)));
         }
         let stream = self
-            .js
-            .get_stream(self.names.event_stream(partition))
-            .await
-            .map_err(|e| unavailable("event stream", e))?;
+            .streams
+            .get(partition as usize)
+            .ok_or(StoreError::Corrupt { what: "partition" })?;
         let m = match stream
             .direct_get_next_for_subject(self.names.event_subject(partition), Some(msg.max(1)))
             .await
@@ -632,6 +681,18 @@ impl EventLog for JsLog {
                     m.max(1)
                 }
             };
+            // Many chunks (replay planning) in one streamed pass; a few by
+            // direct reads, which the tail's cache often answers.
+            if max >= BATCH_READ {
+                for (at, chunk) in self.chunks_from(partition, msg, max).await? {
+                    let events: Vec<Event> = chunk.events.iter().map(|e| (**e).clone()).collect();
+                    out.push((
+                        event_seq(partition, at, 0),
+                        ChunkIndex::of(&events, chunk.appended_at_ms),
+                    ));
+                }
+                return Ok(out);
+            }
             while out.len() < max {
                 let Some((at, chunk)) = self.chunk_from(partition, msg).await? else {
                     break;

@@ -203,6 +203,7 @@ impl Lanes {
     }
 
     /// Hosts whose breaker is open.
+    #[cfg(test)]
     pub(crate) fn open_breakers(&self) -> usize {
         self.lanes.values().filter(|l| l.open).count()
     }

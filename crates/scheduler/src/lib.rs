@@ -31,7 +31,7 @@ mod window;
 
 pub use config::SchedulerConfig;
 pub use control::{ControlError, DeliveryControl};
-pub use node::{CommandServer, Partitions};
+pub use node::{CommandServer, FanoutLag, Partitions};
 pub use route::{LocalHandles, Remote, RemoteAnswer, RemoteCommand, Router};
 pub use scheduler::{Scheduler, SchedulerChannels, SchedulerHandle};
 #[cfg(test)]

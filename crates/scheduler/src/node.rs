@@ -7,7 +7,7 @@
 use crate::{route::LocalHandles, Scheduler, SchedulerChannels, SchedulerConfig, SchedulerHandle};
 use hookrelay_core::{
     metric, seq_partition, AttemptReport, Catalog, DeliveryConfig, DeliveryTask, Partition,
-    Progress,
+    Progress, Seq,
 };
 use hookrelay_store::{BoxFuture, ConfigStore, DeliveryStore, EventLog, StoreError};
 use std::{
@@ -44,6 +44,45 @@ pub struct Partitions {
     commands: Option<CommandServer>,
     /// The command servers of running partitions.
     serving: TaskTracker,
+    lag: FanoutLag,
+}
+
+/// A partition's durable head and its scheduler's progress.
+type Positions = (watch::Receiver<Seq>, watch::Receiver<Progress>);
+
+/// The heads and read positions of the partitions a node drives.
+#[derive(Clone, Default)]
+pub struct FanoutLag(Arc<std::sync::Mutex<HashMap<Partition, Positions>>>);
+
+impl FanoutLag {
+    /// Σ over the partitions driven here of head − last read: events on
+    /// sled; on JetStream 0 when every scheduler is caught up, else a
+    /// distance in sequence units.
+    pub fn lag(&self) -> u64 {
+        self.sum(|head, p| head.saturating_sub(p.read))
+    }
+
+    /// Deliveries waiting for an attempt, over the partitions driven here.
+    pub fn pending(&self) -> u64 {
+        self.sum(|_, p| p.pending)
+    }
+
+    fn sum(&self, f: impl Fn(Seq, &Progress) -> u64) -> u64 {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|(head, progress)| f(*head.borrow(), &progress.borrow()))
+            .sum()
+    }
+
+    fn set(&self, p: Partition, v: Option<Positions>) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match v {
+            Some(v) => m.insert(p, v),
+            None => m.remove(&p),
+        };
+    }
 }
 
 /// A scheduler running here.
@@ -75,6 +114,7 @@ impl Partitions {
             running: watch::Sender::new(BTreeSet::new()),
             commands: None,
             serving: TaskTracker::new(),
+            lag: FanoutLag::default(),
         }
     }
 
@@ -93,6 +133,11 @@ impl Partitions {
     /// The partitions driven here, as they change.
     pub fn running(&self) -> watch::Receiver<BTreeSet<Partition>> {
         self.running.subscribe()
+    }
+
+    /// How far this node's schedulers are behind the log, for `/metrics`.
+    pub fn fanout_lag(&self) -> FanoutLag {
+        self.lag.clone()
     }
 
     fn set_handle(&self, p: Partition, h: Option<SchedulerHandle>) {
@@ -152,6 +197,7 @@ impl Partitions {
                     let (p, result) = end.map_err(|e| StoreError::Task(e.to_string()))?;
                     let stopped = live.remove(&p).is_some_and(|l| l.stop.is_cancelled());
                     self.set_handle(p, None);
+                    self.lag.set(p, None);
                     self.running.send_modify(|r| {
                         r.remove(&p);
                         metrics::gauge!(metric::PARTITIONS_OWNED).set(r.len() as f64);
@@ -235,6 +281,8 @@ impl Partitions {
             token
         });
         self.set_handle(p, Some(handle));
+        self.lag
+            .set(p, Some((self.log.durable_head(p), progress_rx.clone())));
         self.running.send_modify(|r| {
             r.insert(p);
             metrics::gauge!(metric::PARTITIONS_OWNED).set(r.len() as f64);

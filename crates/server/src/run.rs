@@ -90,7 +90,6 @@ pub(crate) async fn serve(
 
     // Ingest → log; scheduler progress → ingest (back-pressure).
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
-    let scrape_progress = progress_rx.clone();
     let (committer, committer_handle) =
         Committer::new(store.log.clone(), &config.ingest, progress_rx);
 
@@ -131,6 +130,8 @@ pub(crate) async fn serve(
         }));
         info!(node = %id, partitions = cluster_cfg.partitions, "joined the JetStream cluster");
     }
+    let scrape_lag = partitions.fanout_lag();
+    let scrape_handles = partitions.handles();
     let control = hookrelay_scheduler::Router::new(
         store.log.partitions(),
         partitions.handles(),
@@ -269,23 +270,32 @@ pub(crate) async fn serve(
     });
     // The log's gauges are read when scraped, not on the scheduler's tick:
     // a scrape right after a publish shows it.
-    let scrape_head = store.log.durable_head(0);
+    // Every partition's head: the gauge is the highest of them.
+    let scrape_heads: Vec<watch::Receiver<hookrelay_core::Seq>> = (0..store.log.partitions())
+        .map(|p| store.log.durable_head(p))
+        .collect();
+
     let scrape_store = store.clone();
     let metrics_route = Router::new().route(
         "/metrics",
         get(move || {
             let m = metrics.clone();
-            let head = *scrape_head.borrow();
-            let (read, pending) = {
-                let p = scrape_progress.borrow();
-                (p.read, p.pending)
-            };
+            let head = scrape_heads.iter().map(|h| *h.borrow()).max().unwrap_or(0);
+            let lag = scrape_lag.lag();
+            let pending = scrape_lag.pending();
+            let open: usize = scrape_handles
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .map(hookrelay_scheduler::SchedulerHandle::open_circuits)
+                .sum();
             let s = scrape_store.housekeeping.clone();
             async move {
                 // One consistent picture: all three from the same moment.
                 metrics::gauge!(metric::LOG_SEQUENCE).set(head as f64);
-                metrics::gauge!(metric::FANOUT_LAG).set(head.saturating_sub(read) as f64);
+                metrics::gauge!(metric::FANOUT_LAG).set(lag as f64);
                 metrics::gauge!(metric::DELIVERIES_PENDING).set(pending as f64);
+                metrics::gauge!(metric::CIRCUITS_OPEN).set(open as f64);
                 metrics::gauge!(metric::STORE_BYTES).set(s.size_on_disk().await as f64);
                 m.render()
             }

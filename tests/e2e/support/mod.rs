@@ -9,6 +9,36 @@ mod server;
 pub use receiver::{Received, Receiver};
 pub use server::{free_port, nats_urls, on_jetstream, Server, ServerBuilder};
 
+/// Whether the suite runs on the embedded store, where sequences count
+/// events from 1 (on JetStream they carry their partition and message).
+pub fn on_sled() -> bool {
+    nats_urls().is_none()
+}
+
+/// What a fresh server's log holds, by its gauge: on sled the highest
+/// sequence, which counts events; on JetStream, whose sequences do not,
+/// the events this node accepted.
+pub fn log_events(text: &str) -> f64 {
+    if on_sled() {
+        return parse_metric(text, "hookrelay_log_sequence").unwrap_or(0.0);
+    }
+    text.lines()
+        .filter(|l| l.starts_with("hookrelay_events_ingested_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Whether `n` events are in a fresh server's log and fanned out.
+pub async fn fanned_out(server: &Server, n: u64) -> bool {
+    let Ok(text) = reqwest::get(server.url("/metrics")).await else {
+        return false;
+    };
+    let Ok(text) = text.text().await else {
+        return false;
+    };
+    log_events(&text) == n as f64 && parse_metric(&text, "hookrelay_fanout_lag_events") == Some(0.0)
+}
+
 use hookrelay_ingest::proto::{
     ingest_service_client::IngestServiceClient, Event, PublishBatchRequest, PublishBatchResponse,
     PublishRequest, PublishResponse,

@@ -163,7 +163,7 @@ timeout = "5s"
         };
         format!(
             "backend = \"jetstream\"\n[jetstream]\nurls = [{}]\nreplicas = 3\npartitions = 4\n\
-             takeover = \"2s\"\nnamespace = \"e{tag}\"\nnode_id = \"n{tag}\"\n",
+             takeover = \"10s\"\nnamespace = \"e{tag}\"\nnode_id = \"n{tag}\"\n",
             urls.iter()
                 .map(|u| format!("\"{u}\""))
                 .collect::<Vec<_>>()

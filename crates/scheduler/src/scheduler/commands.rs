@@ -67,6 +67,11 @@ impl SchedulerHandle {
         self.partition
     }
 
+    /// Hosts whose circuit is open in this scheduler.
+    pub fn open_circuits(&self) -> usize {
+        self.board.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Replays still handing deliveries to the scheduler (for shutdown).
     pub fn replays(&self) -> TaskTracker {
         self.replays.clone()

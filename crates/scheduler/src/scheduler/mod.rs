@@ -328,8 +328,8 @@ impl Scheduler {
     }
 
     fn update_gauges(&self) {
-        // The log sequence and fan-out lag are set when scraped (server).
-        metrics::gauge!(metric::CIRCUITS_OPEN).set(self.lanes.open_breakers() as f64);
+        // The log sequence and fan-out lag are set when scraped (server);
+        // open circuits are summed over a node's schedulers (`Partitions`).
         metrics::gauge!(metric::DELIVERIES_PENDING)
             .set((self.pending_records + self.unrecorded).max(0) as f64);
     }
