@@ -16,14 +16,7 @@ const PARTITIONS: u32 = 8;
 
 /// A node of the engine on `nats`, in namespace `ns`.
 fn node(nats: &Cluster, ns: &str, dir: &Path) -> Server {
-    let urls = format!(
-        "[{}]",
-        nats.urls()
-            .iter()
-            .map(|u| format!("\"{u}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let urls = nats.urls_toml();
     ServerBuilder::new(dir)
         .set("store", "backend", "jetstream")
         .set("jetstream", "urls", &urls)

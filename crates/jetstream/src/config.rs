@@ -28,7 +28,7 @@ use hookrelay_store::{
 };
 use std::{sync::Arc, time::Duration};
 use tokio::{sync::watch, task::JoinHandle};
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 /// The layout of a record message this build writes.
 const LAYOUT: u8 = 1;
@@ -248,17 +248,7 @@ struct Tail {
 
 impl Tail {
     async fn run(self) {
-        let mut failures = 0u32;
-        loop {
-            match self.follow().await {
-                Ok(()) => failures = 0,
-                Err(e) => {
-                    failures += 1;
-                    warn!(error = %e, failures, "following the configuration stream failed; retrying");
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50 << failures.min(5))).await;
-        }
+        crate::follow_forever("configuration stream".into(), || self.follow()).await;
     }
 
     async fn follow(&self) -> Result<(), String> {

@@ -432,17 +432,8 @@ struct Tail {
 
 impl Tail {
     async fn run(self) {
-        let mut failures = 0u32;
-        loop {
-            match self.follow().await {
-                Ok(()) => failures = 0,
-                Err(e) => {
-                    failures += 1;
-                    warn!(partition = self.partition, error = %e, failures, "following the event stream failed; retrying");
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50 << failures.min(5))).await;
-        }
+        let what = format!("event stream of partition {}", self.partition);
+        crate::follow_forever(what, || self.follow()).await;
     }
 
     fn note(&self, msg: u64, chunk: &DecodedChunk) {

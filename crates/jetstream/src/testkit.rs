@@ -97,6 +97,12 @@ impl Cluster {
         self.procs.iter().flatten().map(Child::id).collect()
     }
 
+    /// [`Self::urls`] as a TOML array, for a `jetstream.urls` setting.
+    pub fn urls_toml(&self) -> String {
+        let quoted: Vec<String> = self.urls().iter().map(|u| format!("\"{u}\"")).collect();
+        format!("[{}]", quoted.join(", "))
+    }
+
     /// Kills server `i` (SIGKILL), as a machine dying would.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut p) = self.procs.get_mut(i).and_then(Option::take) {

@@ -373,109 +373,12 @@ impl DeliveryStore for SledDeliveries {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::Store;
-    use hookrelay_core::{DeliveryStatus, ErrorKind};
-
-    fn key(seq: u64) -> DeliveryKey {
-        DeliveryKey {
-            seq,
-            generation: 0,
-            webhook_id: WebhookId::from("wh_x"),
-        }
-    }
-
-    fn record() -> DeliveryRecord {
-        DeliveryRecord {
-            status: DeliveryStatus::Pending,
-            attempts: 1,
-            next_attempt_ms: 50,
-            last_status_code: Some(500),
-            last_error: Some("http_5xx".into()),
-            event_type: "message.received".into(),
-            event_id: "evt_1".into(),
-            created_at_ms: 1,
-            updated_at_ms: 2,
-        }
-    }
-
-    fn attempt(n: u32) -> Attempt {
-        Attempt {
-            attempt: n,
-            started_at_ms: 1,
-            duration_ms: 2,
-            status_code: Some(500),
-            error: Some(ErrorKind::Http5xx),
-            response_body: Some("no".into()),
-        }
-    }
 
     #[tokio::test]
     async fn passes_the_delivery_store_checks() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("open");
         crate::conformance::check_deliveries(&*s.deliveries, 0).await;
-    }
-
-    #[test]
-    fn due_index_orders_by_time_and_separates_leases() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let s = Store::open(dir.path()).expect("open");
-        let d = &s.deliveries;
-        d.apply(&[
-            DeliveryWrite::Record(key(1), record()),
-            DeliveryWrite::Due(DueEntry {
-                at_ms: 300,
-                key: key(1),
-                kind: DueKind::Scheduled,
-            }),
-            DeliveryWrite::Due(DueEntry {
-                at_ms: 100,
-                key: key(2),
-                kind: DueKind::Lease,
-            }),
-            DeliveryWrite::Due(DueEntry {
-                at_ms: 200,
-                key: key(3),
-                kind: DueKind::Scheduled,
-            }),
-            DeliveryWrite::Attempt(key(1), attempt(1)),
-            DeliveryWrite::Attempt(key(1), attempt(2)),
-            DeliveryWrite::Cursor(7),
-        ])
-        .expect("apply");
-        let due: Vec<_> = d
-            .due(250, 10)
-            .expect("due")
-            .into_iter()
-            .map(|e| e.key.seq)
-            .collect();
-        assert_eq!(due, vec![2, 3]);
-        assert_eq!(d.due(1000, 1).expect("due").len(), 1);
-        assert_eq!(d.recovery_scan().expect("scan").1.len(), 1);
-        assert_eq!(d.record(&key(1)).expect("rec"), Some(record()));
-        assert_eq!(d.record(&key(9)).expect("rec"), None);
-        assert_eq!(
-            d.attempts(&key(1)).expect("att"),
-            vec![attempt(1), attempt(2)]
-        );
-        d.apply(&[DeliveryWrite::Attempt(key(4), attempt(1))])
-            .expect("apply");
-        let wh = key(1).webhook_id;
-        let all = d.webhook_deliveries(&wh, None, 10).expect("list");
-        assert_eq!(all.iter().map(|k| k.seq).collect::<Vec<_>>(), vec![1, 4]);
-        assert_eq!(d.webhook_deliveries(&wh, None, 1).expect("list").len(), 1);
-        let next = d.webhook_deliveries(&wh, Some((1, 0)), 10).expect("list");
-        assert_eq!(next.iter().map(|k| k.seq).collect::<Vec<_>>(), vec![4]);
-        assert!(d
-            .webhook_deliveries(&WebhookId::from("wh_"), None, 10)
-            .expect("list")
-            .is_empty());
-        assert_eq!(d.cursor().expect("cursor"), 7);
-        d.apply(&[DeliveryWrite::Undue(100, key(2))])
-            .expect("apply");
-        let (count, leases) = d.recovery_scan().expect("scan");
-        assert_eq!(count, 2);
-        assert!(leases.is_empty());
     }
 }

@@ -37,14 +37,7 @@ pub(crate) struct ClusterLoad {
 }
 
 fn options(nats: &Cluster, ns: &str) -> ServerOptions {
-    let urls = format!(
-        "[{}]",
-        nats.urls()
-            .iter()
-            .map(|u| format!("\"{u}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let urls = nats.urls_toml();
     ServerOptions::default()
         .set("store", "backend", "jetstream")
         .set("jetstream", "urls", &urls)

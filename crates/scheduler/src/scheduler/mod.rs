@@ -280,7 +280,6 @@ impl Scheduler {
             self.spill();
             self.defer_overflow();
             self.lanes.wake_throttled();
-            self.update_gauges();
             *next_tick = tokio::time::Instant::now() + self.cfg.tick;
         }
         self.advance_cursor();
@@ -325,12 +324,5 @@ impl Scheduler {
         if let Err(e) = self.try_flush().await {
             error!(error = %e, writes = self.writes.len(), "writing delivery state failed; will retry");
         }
-    }
-
-    fn update_gauges(&self) {
-        // The log sequence and fan-out lag are set when scraped (server);
-        // open circuits are summed over a node's schedulers (`Partitions`).
-        metrics::gauge!(metric::DELIVERIES_PENDING)
-            .set((self.pending_records + self.unrecorded).max(0) as f64);
     }
 }
