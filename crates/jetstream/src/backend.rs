@@ -19,9 +19,28 @@ pub struct ClusterNode {
     pub js: jetstream::Context,
 }
 
+/// Setup attempts before a node gives up starting.
+const SETUP_ATTEMPTS: u32 = 5;
+
 /// Connects and opens every store, creating streams and buckets on first
-/// use.
+/// use. JetStream can refuse setup calls for a moment (a stream electing
+/// its leader, a busy server): those are tried again, with backoff, up to
+/// five times; a mismatch of settings is not.
 pub async fn open_node(cfg: &JetStreamConfig) -> Result<ClusterNode, JetStreamError> {
+    let mut attempt = 1;
+    loop {
+        match open_once(cfg).await {
+            Err(JetStreamError::Setup { what, message }) if attempt < SETUP_ATTEMPTS => {
+                tracing::warn!(%what, %message, attempt, "JetStream setup failed; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(500 << attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn open_once(cfg: &JetStreamConfig) -> Result<ClusterNode, JetStreamError> {
     let (client, js) = crate::connect(cfg).await?;
     let log = open_log(&client, js.clone(), cfg).await?;
     let config = open_config(js.clone(), cfg).await?;

@@ -23,6 +23,7 @@ use async_nats::jetstream::{
     kv,
     stream::DirectGetErrorKind,
 };
+use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
 use bytes::Bytes;
 use futures_util::{future::join_all, StreamExt};
 use hookrelay_core::{
@@ -57,6 +58,10 @@ struct DecodedChunk {
 }
 
 /// Recently read messages by `(partition, stream sequence)`, oldest first.
+/// The header of an event message holding its chunk's index (base64 of
+/// the codec's encoding).
+const INDEX_HEADER: &str = "Hr-Index";
+
 /// From this many chunks on, `chunk_index` streams instead of reading one by one.
 const BATCH_READ: usize = 8;
 
@@ -168,14 +173,16 @@ impl JsLog {
     }
 
     /// The first message of `partition` with stream sequence ≥ `msg`.
-    /// Up to `max` messages of `partition` from message `msg` on, read in
-    /// one pass of an ordered consumer (pipelined, unlike direct reads).
-    async fn chunks_from(
+    /// The indexes of up to `max` messages of `partition` from message `msg`
+    /// on, in one pass of an ordered consumer that receives only headers:
+    /// each message carries its chunk's index, so replay planning moves no
+    /// event bodies. A message without one is read whole.
+    async fn indexes_from(
         &self,
         partition: Partition,
         msg: u64,
         max: usize,
-    ) -> Result<Vec<(u64, Arc<DecodedChunk>)>, StoreError> {
+    ) -> Result<Vec<(Seq, ChunkIndex)>, StoreError> {
         let what = "reading the event log";
         let stream = self
             .streams
@@ -187,6 +194,7 @@ impl JsLog {
                 deliver_policy: DeliverPolicy::ByStartSequence {
                     start_sequence: msg.max(1),
                 },
+                headers_only: true,
                 ..Default::default()
             })
             .await
@@ -203,7 +211,23 @@ impl JsLog {
             let m = m.map_err(|e| unavailable(what, e))?;
             let info = m.info().map_err(|e| unavailable(what, e))?;
             let (seq, pending) = (info.stream_sequence, info.pending);
-            out.push((seq, decode(&m.payload)?));
+            let header = m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(INDEX_HEADER))
+                .and_then(|v| BASE64.decode(v.as_str()).ok());
+            let index = match header {
+                Some(bytes) => codec::decode(&bytes, "chunk index")?,
+                None => match self.chunk_from(partition, seq).await? {
+                    Some((_, chunk)) => {
+                        let events: Vec<Event> =
+                            chunk.events.iter().map(|e| (**e).clone()).collect();
+                        ChunkIndex::of(&events, chunk.appended_at_ms)
+                    }
+                    None => break,
+                },
+            };
+            out.push((event_seq(partition, seq, 0), index));
             if out.len() >= max || pending == 0 {
                 break;
             }
@@ -346,14 +370,18 @@ impl JsLog {
 
     /// Publishes one message per piece and waits for every acknowledgement;
     /// each piece's first-event stream sequence, or why it failed.
-    async fn publish(&self, pieces: &[(Partition, Bytes)]) -> Vec<Result<u64, StoreError>> {
+    async fn publish(&self, pieces: &[(Partition, Bytes, String)]) -> Vec<Result<u64, StoreError>> {
         let mut acks: Vec<Result<PublishAckFuture, StoreError>> = Vec::with_capacity(pieces.len());
-        for (p, payload) in pieces {
+        for (p, payload, index) in pieces {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(INDEX_HEADER, index.as_str());
             acks.push(
                 self.js
                     .send_publish(
                         self.names.event_subject(*p),
-                        jetstream::message::PublishMessage::build().payload(payload.clone()),
+                        jetstream::message::PublishMessage::build()
+                            .payload(payload.clone())
+                            .headers(headers),
                     )
                     .await
                     .map_err(|e| unavailable("publishing events", e)),
@@ -521,14 +549,19 @@ impl EventLog for JsLog {
             let fresh: Vec<usize> = (0..events.len()).filter(|i| out[*i].is_none()).collect();
             let fresh_events: Vec<Event> = fresh.iter().map(|i| events[*i].clone()).collect();
             let pieces = self.pieces(&fresh_events);
-            let payloads: Vec<(Partition, Bytes)> = pieces
+            let payloads: Vec<(Partition, Bytes, String)> = pieces
                 .iter()
                 .map(|(p, idx)| {
                     let chunk = Chunk {
                         appended_at_ms,
                         events: idx.iter().map(|i| fresh_events[*i].clone()).collect(),
                     };
-                    (*p, Bytes::from(codec::encode(&chunk)))
+                    let index = ChunkIndex::of(&chunk.events, appended_at_ms);
+                    (
+                        *p,
+                        Bytes::from(codec::encode(&chunk)),
+                        BASE64.encode(codec::encode(&index)),
+                    )
                 })
                 .collect();
             let acks = self.publish(&payloads).await;
@@ -675,14 +708,7 @@ impl EventLog for JsLog {
             // Many chunks (replay planning) in one streamed pass; a few by
             // direct reads, which the tail's cache often answers.
             if max >= BATCH_READ {
-                for (at, chunk) in self.chunks_from(partition, msg, max).await? {
-                    let events: Vec<Event> = chunk.events.iter().map(|e| (**e).clone()).collect();
-                    out.push((
-                        event_seq(partition, at, 0),
-                        ChunkIndex::of(&events, chunk.appended_at_ms),
-                    ));
-                }
-                return Ok(out);
+                return self.indexes_from(partition, msg, max).await;
             }
             while out.len() < max {
                 let Some((at, chunk)) = self.chunk_from(partition, msg).await? else {
