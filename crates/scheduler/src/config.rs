@@ -33,6 +33,12 @@ pub struct SchedulerConfig {
     /// Most tasks waiting in memory per target host (default 1024); the rest
     /// wait on disk until the host would reach them.
     pub lane_queue: usize,
+    /// How long storage may keep failing (retried with backoff up to 2 s)
+    /// before the scheduler stops and takes the process down so that its
+    /// supervisor restarts it (default 6s; on JetStream at least 60s, to
+    /// ride out a server's death and the leader elections that follow).
+    #[serde(with = "humantime_serde")]
+    pub storage_give_up: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -47,6 +53,7 @@ impl Default for SchedulerConfig {
             report_channel: 1024,
             command_channel: 64,
             lane_queue: 1024,
+            storage_give_up: Duration::from_secs(6),
         }
     }
 }

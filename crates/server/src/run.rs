@@ -96,12 +96,18 @@ pub(crate) async fn serve(
     // Scheduler ⇄ workers.
     let (task_tx, task_rx) = mpsc::channel(config.scheduler.task_channel);
     let (report_tx, report_rx) = mpsc::channel(config.scheduler.report_channel);
+    let mut scheduler_cfg = config.scheduler.clone();
+    if cluster.is_some() {
+        // A NATS server's death stalls writes while its streams elect new
+        // leaders: ride it out rather than take every node down at once.
+        scheduler_cfg.storage_give_up = scheduler_cfg.storage_give_up.max(Duration::from_secs(60));
+    }
     let mut partitions = Partitions::new(
         store.log.clone(),
         store.config.clone(),
         store.deliveries.clone(),
         catalog.clone(),
-        config.scheduler.clone(),
+        scheduler_cfg,
         &config.delivery,
     );
     // Which partitions this node drives: the one of the embedded store for

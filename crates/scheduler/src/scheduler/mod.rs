@@ -35,9 +35,8 @@ use tokio::sync::{
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-/// Consecutive failed storage passes retried (with backoff 0.1 s, 0.2 s, …,
-/// about 6 s in all) before the scheduler gives up with the error.
-const STORAGE_RETRIES: u32 = 6;
+/// Longest pause between retries of a failed storage pass.
+const STORAGE_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// The channels the server creates between scheduler, workers and ingest.
 pub struct SchedulerChannels {
@@ -194,6 +193,7 @@ impl Scheduler {
         let mut reports = Vec::with_capacity(256);
         let mut next_tick = tokio::time::Instant::now();
         let mut failures = 0u32;
+        let mut failing_since: Option<Instant> = None;
         // Once the workers stop taking tasks (shutdown), the loop goes on
         // taking their reports until the last attempt in flight has answered
         // or the shutdown ends it: every outcome is recorded.
@@ -211,11 +211,13 @@ impl Scheduler {
             // so that its supervisor restarts it.
             if let Err(e) = self.storage_pass(&mut next_tick).await {
                 failures += 1;
-                if failures > STORAGE_RETRIES {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= self.cfg.storage_give_up {
                     error!(error = %e, failures, "delivery state storage keeps failing; the scheduler stops");
                     return Err(e);
                 }
-                let backoff = Duration::from_millis(100u64 << (failures - 1).min(10));
+                let backoff = Duration::from_millis(100u64 << (failures - 1).min(10))
+                    .min(STORAGE_BACKOFF_MAX);
                 warn!(error = %e, failures, backoff_ms = backoff.as_millis() as u64, "storage pass failed; retrying");
                 tokio::select! {
                     () = shutdown.cancelled() => break,
@@ -224,6 +226,7 @@ impl Scheduler {
                 continue;
             }
             failures = 0;
+            failing_since = None;
             self.publish_progress(&ch.progress);
             if !workers_gone && !self.send_ready(&ch.tasks) {
                 workers_gone = true;
