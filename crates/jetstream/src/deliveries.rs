@@ -37,7 +37,7 @@ use hookrelay_store::{
 };
 use serde::{Deserialize, Serialize};
 use std::{
-    collections::{hash_map::Entry, BTreeMap, HashMap, HashSet},
+    collections::{hash_map::Entry, BTreeMap, HashMap},
     sync::Mutex,
 };
 
@@ -58,15 +58,10 @@ struct State {
 struct Owned {
     due: BTreeMap<(i64, DeliveryKey), DueKind>,
     states: HashMap<DeliveryKey, State>,
-    /// Every delivery of the partition that has a state message: a lookup
-    /// of any other (the scheduler checks each event it re-reads after a
-    /// restart) is answered without a round trip.
-    recorded: HashSet<DeliveryKey>,
 }
 
 impl Owned {
     fn set(&mut self, key: &DeliveryKey, state: State) {
-        self.recorded.insert(key.clone());
         if let Some(old) = self.states.remove(key) {
             for (at, _) in old.due {
                 self.due.remove(&(at, key.clone()));
@@ -85,16 +80,6 @@ impl Owned {
         }
         self.states.insert(key.clone(), state);
     }
-}
-
-/// What an owner knows of a delivery without asking the stream.
-enum Held {
-    /// Pending: its state is in memory.
-    State(Option<DeliveryRecord>),
-    /// It never had a state message.
-    Never,
-    /// It has one, settled: read it from the stream.
-    Settled,
 }
 
 /// The JetStream implementation of [`DeliveryStore`].
@@ -431,15 +416,10 @@ impl DeliveryStore for JsDeliveries {
             let held = self
                 .owned()
                 .get(&seq_partition(key.seq))
-                .map(|o| match o.states.get(key) {
-                    Some(s) => Held::State(s.record.clone()),
-                    None if !o.recorded.contains(key) => Held::Never,
-                    None => Held::Settled,
-                });
+                .and_then(|o| o.states.get(key).map(|s| s.record.clone()));
             match held {
-                Some(Held::State(r)) => Ok(r),
-                Some(Held::Never) => Ok(None),
-                Some(Held::Settled) | None => Ok(self.fetch(key).await?.and_then(|s| s.record)),
+                Some(r) => Ok(r),
+                None => Ok(self.fetch(key).await?.and_then(|s| s.record)),
             }
         })
     }
