@@ -361,6 +361,15 @@ impl JsDeliveries {
     }
 }
 
+/// An entry of an owner's due index as the trait answers it.
+fn due_entry(((at, key), kind): (&(i64, DeliveryKey), &DueKind)) -> DueEntry {
+    DueEntry {
+        at_ms: *at,
+        key: key.clone(),
+        kind: *kind,
+    }
+}
+
 /// The folded state of `k` in a batch: what memory holds of it at first
 /// (`true` when memory held it), then each write of the batch.
 fn fold_entry<'m>(
@@ -440,11 +449,7 @@ impl DeliveryStore for JsDeliveries {
                 .iter()
                 .take_while(|((at, _), _)| *at <= until_ms)
                 .take(max)
-                .map(|((at, key), kind)| DueEntry {
-                    at_ms: *at,
-                    key: key.clone(),
-                    kind: *kind,
-                })
+                .map(due_entry)
                 .collect())
         })
     }
@@ -465,11 +470,7 @@ impl DeliveryStore for JsDeliveries {
                 .due
                 .iter()
                 .filter(|(_, kind)| **kind == DueKind::Lease)
-                .map(|((at, key), kind)| DueEntry {
-                    at_ms: *at,
-                    key: key.clone(),
-                    kind: *kind,
-                })
+                .map(due_entry)
                 .collect();
             Ok((o.due.len(), leases))
         })
