@@ -456,14 +456,14 @@ impl<L: ConfigLog> ConfigStore for CheckedConfig<L> {
     fn subscribers(&self, device: &DeviceId) -> Subscribers {
         let m = self.read();
         let own = m.by_device.get(device).cloned().unwrap_or_default();
-        // Organization-wide webhooks reach a device while it is bound to
-        // their organization, from its binding on.
+        // A bound device's events reach its organization (its app's own
+        // webhooks and the organization-wide ones) from its binding on.
         let (org_wide, bound_at_ms) = match m.apps.get(device) {
             Some(app) => (
                 m.by_org.get(&app.org_id).cloned().unwrap_or_default(),
                 app.created_at_ms,
             ),
-            None => (Vec::new(), i64::MAX),
+            None => (Vec::new(), i64::MIN),
         };
         Subscribers {
             own,

@@ -108,20 +108,22 @@ pub struct Subscribers {
     /// Its organization's organization-wide webhooks (empty while the
     /// device is bound to no organization).
     pub org_wide: Vec<Arc<Webhook>>,
-    /// When the device was bound (unix ms): organization-wide webhooks get
-    /// only events appended from then on.
+    /// When the device was bound (unix ms; `i64::MIN` while unbound): its
+    /// organization's webhooks, its app's own among them, get only events
+    /// appended from then on. Whatever was logged for the device id before
+    /// belongs to no one, however late the scheduler reads it.
     pub bound_at_ms: i64,
 }
 
 impl Subscribers {
     /// The webhooks that get an event appended at `appended_at_ms`.
     pub fn for_event(self, appended_at_ms: i64) -> impl Iterator<Item = Arc<Webhook>> {
-        let org_wide = if appended_at_ms >= self.bound_at_ms {
-            self.org_wide
+        let (own, org_wide) = if appended_at_ms >= self.bound_at_ms {
+            (self.own, self.org_wide)
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
-        self.own.into_iter().chain(org_wide)
+        own.into_iter().chain(org_wide)
     }
 }
 
@@ -233,7 +235,7 @@ pub trait ConfigStore: Send + Sync + 'static {
     /// Whether `w` gets the event `e` appended at `appended_at_ms` (before
     /// its filter): the one rule of fan-out, retries and the delivery lookup.
     /// - A test send reaches only the webhook it names.
-    /// - An app's webhook gets its app's events.
+    /// - An app's webhook gets its app's events, from the binding on.
     /// - An organization-wide webhook gets the events of every app bound to
     ///   its organization, from the binding on, and the engine's notices
     ///   about its organization's organization-wide webhooks (from device
@@ -244,7 +246,12 @@ pub trait ConfigStore: Send + Sync + 'static {
                 && named_webhook(&e.data).is_some_and(|id| id == w.id);
         }
         match w.app() {
-            Some(device) => e.device_id == device.as_str(),
+            Some(device) => {
+                e.device_id == device.as_str()
+                    && self
+                        .app(device)
+                        .is_none_or(|a| appended_at_ms >= a.created_at_ms)
+            }
             None if e.device_id.is_empty() => {
                 e.event_type == WEBHOOK_DISABLED
                     && named_webhook(&e.data)
