@@ -169,6 +169,7 @@ async fn every_acknowledged_event_survives_repeated_sigkill() {
         println!("kill {}: {before} events acknowledged so far", k + 1);
         server = builder().start();
     }
+    let last_start = tokio::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     for p in producers {
@@ -218,11 +219,13 @@ async fn every_acknowledged_event_survives_repeated_sigkill() {
     }
     let duplicates: usize = per_id.values().map(|c| c - 1).sum();
     println!(
-        "crash test: {} acknowledged, {} delivered requests, {} duplicates, {} missing",
+        "crash test: {} acknowledged, {} delivered requests, {} duplicates, {} missing; \
+         caught up {:.1} s after the last restart",
         acked.len(),
         received.len(),
         duplicates,
-        missing
+        missing,
+        last_start.elapsed().as_secs_f64()
     );
     assert_eq!(
         missing, 0,

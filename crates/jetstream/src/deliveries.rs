@@ -6,8 +6,12 @@
 //!   Only deliveries that outlived their first attempt have one, as on sled.
 //! - **Due index**: in the memory of the partition's owner, loaded from the
 //!   partition's state messages when its scheduler starts
-//!   ([`DeliveryStore::recovery_scan`]); each owner is the only writer of
-//!   its partitions, so memory and stream agree.
+//!   ([`DeliveryStore::recovery_scan`]) and dropped when it stops
+//!   ([`DeliveryStore::release`]); each owner is the only writer of its
+//!   partitions, so memory and stream agree while it drives them. The owner
+//!   also knows which deliveries past the cursor have a state message, so
+//!   the scheduler's record check of every event it re-reads after a
+//!   restart costs no round trip for the many that have none.
 //! - **Attempts** (stream `<NS>_ATT`): one message per attempt on
 //!   `<ns>.att.<webhook>.<seq>.<gen>`; the subjects of a webhook list its
 //!   deliveries.
@@ -37,7 +41,7 @@ use hookrelay_store::{
 };
 use serde::{Deserialize, Serialize};
 use std::{
-    collections::{hash_map::Entry, BTreeMap, HashMap},
+    collections::{hash_map::Entry, BTreeMap, BTreeSet, HashMap},
     sync::Mutex,
 };
 
@@ -58,10 +62,43 @@ struct State {
 struct Owned {
     due: BTreeMap<(i64, DeliveryKey), DueKind>,
     states: HashMap<DeliveryKey, State>,
+    /// The dispatch cursor as last written: what is past it is known below.
+    floor: Seq,
+    /// Every delivery of an event past `floor` that has a state message
+    /// (bounded by the scheduler's window: the set is cut at each cursor).
+    recorded: BTreeSet<DeliveryKey>,
 }
 
 impl Owned {
+    fn new(floor: Seq) -> Self {
+        Self {
+            floor,
+            ..Self::default()
+        }
+    }
+
+    /// Whether `key` has a state message, when memory knows it.
+    fn has_state(&self, key: &DeliveryKey) -> Option<bool> {
+        (key.seq > self.floor).then(|| self.recorded.contains(key))
+    }
+
+    /// The cursor moved to `to`: what is at or below it is no longer kept.
+    fn raise_floor(&mut self, to: Seq) {
+        if to <= self.floor {
+            return;
+        }
+        self.floor = to;
+        self.recorded = self.recorded.split_off(&DeliveryKey {
+            seq: to.saturating_add(1),
+            generation: 0,
+            webhook_id: WebhookId::from(""),
+        });
+    }
+
     fn set(&mut self, key: &DeliveryKey, state: State) {
+        if key.seq > self.floor {
+            self.recorded.insert(key.clone());
+        }
         if let Some(old) = self.states.remove(key) {
             for (at, _) in old.due {
                 self.due.remove(&(at, key.clone()));
@@ -216,7 +253,7 @@ impl JsDeliveries {
                 true,
             )
             .await?;
-        let mut owned = Owned::default();
+        let mut owned = Owned::new(self.cursor_of(p).await?);
         for m in msgs {
             let key = parse_state_subject(&m.subject).ok_or(StoreError::Corrupt {
                 what: "delivery state subject",
@@ -356,8 +393,27 @@ impl JsDeliveries {
                 )
                 .await
                 .map_err(|e| unavailable("writing the dispatch cursor", e))?;
+            if let Some(o) = self.owned().get_mut(&p) {
+                o.raise_floor(s);
+            }
         }
         Ok(())
+    }
+
+    async fn cursor_of(&self, partition: Partition) -> Result<Seq, StoreError> {
+        let v = self
+            .meta
+            .get(format!("cursor.{partition}"))
+            .await
+            .map_err(|e| unavailable("reading the dispatch cursor", e))?;
+        match v {
+            None => Ok(0),
+            Some(b) => b
+                .as_ref()
+                .try_into()
+                .map(Seq::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt { what: "cursor" }),
+        }
     }
 }
 
@@ -422,10 +478,16 @@ impl DeliveryStore for JsDeliveries {
         key: &'a DeliveryKey,
     ) -> BoxFuture<'a, Result<Option<DeliveryRecord>, StoreError>> {
         Box::pin(async move {
-            let held = self
-                .owned()
-                .get(&seq_partition(key.seq))
-                .and_then(|o| o.states.get(key).map(|s| s.record.clone()));
+            let held = self.owned().get(&seq_partition(key.seq)).and_then(|o| {
+                match o.states.get(key) {
+                    // Pending: its state is in memory.
+                    Some(s) => Some(s.record.clone()),
+                    // Past the cursor and never recorded: no record.
+                    None if o.has_state(key) == Some(false) => Some(None),
+                    // Settled, or at or below the cursor: ask the stream.
+                    None => None,
+                }
+            });
             match held {
                 Some(r) => Ok(r),
                 None => Ok(self.fetch(key).await?.and_then(|s| s.record)),
@@ -538,21 +600,11 @@ impl DeliveryStore for JsDeliveries {
     }
 
     fn cursor(&self, partition: Partition) -> BoxFuture<'_, Result<Seq, StoreError>> {
-        Box::pin(async move {
-            let v = self
-                .meta
-                .get(format!("cursor.{partition}"))
-                .await
-                .map_err(|e| unavailable("reading the dispatch cursor", e))?;
-            match v {
-                None => Ok(0),
-                Some(b) => b
-                    .as_ref()
-                    .try_into()
-                    .map(Seq::from_be_bytes)
-                    .map_err(|_| StoreError::Corrupt { what: "cursor" }),
-            }
-        })
+        Box::pin(self.cursor_of(partition))
+    }
+
+    fn release(&self, partition: Partition) {
+        self.owned().remove(&partition);
     }
 }
 

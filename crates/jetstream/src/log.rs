@@ -683,6 +683,33 @@ impl EventLog for JsLog {
         }
     }
 
+    fn head_bound(&self, partition: Partition) -> BoxFuture<'_, Result<Seq, StoreError>> {
+        Box::pin(async move {
+            if partition >= self.partitions {
+                return Ok(0);
+            }
+            let what = "reading the head of the event stream";
+            let mut stream = self
+                .js
+                .get_stream(self.names.event_stream(partition))
+                .await
+                .map_err(|e| unavailable(what, e))?;
+            let last = stream
+                .info()
+                .await
+                .map_err(|e| unavailable(what, e))?
+                .state
+                .last_sequence;
+            // The last message's event count is not in the stream's info:
+            // its highest possible offset bounds every event in it.
+            Ok(if last == 0 {
+                0
+            } else {
+                event_seq(partition, last, MAX_EVENTS_PER_MESSAGE - 1)
+            })
+        })
+    }
+
     fn chunk_index(
         &self,
         partition: Partition,

@@ -72,3 +72,56 @@ async fn delivery_state_is_shared_and_taken_over() {
     let c3 = node(&cfg).await;
     assert_eq!(c3.recovery_scan(2).await.expect("scan").0, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_partition_is_read_from_the_stream_not_from_memory() {
+    let c = Cluster::start(3).await;
+    let cfg = config(&c, "ds2");
+    let a = node(&cfg).await;
+    // Node a drives partition 2 and leaves a delivery waiting for a retry.
+    a.recovery_scan(2).await.expect("scan");
+    let pending = conformance::delivery(2, 5);
+    let settled = conformance::delivery(2, 6);
+    a.apply(&[
+        DeliveryWrite::Record(pending.clone(), conformance::record(1)),
+        DeliveryWrite::Due(DueEntry {
+            at_ms: 500,
+            key: pending.clone(),
+            kind: DueKind::Scheduled,
+        }),
+        // A delivery that failed for good: a record, no due entry.
+        DeliveryWrite::Record(settled.clone(), conformance::record(3)),
+        DeliveryWrite::Cursor(partition_seq(2, 4)),
+    ])
+    .await
+    .expect("apply");
+
+    // The partition moves to node b, which finds both records and settles
+    // the pending one.
+    a.release(2);
+    let b = node(&cfg).await;
+    assert_eq!(b.recovery_scan(2).await.expect("scan").0, 1);
+    assert_eq!(
+        b.record(&settled).await.expect("record"),
+        Some(conformance::record(3))
+    );
+    let mut done = conformance::record(2);
+    done.status = hookrelay_core::DeliveryStatus::Delivered;
+    b.apply(&[
+        DeliveryWrite::Record(pending.clone(), done.clone()),
+        DeliveryWrite::Undue(500, pending.clone()),
+    ])
+    .await
+    .expect("apply");
+    // Deliveries that never had a record read as none on the owner.
+    assert_eq!(
+        b.record(&conformance::delivery(2, 7))
+            .await
+            .expect("record"),
+        None
+    );
+
+    // Node a, no longer the owner, answers what the stream holds.
+    assert_eq!(a.record(&pending).await.expect("record"), Some(done));
+    assert!(a.due(2, 1000, 10).await.expect("due").is_empty());
+}

@@ -164,3 +164,23 @@ async fn the_partition_count_is_fixed_once_the_streams_exist() {
     };
     assert!(err.contains("fixed"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_just_opened_bounds_the_head_before_its_watch_catches_up() {
+    let c = Cluster::start(3).await;
+    let cfg = config(&c, "t5", 2);
+    let writer = log_on(&cfg).await;
+    let taken = writer
+        .append((0..5).map(|i| ev("dev-z", i)).collect(), vec![], 1_000, 0)
+        .await
+        .expect("append");
+    let Some(Appended::New(last)) = taken.last().cloned() else {
+        panic!("new")
+    };
+    let p = seq_partition(last);
+    // A node that has just opened the log, asked before its tail has read
+    // anything: every event already durable is within the bound.
+    let fresh = log_on(&cfg).await;
+    assert!(fresh.head_bound(p).await.expect("head") >= last);
+    assert_eq!(fresh.head_bound(1 - p).await.expect("head"), 0);
+}

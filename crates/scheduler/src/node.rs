@@ -196,6 +196,7 @@ impl Partitions {
                 Some(end) = ends.join_next() => {
                     let (p, result) = end.map_err(|e| StoreError::Task(e.to_string()))?;
                     let stopped = live.remove(&p).is_some_and(|l| l.stop.is_cancelled());
+                    self.store.release(p);
                     self.set_handle(p, None);
                     self.lag.set(p, None);
                     self.running.send_modify(|r| {
@@ -236,9 +237,14 @@ impl Partitions {
         }
         let mut failed = None;
         while let Some(end) = ends.join_next().await {
-            if let Ok((p, Err(e))) = end {
-                warn!(partition = p, error = %e, "scheduler ended with an error");
-                failed = Some(e);
+            match end {
+                Ok((p, Err(e))) => {
+                    warn!(partition = p, error = %e, "scheduler ended with an error");
+                    self.store.release(p);
+                    failed = Some(e);
+                }
+                Ok((p, Ok(()))) => self.store.release(p),
+                Err(_) => {}
             }
         }
         self.serving.close();

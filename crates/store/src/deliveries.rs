@@ -91,6 +91,11 @@ pub trait DeliveryStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Vec<DeliveryKey>, StoreError>>;
     /// The dispatch cursor of `partition` (0 before anything was dispatched).
     fn cursor(&self, partition: Partition) -> BoxFuture<'_, Result<Seq, StoreError>>;
+    /// The scheduler of `partition` on this node has stopped (the partition
+    /// moved away or the node is stopping): a backend that holds a
+    /// partition's state in memory while it drives it drops it, since
+    /// another node writes it from now on.
+    fn release(&self, _partition: Partition) {}
 }
 
 /// Key prefix of records in the `state` tree.

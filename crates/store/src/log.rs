@@ -137,6 +137,14 @@ pub trait EventLog: Send + Sync + 'static {
     fn event(&self, seq: Seq) -> BoxFuture<'_, Result<Option<LoggedEvent>, StoreError>>;
     /// Watches the highest durable sequence of `partition` (0 when empty).
     fn durable_head(&self, partition: Partition) -> watch::Receiver<Seq>;
+    /// A sequence no event of `partition` made durable before the call
+    /// exceeds, read from the backend now (a watch of
+    /// [`EventLog::durable_head`] may not have caught up yet on a shared
+    /// log). A scheduler taking a partition bounds its recovery with it.
+    fn head_bound(&self, partition: Partition) -> BoxFuture<'_, Result<Seq, StoreError>> {
+        let head = *self.durable_head(partition).borrow();
+        Box::pin(async move { Ok(head) })
+    }
     /// Index entries of up to `max` chunks of `partition` whose first
     /// sequence is ≥ `from`, in order, no further than the durable head.
     fn chunk_index(

@@ -12,7 +12,9 @@ impl Scheduler {
         self.cursor = cursor;
         // A partition's sequences carry its number: reading starts there.
         self.next_read = (cursor + 1).max(hookrelay_core::partition_seq(self.partition, 1));
-        self.recovery_horizon = *self.head.borrow();
+        // Asked of the log, not read off the head's watch: on a shared log
+        // the watch may not have caught up with what other runs appended.
+        self.recovery_horizon = self.log.head_bound(self.partition).await?;
         let now = now_ms();
         // One pass over the due index: its size and the stale leases.
         let (mut pending, leases) = self.store.recovery_scan(self.partition).await?;
