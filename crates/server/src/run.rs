@@ -396,7 +396,13 @@ pub(crate) async fn serve(
     }
     let reloadable: Vec<Arc<Reloadable>> =
         grpc_tls.iter().chain(http_tls.iter()).cloned().collect();
+    // Installed here, before the process says it is ready: a SIGHUP that
+    // comes before the task first runs (a reload right after start) would
+    // otherwise meet the default action and end the process.
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
     tasks.spawn(reload_on_hup(
+        hup,
         config_path,
         logs,
         reloadable,
@@ -558,15 +564,12 @@ async fn maintain(
 /// SIGHUP: re-reads `log.level` from the configuration file and the TLS
 /// certificates of both listeners.
 async fn reload_on_hup(
+    mut hup: tokio::signal::unix::Signal,
     path: Option<std::path::PathBuf>,
     logs: LogHandle,
     certificates: Vec<Arc<Reloadable>>,
     stop: CancellationToken,
 ) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
     loop {
         tokio::select! {
             got = hup.recv() => if got.is_none() { break },
