@@ -365,6 +365,45 @@ async fn a_failing_host_opens_its_circuit_and_closes_it_on_recovery() {
     .await;
 }
 
+/// A busy host's concurrency limit is in `/metrics`, and a host whose
+/// attempts time out gets fewer of them at once.
+#[tokio::test]
+async fn a_busy_hosts_limit_is_shown_and_comes_down_when_it_times_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data"))
+        .base_delay_ms(100)
+        .set("delivery", "per_host_concurrency", "8")
+        .set("delivery", "per_host_concurrency_min", "2")
+        .set("delivery", "breaker_threshold", "1000")
+        .start();
+    let receiver = Receiver::start().await;
+    receiver.set_delay(Duration::from_secs(3));
+    let t = bootstrap(&server, "dev-1").await;
+    webhook(
+        &server,
+        &t.token,
+        json!({"url": receiver.url("/"), "events": ["*"], "retry_attempts": 20, "timeout": 1}),
+    )
+    .await;
+    let mut client = grpc(&server).await;
+    publish_batch(
+        &mut client,
+        (0..40)
+            .map(|_| event("dev-1", "message.sent", "{}"))
+            .collect(),
+    )
+    .await
+    .expect("batch");
+    let host = receiver.url("");
+    let series = format!("hookrelay_host_concurrency_limit{{host=\"{host}\"}}");
+    eventually(20, "the limit to come down from 8", || async {
+        metric(&server, &series)
+            .await
+            .filter(|v| (2.0..=4.0).contains(v))
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_rate_limited_webhook_spaces_its_deliveries() {
     let dir = tempfile::tempdir().expect("tempdir");

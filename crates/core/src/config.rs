@@ -25,8 +25,21 @@ pub struct DeliveryConfig {
     /// Attempts in flight at once across all webhooks (default 256).
     pub concurrency: usize,
     /// Attempts in flight at once to one target host (`scheme://host:port`)
-    /// (default 16): a slow or dead host holds at most these.
+    /// at first (default 16). With `adaptive_concurrency` each host's limit
+    /// then moves between `per_host_concurrency_min` and
+    /// `per_host_concurrency_max` with its answers and latency; without, it
+    /// stays here. A slow or dead host holds at most its own limit.
     pub per_host_concurrency: usize,
+    /// The least a host's adaptive limit goes down to (default 2).
+    pub per_host_concurrency_min: usize,
+    /// The most a host's adaptive limit goes up to (default 256). While
+    /// several hosts have work, each gets at most its share of
+    /// `concurrency` beyond `per_host_concurrency_min`.
+    pub per_host_concurrency_max: usize,
+    /// Moves each host's limit with what it shows (default true): up while
+    /// answers are 2xx at near-floor latency, down on timeouts, connection
+    /// errors, 429, 503 and rising latency.
+    pub adaptive_concurrency: bool,
     /// Consecutive failed attempts to one host after which its circuit opens
     /// and it is probed with one attempt at a time (default 10).
     pub breaker_threshold: u32,
@@ -50,6 +63,9 @@ impl Default for DeliveryConfig {
             rotation_grace: Duration::from_secs(24 * 3600),
             concurrency: 256,
             per_host_concurrency: 16,
+            per_host_concurrency_min: 2,
+            per_host_concurrency_max: 256,
+            adaptive_concurrency: true,
             breaker_threshold: 10,
             lease_margin: Duration::from_secs(30),
             base_delay_ms: 1000,

@@ -193,6 +193,9 @@ pub struct AttemptReport {
     pub attempt: Attempt,
     /// Success or failure (with `Retry-After`).
     pub result: AttemptResult,
+    /// How long the attempt took, finer than the log's milliseconds (the
+    /// host's adaptive concurrency limit reads it).
+    pub elapsed: std::time::Duration,
 }
 
 /// How far delivery has come, published by the scheduler for ingest's

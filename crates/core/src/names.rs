@@ -26,6 +26,9 @@ pub mod metric {
     pub const HTTP_REQUESTS: &str = "hookrelay_http_requests_total";
     /// Gauge: target hosts whose circuit breaker is open.
     pub const CIRCUITS_OPEN: &str = "hookrelay_circuits_open";
+    /// Gauge `{host}`: attempts that may be in flight to a target host now
+    /// (its adaptive limit), for the ten busiest hosts only.
+    pub const HOST_CONCURRENCY_LIMIT: &str = "hookrelay_host_concurrency_limit";
     /// Gauge: data directory size, bytes.
     pub const STORE_BYTES: &str = "hookrelay_store_bytes";
     /// Gauge: log partitions this node drives (all of them on sled; its

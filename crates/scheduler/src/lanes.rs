@@ -4,21 +4,49 @@
 //! (invariant 6), and inside a host one webhook with a huge backlog takes
 //! turns with the others.
 //!
+//! A host's limit adapts to what it shows ([`crate::limit`]), and while
+//! several hosts have work each gets at most its share of the worker pool
+//! (never less than the configured minimum), so a slow host that answers
+//! 2xx cannot grow into every worker.
+//!
 //! Each lane is also a circuit breaker: after `breaker_threshold`
 //! consecutive failed attempts it opens and sends one attempt at a time (a
 //! probe) until one succeeds. Deliveries waiting behind it spend no
 //! attempts. A webhook's `rate_limit` is a token bucket: while it is empty,
 //! the webhook's deliveries wait their turn.
 
+use crate::limit::{HostLimit, LimitBounds, Signal};
 use hookrelay_core::{DeliveryTask, WebhookId};
 use std::{
     collections::{BTreeSet, HashMap, VecDeque},
     sync::{Arc, RwLock},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 /// The hosts whose breaker is open, shared with the API.
 pub(crate) type Board = Arc<RwLock<BTreeSet<Arc<str>>>>;
+
+/// The busiest hosts of a scheduler, shared with `/metrics`.
+pub(crate) type Busiest = Arc<RwLock<Vec<HostConcurrency>>>;
+
+/// Hosts in [`Busiest`], most attempts in flight first: the
+/// `hookrelay_host_concurrency_limit` gauge names no more (bounded labels).
+pub(crate) const BUSIEST: usize = 10;
+/// How often [`Busiest`] is refreshed and idle host limits are forgotten.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+/// A host's learned limit is forgotten after this long without an answer.
+const LIMIT_IDLE: Duration = Duration::from_secs(600);
+
+/// One host's concurrency as `/metrics` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostConcurrency {
+    /// `scheme://host:port`.
+    pub host: Arc<str>,
+    /// Attempts that may be in flight now.
+    pub limit: usize,
+    /// Attempts in flight now.
+    pub in_flight: usize,
+}
 
 /// The lane key of a URL: `scheme://host:port` of the host the HTTP client
 /// actually dials. Parsed with the same WHATWG parser the client uses (the
@@ -167,24 +195,97 @@ pub(crate) struct Lanes {
     /// Lanes with queued tasks that only rate limits hold back.
     throttled: Vec<Arc<str>>,
     buckets: HashMap<WebhookId, Bucket>,
-    per_host: usize,
+    bounds: LimitBounds,
+    /// Attempts in flight at once across all hosts (the worker pool).
+    pool: usize,
+    /// Learned limits, with the last answer's time; they outlive idle
+    /// lanes (forgotten after [`LIMIT_IDLE`]).
+    limits: HashMap<Arc<str>, (HostLimit, Instant)>,
     breaker_threshold: u32,
     board: Board,
+    busiest: Busiest,
+    housekept_at: Instant,
     queued: usize,
 }
 
 impl Lanes {
-    pub(crate) fn new(per_host: usize, breaker_threshold: u32, board: Board) -> Self {
+    /// Lanes whose hosts' limits keep within `bounds`, sharing a pool of
+    /// `pool` workers.
+    pub(crate) fn new(
+        bounds: LimitBounds,
+        pool: usize,
+        breaker_threshold: u32,
+        board: Board,
+        busiest: Busiest,
+    ) -> Self {
         Self {
             lanes: HashMap::new(),
             ready: VecDeque::new(),
             throttled: Vec::new(),
             buckets: HashMap::new(),
-            per_host: per_host.max(1),
+            bounds: bounds.sane(),
+            pool: pool.max(1),
+            limits: HashMap::new(),
             breaker_threshold: breaker_threshold.max(1),
             board,
+            busiest,
+            housekept_at: Instant::now(),
             queued: 0,
         }
+    }
+
+    /// Attempts `host` may have in flight now: one while its breaker is
+    /// open; else its limit, within its share of the pool when adaptive.
+    fn limit_of(&self, host: &Arc<str>, lane: &Lane) -> usize {
+        if lane.open {
+            return 1;
+        }
+        if !self.bounds.adaptive {
+            return self.bounds.initial;
+        }
+        let own = self
+            .limits
+            .get(host)
+            .map_or(self.bounds.initial, |(l, _)| l.current());
+        let share = (self.pool / self.lanes.len().max(1)).max(self.bounds.min);
+        own.min(share)
+    }
+
+    /// The current limit of `host` (tests).
+    #[cfg(test)]
+    pub(crate) fn host_limit(&self, host: &Arc<str>) -> usize {
+        self.lanes
+            .get(host)
+            .map_or(self.bounds.initial, |l| self.limit_of(host, l))
+    }
+
+    /// Once a second at most: refreshes [`Busiest`] and forgets the limits
+    /// of hosts idle for [`LIMIT_IDLE`].
+    pub(crate) fn housekeep(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.housekept_at) < HOUSEKEEPING_EVERY {
+            return;
+        }
+        self.housekept_at = now;
+        self.limits
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < LIMIT_IDLE);
+        let mut hosts: Vec<(&Arc<str>, &Lane)> = self
+            .lanes
+            .iter()
+            .filter(|(_, l)| l.in_flight > 0 || l.queued > 0)
+            .collect();
+        hosts.sort_unstable_by(|a, b| {
+            (b.1.in_flight, b.1.queued, a.0).cmp(&(a.1.in_flight, a.1.queued, b.0))
+        });
+        let top: Vec<HostConcurrency> = hosts
+            .into_iter()
+            .take(BUSIEST)
+            .map(|(host, lane)| HostConcurrency {
+                host: host.clone(),
+                limit: self.limit_of(host, lane),
+                in_flight: lane.in_flight,
+            })
+            .collect();
+        *self.busiest.write().unwrap_or_else(|p| p.into_inner()) = top;
     }
 
     /// Tasks waiting in all lanes.
@@ -216,8 +317,10 @@ impl Lanes {
     }
 
     fn mark_ready(&mut self, host: &Arc<str>, front: bool) {
+        let Some(limit) = self.lanes.get(host).map(|l| self.limit_of(host, l)) else {
+            return;
+        };
         if let Some(lane) = self.lanes.get_mut(host) {
-            let limit = if lane.open { 1 } else { self.per_host };
             if !lane.ready && lane.queued > 0 && lane.in_flight < limit {
                 lane.ready = true;
                 if front {
@@ -274,21 +377,38 @@ impl Lanes {
         }
     }
 
-    /// An attempt of `host` finished after `duration_ms`; `ok` is its outcome
-    /// (`None`: never attempted, e.g. cancelled before sending).
-    pub(crate) fn done(&mut self, host: &Arc<str>, duration_ms: u32, ok: Option<bool>) {
+    /// An attempt of `host` finished after `elapsed`; `signal` is what its
+    /// answer says (`None`: never attempted, e.g. cancelled before
+    /// sending). Only [`Signal::Success`] counts as a success for the
+    /// breaker.
+    pub(crate) fn done(&mut self, host: &Arc<str>, elapsed: Duration, signal: Option<Signal>) {
         let threshold = self.breaker_threshold;
         let Some(lane) = self.lanes.get_mut(host) else {
             return;
         };
+        // Work waiting for a slot: the limit is what holds the host back
+        // (or a webhook's rate limit, which only lets the limit grow
+        // unused, within its maximum).
+        let limited = lane.queued > 0;
         lane.in_flight = lane.in_flight.saturating_sub(1);
-        if ok.is_some() {
+        if let Some(signal) = signal {
+            let ms = elapsed.as_secs_f64() * 1000.0;
             lane.avg_ms = if lane.avg_ms == 0.0 {
-                f64::from(duration_ms)
+                ms
             } else {
-                0.8 * lane.avg_ms + 0.2 * f64::from(duration_ms)
+                0.8 * lane.avg_ms + 0.2 * ms
             };
+            if self.bounds.adaptive {
+                let now = Instant::now();
+                let (limit, at) = self
+                    .limits
+                    .entry(host.clone())
+                    .or_insert_with(|| (HostLimit::new(self.bounds, now), now));
+                limit.observe(elapsed, signal, limited, now);
+                *at = now;
+            }
         }
+        let ok = signal.map(|s| s == Signal::Success);
         match ok {
             Some(true) => {
                 lane.failures = 0;
@@ -328,10 +448,15 @@ impl Lanes {
     /// kept on disk until then.
     pub(crate) fn overflow(&mut self, cap: usize) -> Vec<(DeliveryTask, i64)> {
         let mut out = Vec::new();
-        for lane in self.lanes.values_mut() {
-            if lane.queued > cap {
-                let slots = if lane.open { 1.0 } else { self.per_host as f64 };
-                let wait_ms = (lane.queued as f64 * lane.avg_ms.max(1.0) / slots) as i64;
+        let over: Vec<(Arc<str>, usize)> = self
+            .lanes
+            .iter()
+            .filter(|(_, l)| l.queued > cap)
+            .map(|(h, l)| (h.clone(), self.limit_of(h, l)))
+            .collect();
+        for (host, slots) in over {
+            if let Some(lane) = self.lanes.get_mut(&host) {
+                let wait_ms = (lane.queued as f64 * lane.avg_ms.max(1.0) / slots as f64) as i64;
                 let trimmed = lane.trim(lane.queued - cap);
                 out.extend(trimmed.into_iter().map(|t| (t, wait_ms)));
             }
@@ -345,6 +470,19 @@ impl Lanes {
 mod tests {
     use super::*;
     use hookrelay_core::{DeliveryKey, DeviceId, OrgId, RetryPolicy, Webhook};
+
+    pub(super) const MS: Duration = Duration::from_millis(1);
+
+    /// Fixed limits of `per_host` (the tests of fairness and breakers).
+    pub(super) fn lanes(per_host: usize, breaker: u32, board: Board) -> Lanes {
+        let bounds = LimitBounds {
+            initial: per_host,
+            min: 1,
+            max: per_host,
+            adaptive: false,
+        };
+        Lanes::new(bounds, 1000, breaker, board, Busiest::default())
+    }
 
     pub(super) fn task(wh: &str, seq: u64) -> DeliveryTask {
         let webhook = Arc::new(Webhook {
@@ -403,7 +541,7 @@ mod tests {
 
     #[test]
     fn a_busy_host_keeps_only_its_own_slots() {
-        let mut l = Lanes::new(2, 10, Board::default());
+        let mut l = lanes(2, 10, Board::default());
         let dead: Arc<str> = "http://dead".into();
         let ok: Arc<str> = "http://ok".into();
         for i in 0..10 {
@@ -416,7 +554,7 @@ mod tests {
         // Two for each host, then both are at their limit.
         assert_eq!(sent.iter().filter(|h| **h == dead).count(), 2);
         assert_eq!(sent.iter().filter(|h| **h == ok).count(), 2);
-        l.done(&ok, 1, Some(true));
+        l.done(&ok, MS, Some(Signal::Success));
         assert_eq!(
             l.pop().map(|(h, t)| (h, t.key.seq)),
             Some((ok.clone(), 102))
@@ -427,7 +565,7 @@ mod tests {
 
     #[test]
     fn webhooks_of_one_host_take_turns_and_overflow_comes_from_the_longest() {
-        let mut l = Lanes::new(100, 10, Board::default());
+        let mut l = lanes(100, 10, Board::default());
         let h: Arc<str> = "http://h".into();
         for i in 0..6 {
             l.push(h.clone(), task("wh_big", i));
@@ -466,27 +604,28 @@ mod breaker_tests {
     mod tests_support {
         pub(super) use super::super::tests::task;
     }
+    use super::tests::{lanes, MS};
 
     #[test]
     fn a_failing_host_opens_its_breaker_and_probes_one_at_a_time() {
         let board = Board::default();
-        let mut l = Lanes::new(4, 3, board.clone());
+        let mut l = lanes(4, 3, board.clone());
         let h: Arc<str> = "http://flaky".into();
         for i in 0..10 {
             l.push(h.clone(), task("wh_a", i, None));
         }
         for _ in 0..3 {
             let (host, _) = l.pop().expect("task");
-            l.done(&host, 5, Some(false));
+            l.done(&host, MS, Some(Signal::Neutral));
         }
         assert!(board.read().expect("board").contains(&h));
         assert_eq!(l.open_breakers(), 1);
         // Open: one probe at a time.
         let (host, _) = l.pop().expect("probe");
         assert!(l.pop().is_none(), "only one probe in flight");
-        l.done(&host, 5, Some(false));
+        l.done(&host, MS, Some(Signal::Neutral));
         let (host, _) = l.pop().expect("next probe");
-        l.done(&host, 5, Some(true));
+        l.done(&host, MS, Some(Signal::Success));
         assert!(
             board.read().expect("board").is_empty(),
             "a success closes it"
@@ -497,7 +636,7 @@ mod breaker_tests {
 
     #[test]
     fn a_rate_limited_webhook_waits_its_tokens() {
-        let mut l = Lanes::new(100, 10, Board::default());
+        let mut l = lanes(100, 10, Board::default());
         let h: Arc<str> = "http://h".into();
         for i in 0..5 {
             l.push(h.clone(), task("wh_slow", i, Some(2)));
@@ -511,5 +650,100 @@ mod breaker_tests {
         l.wake_throttled();
         let next: Vec<u64> = std::iter::from_fn(|| l.pop().map(|(_, t)| t.key.seq)).collect();
         assert_eq!(next, vec![1], "2/s: one more token after ~0.5 s");
+    }
+}
+
+#[cfg(test)]
+mod adaptive_tests {
+    use super::tests::{task, MS};
+    use super::*;
+
+    fn adaptive(pool: usize) -> Lanes {
+        let bounds = LimitBounds {
+            initial: 16,
+            min: 2,
+            max: 256,
+            adaptive: true,
+        };
+        // A breaker that never opens here: the failures below are for the limit.
+        Lanes::new(
+            bounds,
+            pool,
+            1_000_000,
+            Board::default(),
+            Busiest::default(),
+        )
+    }
+
+    /// Sends everything sendable, then answers it all with `signal`.
+    fn round(l: &mut Lanes, signal: Signal) -> usize {
+        let sent: Vec<(Arc<str>, DeliveryTask)> = std::iter::from_fn(|| l.pop()).collect();
+        for (h, _) in &sent {
+            l.done(h, MS, Some(signal));
+        }
+        sent.len()
+    }
+
+    #[test]
+    fn a_host_answering_fast_gets_more_in_flight_and_an_overloaded_one_less() {
+        let mut l = adaptive(256);
+        let h: Arc<str> = "http://fast".into();
+        for i in 0..2000 {
+            l.push(h.clone(), task("wh", i));
+        }
+        assert_eq!(round(&mut l, Signal::Success), 16);
+        // Slow start: each full round trip doubles the limit.
+        assert_eq!(round(&mut l, Signal::Success), 32);
+        assert_eq!(round(&mut l, Signal::Success), 64);
+        assert_eq!(l.host_limit(&h), 128);
+        // The host answers 429: half, once for the whole round trip.
+        assert_eq!(round(&mut l, Signal::Overload), 128);
+        assert_eq!(l.host_limit(&h), 64);
+        // Other failures (a 400, a 500) say nothing of load.
+        assert_eq!(round(&mut l, Signal::Neutral), 64);
+        assert_eq!(l.host_limit(&h), 64);
+    }
+
+    #[test]
+    fn a_grown_host_leaves_room_for_others_and_the_busiest_are_published() {
+        let busiest = Busiest::default();
+        let bounds = LimitBounds {
+            initial: 16,
+            min: 2,
+            max: 256,
+            adaptive: true,
+        };
+        let mut l = Lanes::new(bounds, 64, 10, Board::default(), busiest.clone());
+        let a: Arc<str> = "http://a".into();
+        let b: Arc<str> = "http://b".into();
+        for i in 0..1000 {
+            l.push(a.clone(), task("wh_a", i));
+        }
+        for _ in 0..4 {
+            round(&mut l, Signal::Success);
+        }
+        // Alone, a takes the whole pool.
+        let out: Vec<_> = std::iter::from_fn(|| l.pop()).collect();
+        assert_eq!(out.len(), 64);
+        // b arrives: a holds what it has, b gets its start, and a gets no
+        // more until it is back within half the pool.
+        for i in 0..100 {
+            l.push(b.clone(), task("wh_b", 10_000 + i));
+        }
+        let more: Vec<_> = std::iter::from_fn(|| l.pop()).collect();
+        assert_eq!(more.len(), 16);
+        assert!(more.iter().all(|(h, _)| *h == b));
+        assert_eq!(l.host_limit(&a), 32);
+        l.housekeep(Instant::now() + Duration::from_secs(2));
+        let top = busiest.read().expect("busiest").clone();
+        assert_eq!(top.len(), 2);
+        assert_eq!(
+            (top[0].host.clone(), top[0].in_flight, top[0].limit),
+            (a, 64, 32)
+        );
+        assert_eq!(
+            (top[1].host.clone(), top[1].in_flight, top[1].limit),
+            (b, 16, 16)
+        );
     }
 }

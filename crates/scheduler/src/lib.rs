@@ -24,6 +24,7 @@
 mod config;
 mod control;
 mod lanes;
+mod limit;
 mod node;
 mod route;
 mod scheduler;
@@ -31,6 +32,7 @@ mod window;
 
 pub use config::SchedulerConfig;
 pub use control::{ControlError, DeliveryControl};
+pub use lanes::HostConcurrency;
 pub use node::{CommandServer, FanoutLag, Partitions};
 pub use route::{LocalHandles, Remote, RemoteAnswer, RemoteCommand, Router};
 pub use scheduler::{Scheduler, SchedulerChannels, SchedulerHandle};

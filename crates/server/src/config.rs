@@ -555,6 +555,16 @@ pub(crate) fn check(c: &Config) -> Vec<String> {
     if c.delivery.concurrency == 0 {
         p.push("delivery.concurrency: must be at least 1".to_owned());
     }
+    let d = &c.delivery;
+    if d.per_host_concurrency_min == 0
+        || d.per_host_concurrency_min > d.per_host_concurrency
+        || d.per_host_concurrency > d.per_host_concurrency_max
+    {
+        p.push(format!(
+            "delivery.per_host_concurrency: need 1 ≤ per_host_concurrency_min ({}) ≤ per_host_concurrency ({}) ≤ per_host_concurrency_max ({})",
+            d.per_host_concurrency_min, d.per_host_concurrency, d.per_host_concurrency_max
+        ));
+    }
     if c.delivery.base_delay_ms == 0 {
         p.push("delivery.base_delay_ms: must be at least 1".to_owned());
     }
@@ -744,12 +754,16 @@ mod tests {
     #[test]
     fn semantic_problems_are_all_reported() {
         let c = parse(
-            "[delivery]\nconcurrency = 0\n[catalog]\nextra = [\"Bad Name\"]\n[auth]\noperator_key = \"short\"\n",
+            "[delivery]\nconcurrency = 0\nper_host_concurrency_max = 8\n[catalog]\nextra = [\"Bad Name\"]\n[auth]\noperator_key = \"short\"\n",
             &[],
         )
         .expect("parse");
         let p = check(&c);
-        assert_eq!(p.len(), 3, "{p:?}");
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert!(
+            p.iter().any(|m| m.contains("per_host_concurrency_max (8)")),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -289,12 +289,18 @@ pub(crate) async fn serve(
             let head = scrape_heads.iter().map(|h| *h.borrow()).max().unwrap_or(0);
             let lag = scrape_lag.lag();
             let pending = scrape_lag.pending();
-            let open: usize = scrape_handles
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .values()
-                .map(hookrelay_scheduler::SchedulerHandle::open_circuits)
-                .sum();
+            let (open, busiest) = {
+                let handles = scrape_handles.read().unwrap_or_else(|e| e.into_inner());
+                let open: usize = handles
+                    .values()
+                    .map(hookrelay_scheduler::SchedulerHandle::open_circuits)
+                    .sum();
+                let busiest: Vec<_> = handles
+                    .values()
+                    .map(hookrelay_scheduler::SchedulerHandle::busiest_hosts)
+                    .collect();
+                (open, busiest)
+            };
             let s = scrape_store.housekeeping.clone();
             async move {
                 // One consistent picture: all three from the same moment.
@@ -303,7 +309,9 @@ pub(crate) async fn serve(
                 metrics::gauge!(metric::DELIVERIES_PENDING).set(pending as f64);
                 metrics::gauge!(metric::CIRCUITS_OPEN).set(open as f64);
                 metrics::gauge!(metric::STORE_BYTES).set(s.size_on_disk().await as f64);
-                m.render()
+                let mut text = m.render();
+                text.push_str(&crate::telemetry::host_concurrency_text(busiest));
+                text
             }
         }),
     );

@@ -67,6 +67,7 @@ pub async fn perform(
                 response_body,
             },
             result,
+            elapsed: duration,
         }
     }
     .instrument(span)

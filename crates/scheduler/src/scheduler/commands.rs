@@ -4,7 +4,7 @@
 //! ready-made records are handed in, in bounded batches.
 
 use super::{replay, Scheduler};
-use crate::lanes::{host_of, Board};
+use crate::lanes::{host_of, Board, Busiest, HostConcurrency};
 use crate::{ControlError, DeliveryControl};
 use hookrelay_core::{
     now_ms, partition_of, Catalog, DeliveryKey, DeliveryRecord, DeliveryStatus, Partition,
@@ -31,6 +31,7 @@ pub struct SchedulerHandle {
     partition: Partition,
     tx: mpsc::Sender<Command>,
     board: Board,
+    busiest: Busiest,
     log: Arc<dyn EventLog>,
     config: Arc<dyn ConfigStore>,
     catalog: Arc<Catalog>,
@@ -41,6 +42,7 @@ impl SchedulerHandle {
     pub(crate) fn new(
         capacity: usize,
         board: Board,
+        busiest: Busiest,
         log: Arc<dyn EventLog>,
         config: Arc<dyn ConfigStore>,
         catalog: Arc<Catalog>,
@@ -50,6 +52,7 @@ impl SchedulerHandle {
             partition: 0,
             tx,
             board,
+            busiest,
             log,
             config,
             catalog,
@@ -70,6 +73,15 @@ impl SchedulerHandle {
     /// Hosts whose circuit is open in this scheduler.
     pub fn open_circuits(&self) -> usize {
         self.board.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// The hosts with the most attempts in flight in this scheduler (at
+    /// most ten, refreshed every second), with their concurrency limits.
+    pub fn busiest_hosts(&self) -> Vec<HostConcurrency> {
+        self.busiest
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Replays still handing deliveries to the scheduler (for shutdown).

@@ -21,7 +21,7 @@ impl Scheduler {
                     return Some((host, task));
                 }
                 _ => {
-                    self.lanes.done(&host, 0, None);
+                    self.lanes.done(&host, Duration::ZERO, None);
                     self.cancel(&task.key);
                 }
             }

@@ -94,6 +94,7 @@ impl Scheduler {
                             result: AttemptResult::Failed {
                                 retry_after_ms: None,
                             },
+                            elapsed: Duration::from_millis(u64::try_from(now - sent).unwrap_or(0)),
                         };
                         warn!(delivery = %e.key.id(), attempt = a.attempt, "lease expired in flight; counted as a timeout");
                         self.on_report(report);

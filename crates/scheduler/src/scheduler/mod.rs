@@ -11,6 +11,7 @@ pub use commands::SchedulerHandle;
 
 use crate::{
     lanes::{host_of, Lanes},
+    limit::{LimitBounds, Signal},
     window::{Window, WindowEvent},
     SchedulerConfig,
 };
@@ -129,9 +130,11 @@ impl Scheduler {
         let head = log.durable_head(0);
         let lease_margin = delivery.lease_margin;
         let board = crate::lanes::Board::default();
+        let busiest = crate::lanes::Busiest::default();
         let (handle, commands) = SchedulerHandle::new(
             cfg.command_channel,
             board.clone(),
+            busiest.clone(),
             log.clone(),
             config.clone(),
             catalog.clone(),
@@ -149,9 +152,16 @@ impl Scheduler {
             next_read: 1,
             recovery_horizon: 0,
             lanes: Lanes::new(
-                delivery.per_host_concurrency,
+                LimitBounds {
+                    initial: delivery.per_host_concurrency,
+                    min: delivery.per_host_concurrency_min,
+                    max: delivery.per_host_concurrency_max,
+                    adaptive: delivery.adaptive_concurrency,
+                },
+                delivery.concurrency,
                 delivery.breaker_threshold,
                 board,
+                busiest,
             ),
             active: HashMap::new(),
             commands,
@@ -283,6 +293,7 @@ impl Scheduler {
             self.spill();
             self.defer_overflow();
             self.lanes.wake_throttled();
+            self.lanes.housekeep(Instant::now());
             *next_tick = tokio::time::Instant::now() + self.cfg.tick;
         }
         self.advance_cursor();

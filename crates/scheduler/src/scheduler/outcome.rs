@@ -4,6 +4,19 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// What an attempt's answer says about its host's load.
+fn signal_of(r: &AttemptReport) -> Signal {
+    if r.result == AttemptResult::Delivered {
+        return Signal::Success;
+    }
+    match (r.attempt.status_code, r.attempt.error) {
+        (Some(429 | 503), _) | (_, Some(ErrorKind::Timeout | ErrorKind::ConnectError)) => {
+            Signal::Overload
+        }
+        _ => Signal::Neutral,
+    }
+}
+
 impl Scheduler {
     /// Notes a transition of a webhook's failure clock (written by
     /// [`Scheduler::apply_health`]).
@@ -120,11 +133,7 @@ impl Scheduler {
         let Some(a) = self.active.remove(&r.key) else {
             return;
         };
-        self.lanes.done(
-            &a.host,
-            r.attempt.duration_ms,
-            Some(r.result == AttemptResult::Delivered),
-        );
+        self.lanes.done(&a.host, r.elapsed, Some(signal_of(&r)));
         if let Some(lease) = a.lease_at {
             self.writes.push(DeliveryWrite::Undue(lease, r.key.clone()));
             self.pending_records -= 1;
