@@ -167,16 +167,17 @@ impl DeliveryControl for Router {
                 Some(device) => vec![partition_of(device.as_str(), self.partitions)],
                 None => (0..self.partitions).collect(),
             };
-            let mut total = 0;
-            for p in parts {
+            // Every partition at once: each plans its own share.
+            let counts = futures_util::future::try_join_all(parts.into_iter().map(|p| {
                 let command = RemoteCommand::Replay {
                     webhook: webhook.clone(),
                     since_ms,
                     until_ms,
                 };
-                total += self.send(p, command).await?;
-            }
-            Ok(total)
+                self.send(p, command)
+            }))
+            .await?;
+            Ok(counts.into_iter().sum())
         })
     }
 }

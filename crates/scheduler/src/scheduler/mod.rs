@@ -127,7 +127,9 @@ impl Scheduler {
         cfg: SchedulerConfig,
         delivery: &DeliveryConfig,
     ) -> Self {
-        let head = log.durable_head(0);
+        // The head is watched from `run`, once the partition is known (a
+        // watch opened here would follow partition 0 on every node).
+        let head = watch::Sender::new(0).subscribe();
         let lease_margin = delivery.lease_margin;
         let board = crate::lanes::Board::default();
         let busiest = crate::lanes::Busiest::default();
@@ -182,7 +184,6 @@ impl Scheduler {
     pub fn for_partition(mut self, partition: Partition) -> Self {
         self.partition = partition;
         self.handle.set_partition(partition);
-        self.head = self.log.durable_head(partition);
         self
     }
 
@@ -199,6 +200,7 @@ impl Scheduler {
         mut ch: SchedulerChannels,
         shutdown: CancellationToken,
     ) -> Result<(), StoreError> {
+        self.head = self.log.durable_head(self.partition);
         self.recover().await?;
         let mut reports = Vec::with_capacity(256);
         let mut next_tick = tokio::time::Instant::now();
