@@ -30,8 +30,10 @@ pub struct SchedulerConfig {
     pub report_channel: usize,
     /// Capacity of the API → scheduler command channel (default 64).
     pub command_channel: usize,
-    /// Most tasks waiting in memory per target host (default 1024); the rest
-    /// wait on disk until the host would reach them.
+    /// Most tasks waiting in memory per target host (default 1024) once the
+    /// workers' queue is full; the rest wait on disk until the host would
+    /// reach them. A host that answers and would reach its whole queue
+    /// within 3 s keeps it in memory.
     pub lane_queue: usize,
     /// How long storage may keep failing (retried with backoff up to 2 s)
     /// before the scheduler stops and takes the process down so that its

@@ -36,6 +36,15 @@ pub(crate) const BUSIEST: usize = 10;
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
 /// A host's learned limit is forgotten after this long without an answer.
 const LIMIT_IDLE: Duration = Duration::from_secs(600);
+/// A lane over its memory cap keeps its queue in memory (no state records
+/// written, nothing read back) while the host would reach the last of it
+/// within this long: a healthy burst drains from memory. Fan-out waits
+/// meanwhile, so this also bounds how long one host's burst holds others'
+/// events in the log.
+const KEEP_WITHIN_MS: f64 = 3_000.0;
+/// ... and while its last answer is this recent: a host that stops
+/// answering is not judged by its past speed.
+const ANSWERING: Duration = Duration::from_millis(500);
 
 /// One host's concurrency as `/metrics` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +109,8 @@ struct Lane {
     failures: u32,
     /// Breaker open: one attempt at a time.
     open: bool,
+    /// When the host last answered.
+    last_answer: Option<Instant>,
 }
 
 impl Lane {
@@ -392,6 +403,7 @@ impl Lanes {
         let limited = lane.queued > 0;
         lane.in_flight = lane.in_flight.saturating_sub(1);
         if let Some(signal) = signal {
+            lane.last_answer = Some(Instant::now());
             let ms = elapsed.as_secs_f64() * 1000.0;
             lane.avg_ms = if lane.avg_ms == 0.0 {
                 ms
@@ -445,8 +457,9 @@ impl Lanes {
 
     /// Tasks beyond `cap` per lane, taken from the longest webhook queues,
     /// with how long the lane would take to reach them (ms): they are better
-    /// kept on disk until then.
-    pub(crate) fn overflow(&mut self, cap: usize) -> Vec<(DeliveryTask, i64)> {
+    /// kept on disk until then. A lane whose host answers and would reach
+    /// its whole queue within [`KEEP_WITHIN_MS`] keeps it.
+    pub(crate) fn overflow(&mut self, cap: usize, now: Instant) -> Vec<(DeliveryTask, i64)> {
         let mut out = Vec::new();
         let over: Vec<(Arc<str>, usize)> = self
             .lanes
@@ -456,9 +469,15 @@ impl Lanes {
             .collect();
         for (host, slots) in over {
             if let Some(lane) = self.lanes.get_mut(&host) {
-                let wait_ms = (lane.queued as f64 * lane.avg_ms.max(1.0) / slots as f64) as i64;
+                let wait_ms = lane.queued as f64 * lane.avg_ms.max(1.0) / slots as f64;
+                let answering = lane
+                    .last_answer
+                    .is_some_and(|at| now.saturating_duration_since(at) < ANSWERING);
+                if answering && !lane.open && lane.avg_ms > 0.0 && wait_ms <= KEEP_WITHIN_MS {
+                    continue;
+                }
                 let trimmed = lane.trim(lane.queued - cap);
-                out.extend(trimmed.into_iter().map(|t| (t, wait_ms)));
+                out.extend(trimmed.into_iter().map(|t| (t, wait_ms as i64)));
             }
         }
         self.queued -= out.len();
@@ -575,7 +594,7 @@ mod tests {
             .filter_map(|_| l.pop().map(|(_, t)| t.key.seq))
             .collect();
         assert_eq!(order, vec![0, 50, 1]);
-        let spilled = l.overflow(2);
+        let spilled = l.overflow(2, Instant::now());
         assert_eq!(spilled.len(), 2);
         assert!(spilled
             .iter()
@@ -745,5 +764,41 @@ mod adaptive_tests {
             (top[1].host.clone(), top[1].in_flight, top[1].limit),
             (b, 16, 16)
         );
+    }
+}
+
+#[cfg(test)]
+mod overflow_tests {
+    use super::tests::{lanes, task, MS};
+    use super::*;
+
+    #[test]
+    fn a_host_draining_fast_keeps_its_burst_in_memory_and_a_silent_one_does_not() {
+        let mut l = lanes(16, 10, Board::default());
+        let fast: Arc<str> = "http://fast".into();
+        let fresh: Arc<str> = "http://fresh".into();
+        for i in 0..3000 {
+            l.push(fast.clone(), task("wh_fast", i));
+            l.push(fresh.clone(), task("wh_fresh", 100_000 + i));
+        }
+        // The fast host answers in 1 ms: 3,000 at 16 at a time is ~190 ms.
+        let sent: Vec<_> = std::iter::from_fn(|| l.pop()).collect();
+        for (h, _) in sent.iter().filter(|(h, _)| *h == fast) {
+            l.done(h, MS, Some(Signal::Success));
+        }
+        let now = Instant::now();
+        let spilled = l.overflow(1024, now);
+        // The host that has not answered yet is judged unknown: spilled.
+        assert!(spilled
+            .iter()
+            .all(|(t, _)| t.key.webhook_id.as_str() == "wh_fresh"));
+        assert_eq!(spilled.len(), 3000 - 16 - 1024);
+        assert_eq!(l.lane_len(&fast), 3000 - 16);
+        // A second later without an answer, the fast host is silent: spilled.
+        let later = l.overflow(1024, now + Duration::from_secs(1));
+        assert_eq!(later.len(), 3000 - 16 - 1024);
+        assert!(later
+            .iter()
+            .all(|(t, _)| t.key.webhook_id.as_str() == "wh_fast"));
     }
 }

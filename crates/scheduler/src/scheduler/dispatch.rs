@@ -46,7 +46,7 @@ impl Scheduler {
         if self.lanes.len() < self.cfg.max_queued {
             return;
         }
-        for (task, wait_ms) in self.lanes.overflow(self.cfg.lane_queue) {
+        for (task, wait_ms) in self.lanes.overflow(self.cfg.lane_queue, Instant::now()) {
             self.defer(&task.key, wait_ms.clamp(1000, 60_000));
         }
     }
