@@ -404,11 +404,15 @@ pub(crate) async fn serve(
     }
     let reloadable: Vec<Arc<Reloadable>> =
         grpc_tls.iter().chain(http_tls.iter()).cloned().collect();
-    // Installed here, before the process says it is ready: a SIGHUP that
-    // comes before the task first runs (a reload right after start) would
-    // otherwise meet the default action and end the process.
-    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("cannot install the SIGHUP handler")?;
+    // Signal handlers are installed here, before the process says it is
+    // ready: a SIGHUP or SIGTERM sent right after READY=1 would otherwise
+    // meet the default action and end the process (no drain, no
+    // STOPPING=1, a non-zero exit).
+    use tokio::signal::unix::{signal, SignalKind};
+    let hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
     tasks.spawn(reload_on_hup(
         hup,
         config_path,
@@ -434,7 +438,8 @@ pub(crate) async fn serve(
     }
 
     tokio::select! {
-        () = shutdown_signal() => {}
+        _ = term.recv() => {}
+        _ = interrupt.recv() => {}
         () = sup.failed() => {
             notifier.status("engine task failed; stopping");
             // Probes and load balancers see `/readyz` 503 before the port closes.
@@ -598,27 +603,5 @@ async fn reload_on_hup(
             },
             Err(e) => warn!(error = %format!("{e:#}"), "SIGHUP: configuration not reloaded"),
         }
-    }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
