@@ -29,9 +29,9 @@ pub(crate) type Board = Arc<RwLock<BTreeSet<Arc<str>>>>;
 /// The busiest hosts of a scheduler, shared with `/metrics`.
 pub(crate) type Busiest = Arc<RwLock<Vec<HostConcurrency>>>;
 
-/// Hosts in [`Busiest`], most attempts in flight first: the
+/// Hosts a scheduler publishes as its busiest, most attempts in flight first: the
 /// `hookrelay_host_concurrency_limit` gauge names no more (bounded labels).
-pub(crate) const BUSIEST: usize = 10;
+pub const BUSIEST_HOSTS: usize = 10;
 /// How often [`Busiest`] is refreshed and idle host limits are forgotten.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
 /// A host's learned limit is forgotten after this long without an answer.
@@ -289,7 +289,7 @@ impl Lanes {
         });
         let top: Vec<HostConcurrency> = hosts
             .into_iter()
-            .take(BUSIEST)
+            .take(BUSIEST_HOSTS)
             .map(|(host, lane)| HostConcurrency {
                 host: host.clone(),
                 limit: self.limit_of(host, lane),

@@ -32,7 +32,7 @@ mod window;
 
 pub use config::SchedulerConfig;
 pub use control::{ControlError, DeliveryControl};
-pub use lanes::HostConcurrency;
+pub use lanes::{HostConcurrency, BUSIEST_HOSTS};
 pub use node::{CommandServer, FanoutLag, Partitions};
 pub use route::{LocalHandles, Remote, RemoteAnswer, RemoteCommand, Router};
 pub use scheduler::{Scheduler, SchedulerChannels, SchedulerHandle};

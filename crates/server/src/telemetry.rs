@@ -2,7 +2,7 @@
 
 use crate::config::{LogConfig, LogFormat};
 use hookrelay_core::metric;
-use hookrelay_scheduler::HostConcurrency;
+use hookrelay_scheduler::{HostConcurrency, BUSIEST_HOSTS};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::{collections::HashMap, fmt::Write as _, sync::Arc};
 use tracing_subscriber::{
@@ -56,9 +56,6 @@ pub(crate) fn init_logs(cfg: &LogConfig) -> LogHandle {
         Err(_) => LogHandle(None),
     }
 }
-
-/// Hosts named in `hookrelay_host_concurrency_limit`.
-const BUSIEST_HOSTS: usize = 10;
 
 /// `hookrelay_host_concurrency_limit` in the text format, for the busiest
 /// hosts over every scheduler of this node (limits and attempts in flight
