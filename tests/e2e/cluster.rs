@@ -239,7 +239,7 @@ async fn killing_a_node_and_a_nats_server_under_load_loses_nothing_acknowledged(
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let mut acked = Vec::new();
-    let mut refused = 0;
+    let mut refused = Vec::new();
     let mut c = Some(c);
     for i in 0..600usize {
         if i == 200 {
@@ -265,7 +265,7 @@ async fn killing_a_node_and_a_nats_server_under_load_loses_nothing_acknowledged(
         .await
         {
             Ok(r) => acked.push(r.event_id),
-            Err(_) => refused += 1,
+            Err(e) => refused.push(format!("#{i}: {}", e.message())),
         }
     }
     let seen = eventually(60, "every acknowledged event delivered", || async {
@@ -275,15 +275,12 @@ async fn killing_a_node_and_a_nats_server_under_load_loses_nothing_acknowledged(
     .await;
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
     eprintln!(
-        "kill test: {} acknowledged, {refused} refused while a server was down, \
-         all delivered; {duplicates} duplicate deliveries",
+        "kill test: {} acknowledged, all delivered; {duplicates} duplicate deliveries",
         acked.len()
     );
-    assert!(
-        acked.len() >= 500,
-        "most publishes acknowledged: {}",
-        acked.len()
-    );
+    // A NATS server's death costs its streams an election (seconds):
+    // publishes wait it out instead of being refused.
+    assert!(refused.is_empty(), "publishes refused: {refused:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

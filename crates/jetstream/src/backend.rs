@@ -50,6 +50,7 @@ async fn open_once(cfg: &JetStreamConfig) -> Result<ClusterNode, JetStreamError>
         js.clone(),
         Names::new(&cfg.namespace),
         cfg.replicas,
+        crate::failover::Failover::new(cfg.election_wait),
     )
     .await?;
     let probe = client.clone();

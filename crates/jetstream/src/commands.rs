@@ -6,7 +6,11 @@
 //! sender waits for the answer on a reply subject named in the command's
 //! `Hr-Reply` header. The payloads are opaque here.
 
-use crate::{names::Names, unavailable, JetStreamError};
+use crate::{
+    failover::{Failover, MsgIds},
+    names::Names,
+    unavailable, JetStreamError,
+};
 use async_nats::{
     jetstream::{
         self,
@@ -19,7 +23,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use hookrelay_core::Partition;
 use hookrelay_store::StoreError;
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -33,6 +37,10 @@ pub struct Commands {
     client: async_nats::Client,
     js: jetstream::Context,
     names: Names,
+    /// Sends wait out the stream's leader election; a resend keeps its
+    /// message id, so the owner gets the command once.
+    failover: Failover,
+    ids: Arc<MsgIds>,
 }
 
 impl Commands {
@@ -41,6 +49,7 @@ impl Commands {
         js: jetstream::Context,
         names: Names,
         replicas: usize,
+        failover: Failover,
     ) -> Result<Self, JetStreamError> {
         crate::ensure_stream(
             &js,
@@ -56,7 +65,13 @@ impl Commands {
             },
         )
         .await?;
-        Ok(Self { client, js, names })
+        Ok(Self {
+            client,
+            js,
+            names,
+            failover,
+            ids: Arc::new(MsgIds::new()),
+        })
     }
 
     /// Stores `payload` for the owner of `partition` and waits up to
@@ -76,15 +91,18 @@ impl Commands {
             .map_err(|e| unavailable("waiting for a command's answer", e))?;
         let mut headers = HeaderMap::new();
         headers.insert(REPLY, inbox.as_str());
-        self.js
-            .send_publish(
-                self.names.command_subject(partition),
-                jetstream::message::PublishMessage::build()
-                    .payload(payload)
-                    .headers(headers),
-            )
-            .await
-            .map_err(|e| unavailable("sending a command", e))?
+        let message = jetstream::message::PublishMessage::build()
+            .payload(payload)
+            .headers(headers)
+            .message_id(self.ids.next());
+        let subject = self.names.command_subject(partition);
+        self.failover
+            .write(|| async {
+                self.js
+                    .send_publish(subject.clone(), message.clone())
+                    .await?
+                    .await
+            })
             .await
             .map_err(|e| unavailable("sending a command", e))?;
         match tokio::time::timeout(timeout, answers.next()).await {

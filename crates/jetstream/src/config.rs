@@ -11,8 +11,12 @@
 //! the stream sequence its checks ran against, so the servers refuse it when
 //! another node wrote in between, and [`CheckedConfig`] checks again on the
 //! newer mirror. A commit returns once this node's mirror shows it.
+//! A commit resent after a lost answer carries its first copy's message
+//! id, and the stream answers it as a duplicate of that copy, not as a
+//! conflict.
 
 use crate::{
+    failover::{Failover, MsgIds},
     names::{hex, Names},
     unavailable, JetStreamError,
 };
@@ -46,6 +50,9 @@ pub struct JsConfigLog {
     /// The stream sequence the mirror shows.
     applied: watch::Receiver<u64>,
     tail: JoinHandle<()>,
+    /// Writes wait out the stream's leader election.
+    failover: Failover,
+    ids: MsgIds,
 }
 
 impl Drop for JsConfigLog {
@@ -60,6 +67,7 @@ impl JsConfigLog {
         js: jetstream::Context,
         names: Names,
         replicas: usize,
+        failover: Failover,
     ) -> Result<Self, JetStreamError> {
         crate::ensure_stream(
             &js,
@@ -91,6 +99,8 @@ impl JsConfigLog {
             mirror,
             applied,
             tail,
+            failover,
+            ids: MsgIds::new(),
         };
         log.sync_now().await.map_err(|e| JetStreamError::Setup {
             what: log.names.config_stream(),
@@ -209,16 +219,19 @@ impl ConfigLog for JsConfigLog {
             let mut expected = version;
             for (owner, changes) in &owners {
                 let payload = self.record(owner, changes)?;
+                let message = jetstream::message::PublishMessage::build()
+                    .payload(payload.into())
+                    .expected_last_sequence(expected)
+                    .message_id(self.ids.next());
+                let subject = self.subject(owner);
                 let ack = self
-                    .js
-                    .send_publish(
-                        self.subject(owner),
-                        jetstream::message::PublishMessage::build()
-                            .payload(payload.into())
-                            .expected_last_sequence(expected),
-                    )
-                    .await
-                    .map_err(|e| unavailable("publishing configuration", e))?
+                    .failover
+                    .write(|| async {
+                        self.js
+                            .send_publish(subject.clone(), message.clone())
+                            .await?
+                            .await
+                    })
                     .await;
                 match ack {
                     Ok(ack) => expected = ack.sequence,

@@ -21,13 +21,13 @@
 //! Both streams keep messages for the retention period (`max_age`).
 
 use crate::{
+    failover::{transient, Failover},
     names::{hex, unhex, Names},
     unavailable, JetStreamError,
 };
 use async_nats::jetstream::{
     self,
     consumer::{pull::OrderedConfig, DeliverPolicy},
-    context::PublishAckFuture,
     kv,
     stream::LastRawMessageErrorKind,
 };
@@ -127,6 +127,8 @@ pub struct JsDeliveries {
     /// The state stream, for reads by subject.
     state: jetstream::stream::Stream,
     owned: Mutex<HashMap<Partition, Owned>>,
+    /// Writes wait out a stream's leader election.
+    failover: Failover,
 }
 
 impl JsDeliveries {
@@ -172,6 +174,7 @@ impl JsDeliveries {
             meta,
             state,
             owned: Mutex::new(HashMap::new()),
+            failover: Failover::new(cfg.election_wait),
         })
     }
 
@@ -292,25 +295,45 @@ impl JsDeliveries {
         }
     }
 
+    /// Publishes every message with their acknowledgements awaited
+    /// together, then resends those that failed one by one, waiting out a
+    /// leader election. A resent state message changes nothing (the last
+    /// per subject counts); an attempt resent after a lost answer may be
+    /// listed twice, which costs less than a message id per attempt held in
+    /// the servers' memory.
     async fn publish_all(
         &self,
         messages: Vec<(String, Bytes)>,
         what: &str,
     ) -> Result<(), StoreError> {
-        let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(messages.len());
-        for (subject, payload) in messages {
-            acks.push(
-                self.js
-                    .send_publish(
-                        subject,
-                        jetstream::message::PublishMessage::build().payload(payload),
-                    )
-                    .await
-                    .map_err(|e| unavailable(what, e))?,
-            );
+        let send = |subject: &String, payload: &Bytes| {
+            self.js.send_publish(
+                subject.clone(),
+                jetstream::message::PublishMessage::build().payload(payload.clone()),
+            )
+        };
+        let mut acks = Vec::with_capacity(messages.len());
+        for (subject, payload) in &messages {
+            acks.push(send(subject, payload).await);
         }
-        for r in join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await {
-            r.map_err(|e| unavailable(what, e))?;
+        let answers = join_all(acks.into_iter().map(|sent| async move {
+            match sent {
+                Ok(ack) => ack.await.map(|_| ()),
+                Err(e) => Err(e),
+            }
+        }))
+        .await;
+        for ((subject, payload), answer) in messages.iter().zip(answers) {
+            match answer {
+                Ok(()) => {}
+                Err(e) if !transient(&e) => return Err(unavailable(what, e)),
+                Err(_) => {
+                    self.failover
+                        .write(|| async { send(subject, payload).await?.await })
+                        .await
+                        .map_err(|e| unavailable(what, e))?;
+                }
+            }
         }
         Ok(())
     }
@@ -386,11 +409,12 @@ impl JsDeliveries {
         }
         self.publish_all(attempts, "writing attempts").await?;
         for (p, s) in cursors {
-            self.meta
-                .put(
-                    format!("cursor.{p}"),
-                    Bytes::copy_from_slice(&s.to_be_bytes()),
-                )
+            let key = format!("cursor.{p}");
+            self.failover
+                .write(|| {
+                    self.meta
+                        .put(&key, Bytes::copy_from_slice(&s.to_be_bytes()))
+                })
                 .await
                 .map_err(|e| unavailable("writing the dispatch cursor", e))?;
             if let Some(o) = self.owned().get_mut(&p) {

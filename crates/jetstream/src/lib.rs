@@ -30,6 +30,7 @@ mod backend;
 mod commands;
 mod config;
 mod deliveries;
+mod failover;
 mod leases;
 mod log;
 pub mod names;
@@ -64,6 +65,9 @@ pub struct JetStreamConfig {
     pub dedup_window: Duration,
     /// Prefix of every stream, subject and bucket name.
     pub namespace: String,
+    /// How long a write waits for a stream whose leader died to elect
+    /// another before it fails.
+    pub election_wait: Duration,
 }
 
 /// Why the backend could not start.
@@ -162,7 +166,13 @@ pub async fn open_config(
     js: jetstream::Context,
     cfg: &JetStreamConfig,
 ) -> Result<JsConfig, JetStreamError> {
-    let log = JsConfigLog::open(js, Names::new(&cfg.namespace), cfg.replicas).await?;
+    let log = JsConfigLog::open(
+        js,
+        Names::new(&cfg.namespace),
+        cfg.replicas,
+        failover::Failover::new(cfg.election_wait),
+    )
+    .await?;
     Ok(hookrelay_store::CheckedConfig::new(log))
 }
 

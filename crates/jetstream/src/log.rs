@@ -15,11 +15,14 @@
 //! nodes given the same event at once append it once. A claim left empty by
 //! a node that died mid-commit is taken over once it is [`STALE_CLAIM`] old.
 
-use crate::{names::Names, unavailable, JetStreamError};
+use crate::{
+    failover::{Failover, MsgIds},
+    names::Names,
+    unavailable, JetStreamError,
+};
 use async_nats::jetstream::{
     self,
     consumer::{pull::OrderedConfig, DeliverPolicy},
-    context::PublishAckFuture,
     kv,
     stream::DirectGetErrorKind,
 };
@@ -82,6 +85,10 @@ pub struct JsLog {
     cache: Arc<ChunkCache>,
     /// Each partition's stream, for direct reads without a lookup.
     streams: Vec<jetstream::stream::Stream>,
+    /// Writes wait out a stream's leader election.
+    failover: Failover,
+    /// Message ids of published messages and values of key claims.
+    ids: MsgIds,
 }
 
 impl Drop for JsLog {
@@ -160,6 +167,8 @@ impl JsLog {
             tails: Mutex::new((0..cfg.partitions).map(|_| None).collect()),
             cache: Arc::new(Mutex::new(Vec::with_capacity(CHUNK_CACHE))),
             streams,
+            failover: Failover::new(cfg.election_wait),
+            ids: MsgIds::new(),
         })
     }
 
@@ -280,30 +289,35 @@ impl JsLog {
         *slot = Some(tokio::spawn(tail.run()));
     }
 
-    /// Claims every key, concurrently.
+    /// Claims every key, concurrently, with `claim` as the claims' value.
     async fn claim_all(
         &self,
         keys: &[(IdemKey, u32)],
         since_ms: i64,
+        claim: &Bytes,
     ) -> Result<Vec<Claim>, StoreError> {
-        join_all(keys.iter().map(|(k, _)| self.claim(*k, since_ms)))
+        join_all(keys.iter().map(|(k, _)| self.claim(*k, since_ms, claim)))
             .await
             .into_iter()
             .collect()
     }
 
-    async fn claim(&self, key: IdemKey, since_ms: i64) -> Result<Claim, StoreError> {
+    async fn claim(&self, key: IdemKey, since_ms: i64, claim: &Bytes) -> Result<Claim, StoreError> {
         let name = format!("{key:032x}");
         let started = tokio::time::Instant::now();
         loop {
-            match self.idem.create(&name, Bytes::new()).await {
+            match self
+                .failover
+                .write(|| self.idem.create(&name, claim.clone()))
+                .await
+            {
                 Ok(_) => return Ok(Claim::Ours),
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
                 Err(e) => return Err(unavailable("claiming an idempotency key", e)),
             }
             let Some(entry) = self
-                .idem
-                .entry(&name)
+                .failover
+                .write(|| self.idem.entry(&name))
                 .await
                 .map_err(|e| unavailable("reading an idempotency key", e))?
             else {
@@ -311,6 +325,10 @@ impl JsLog {
             };
             if entry.operation != kv::Operation::Put {
                 continue;
+            }
+            if entry.value == *claim {
+                // This commit's own claim, from a try whose answer was lost.
+                return Ok(Claim::Ours);
             }
             let created_ms =
                 i64::try_from(entry.created.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
@@ -333,8 +351,8 @@ impl JsLog {
             }
             // Outside the window, or abandoned: take it over by revision.
             if self
-                .idem
-                .update(&name, Bytes::new(), entry.revision)
+                .failover
+                .write(|| self.idem.update(&name, claim.clone(), entry.revision))
                 .await
                 .is_ok()
             {
@@ -350,12 +368,19 @@ impl JsLog {
             let name = format!("{k:032x}");
             match seq {
                 Some(seq) => self
-                    .idem
-                    .put(&name, Bytes::copy_from_slice(&seq.to_be_bytes()))
+                    .failover
+                    .write(|| {
+                        self.idem
+                            .put(&name, Bytes::copy_from_slice(&seq.to_be_bytes()))
+                    })
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string()),
-                None => self.idem.delete(&name).await.map_err(|e| e.to_string()),
+                None => self
+                    .failover
+                    .write(|| self.idem.delete(&name))
+                    .await
+                    .map_err(|e| e.to_string()),
             }
         }))
         .await;
@@ -369,30 +394,71 @@ impl JsLog {
     }
 
     /// Publishes one message per piece and waits for every acknowledgement;
-    /// each piece's first-event stream sequence, or why it failed.
+    /// each piece's stream sequence, or why it failed. Partitions go
+    /// concurrently; the pieces of one partition one after the other, so
+    /// that a retry cannot put them out of order, and none after one that
+    /// failed.
     async fn publish(&self, pieces: &[(Partition, Bytes, String)]) -> Vec<Result<u64, StoreError>> {
-        let mut acks: Vec<Result<PublishAckFuture, StoreError>> = Vec::with_capacity(pieces.len());
-        for (p, payload, index) in pieces {
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert(INDEX_HEADER, index.as_str());
-            acks.push(
-                self.js
-                    .send_publish(
-                        self.names.event_subject(*p),
-                        jetstream::message::PublishMessage::build()
-                            .payload(payload.clone())
-                            .headers(headers),
-                    )
-                    .await
-                    .map_err(|e| unavailable("publishing events", e)),
-            );
+        let mut by_partition: Vec<(Partition, Vec<usize>)> = Vec::new();
+        for (i, (p, _, _)) in pieces.iter().enumerate() {
+            match by_partition.iter_mut().find(|(q, _)| q == p) {
+                Some((_, list)) => list.push(i),
+                None => by_partition.push((*p, vec![i])),
+            }
         }
-        join_all(acks.into_iter().map(|a| async move {
-            a?.await
-                .map(|ack| ack.sequence)
-                .map_err(|e| unavailable("waiting for JetStream's acknowledgement", e))
+        let answers = join_all(by_partition.iter().map(|(_, list)| async move {
+            let mut out = Vec::with_capacity(list.len());
+            for i in list {
+                let failed = out
+                    .iter()
+                    .any(|(_, r): &(usize, Result<u64, StoreError>)| r.is_err());
+                let r = if failed {
+                    Err(StoreError::Unavailable(
+                        "not published: an earlier message of the partition failed".into(),
+                    ))
+                } else {
+                    self.publish_one(&pieces[*i]).await
+                };
+                out.push((*i, r));
+            }
+            out
         }))
-        .await
+        .await;
+        let mut ordered: Vec<Option<Result<u64, StoreError>>> =
+            (0..pieces.len()).map(|_| None).collect();
+        for (i, r) in answers.into_iter().flatten() {
+            ordered[i] = Some(r);
+        }
+        ordered
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::Task("a piece was not published".into()))))
+            .collect()
+    }
+
+    /// Publishes one message, waiting out an election of its stream's
+    /// leader; a resend carries the same message id, so the stream keeps
+    /// one copy.
+    async fn publish_one(
+        &self,
+        (p, payload, index): &(Partition, Bytes, String),
+    ) -> Result<u64, StoreError> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(INDEX_HEADER, index.as_str());
+        let message = jetstream::message::PublishMessage::build()
+            .payload(payload.clone())
+            .headers(headers)
+            .message_id(self.ids.next());
+        let subject = self.names.event_subject(*p);
+        self.failover
+            .write(|| async {
+                self.js
+                    .send_publish(subject.clone(), message.clone())
+                    .await?
+                    .await
+            })
+            .await
+            .map(|ack| ack.sequence)
+            .map_err(|e| unavailable("waiting for JetStream's acknowledgement", e))
     }
 
     /// Splits the events of one partition into messages within the payload
@@ -537,7 +603,10 @@ impl EventLog for JsLog {
     ) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>> {
         Box::pin(async move {
             let mut out: Vec<Option<Appended>> = vec![None; events.len()];
-            let claims = self.claim_all(&keys, dedup_since_ms).await?;
+            // The claims' value is unique to this commit, so that a claim
+            // written by a try whose answer was lost is known as ours.
+            let claim = Bytes::from(self.ids.next());
+            let claims = self.claim_all(&keys, dedup_since_ms, &claim).await?;
             let mut keyed: Vec<Option<IdemKey>> = vec![None; events.len()];
             for ((k, off), claim) in keys.iter().zip(claims) {
                 let i = *off as usize;

@@ -27,6 +27,7 @@ fn config(c: &Cluster, ns: &str, first: usize) -> JetStreamConfig {
         takeover: Duration::from_secs(10),
         retention: Duration::from_secs(3600),
         dedup_window: Duration::from_secs(3600),
+        election_wait: Duration::from_secs(15),
         namespace: ns.into(),
     }
 }
@@ -165,4 +166,64 @@ async fn every_node_sees_every_change_and_the_rules_hold_across_nodes() {
         a.webhooks_of(&device).len() == 10 && b.webhooks_of(&device).len() == 10
     })
     .await;
+}
+
+/// What configuration writes rely on when they resend after a lost answer:
+/// a stream answers a message id it has seen with the first copy's
+/// sequence (a duplicate) before it checks the expected last sequence, so
+/// a resend cannot be taken for another node's conflicting write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_message_is_a_duplicate_before_its_expected_sequence_is_checked() {
+    use async_nats::jetstream::{self, message::PublishMessage};
+    let c = Cluster::start(3).await;
+    let cfg = config(&c, "cfgdup", 0);
+    let (_client, js) = connect(&cfg).await.expect("connect");
+    // Opening a store waits for the cluster to take streams.
+    let _ready = open_config(js.clone(), &cfg).await.expect("open config");
+    js.create_stream(jetstream::stream::Config {
+        name: "DUPCHECK".into(),
+        subjects: vec!["dupcheck.>".into()],
+        num_replicas: 3,
+        ..Default::default()
+    })
+    .await
+    .expect("stream");
+    let send = |id: &'static str, expected: u64| {
+        let js = js.clone();
+        async move {
+            js.send_publish(
+                "dupcheck.a",
+                PublishMessage::build()
+                    .payload("x".into())
+                    .message_id(id)
+                    .expected_last_sequence(expected),
+            )
+            .await
+            .expect("sent")
+            .await
+        }
+    };
+    // A stream just made may not be heard on every server yet.
+    let started = Instant::now();
+    let first = loop {
+        match send("write-1", 0).await {
+            Err(e)
+                if e.kind() == async_nats::jetstream::context::PublishErrorKind::StreamNotFound
+                    && started.elapsed() < Duration::from_secs(5) =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            r => break r.expect("first write"),
+        }
+    };
+    assert_eq!(first.sequence, 1);
+    let resent = send("write-1", 0).await.expect("a resend is answered");
+    assert!(resent.duplicate);
+    assert_eq!(resent.sequence, 1);
+    // Another write that expected the same sequence conflicts.
+    let other = send("write-2", 0).await.expect_err("a conflict");
+    assert_eq!(
+        other.kind(),
+        async_nats::jetstream::context::PublishErrorKind::WrongLastSequence
+    );
 }

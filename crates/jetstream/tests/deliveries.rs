@@ -16,6 +16,7 @@ fn config(c: &Cluster, ns: &str) -> JetStreamConfig {
         takeover: Duration::from_secs(10),
         retention: Duration::from_secs(3600),
         dedup_window: Duration::from_secs(3600),
+        election_wait: Duration::from_secs(15),
         namespace: ns.into(),
     }
 }

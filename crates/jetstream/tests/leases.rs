@@ -31,6 +31,7 @@ async fn node(c: &Cluster, id: &str) -> Node {
         takeover: TAKEOVER,
         retention: Duration::from_secs(3600),
         dedup_window: Duration::from_secs(3600),
+        election_wait: Duration::from_secs(15),
         namespace: "lease1".into(),
     };
     let (_client, js) = connect(&cfg).await.expect("connect");

@@ -14,6 +14,7 @@ fn config(c: &Cluster, ns: &str, partitions: u32) -> JetStreamConfig {
         takeover: Duration::from_secs(10),
         retention: Duration::from_secs(3600),
         dedup_window: Duration::from_secs(3600),
+        election_wait: Duration::from_secs(15),
         namespace: ns.into(),
     }
 }
@@ -183,4 +184,57 @@ async fn a_node_just_opened_bounds_the_head_before_its_watch_catches_up() {
     let fresh = log_on(&cfg).await;
     assert!(fresh.head_bound(p).await.expect("head") >= last);
     assert_eq!(fresh.head_bound(1 - p).await.expect("head"), 0);
+}
+
+/// The server leading `stream`, by name (`n0`, `n1`, ...).
+async fn leader(js: &async_nats::jetstream::Context, stream: &str) -> String {
+    let mut s = js.get_stream(stream).await.expect("stream");
+    let info = s.info().await.expect("stream info");
+    info.cluster
+        .clone()
+        .and_then(|c| c.leader)
+        .expect("the stream has a leader")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_waits_out_the_election_after_its_streams_leader_dies() {
+    let mut c = Cluster::start(3).await;
+    let cfg = config(&c, "t7", 4);
+    let (client, js) = connect(&cfg).await.expect("connect");
+    let log = open_log(&client, js.clone(), &cfg).await.expect("open log");
+    log.append(vec![ev("dev-a", 0)], vec![], 1_000, 0)
+        .await
+        .expect("append");
+    let p = partition_of("dev-a", 4);
+    let names = hookrelay_jetstream::names::Names::new("t7");
+    let dead = leader(&js, &names.event_stream(p)).await;
+    c.kill(dead.trim_start_matches('n').parse().expect("server index"));
+
+    // The stream has no leader until the two survivors elect one (seconds):
+    // the append waits for it instead of failing, keyed or not.
+    let started = std::time::Instant::now();
+    let taken = log
+        .append(
+            vec![ev("dev-a", 1), ev("dev-a", 2)],
+            vec![(0xfeed, 1)],
+            2_000,
+            0,
+        )
+        .await
+        .expect("an append through a leader election");
+    eprintln!("appended {:?} after the leader died", started.elapsed());
+    assert!(
+        taken.iter().all(|a| matches!(a, Appended::New(_))),
+        "{taken:?}"
+    );
+    assert_ne!(leader(&js, &names.event_stream(p)).await, dead);
+    // Written once, readable, and the key is settled.
+    let read = log.read(p, 0, 100).await.expect("read");
+    let ids: Vec<&str> = read.iter().map(|e| e.event.id.as_str()).collect();
+    assert_eq!(ids, ["evt_dev-a_0", "evt_dev-a_1", "evt_dev-a_2"]);
+    let again = log
+        .append(vec![ev("dev-a", 2)], vec![(0xfeed, 0)], 3_000, 0)
+        .await
+        .expect("append");
+    assert_eq!(again, [Appended::Duplicate(read[2].seq)]);
 }

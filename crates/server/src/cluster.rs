@@ -19,6 +19,7 @@ pub(crate) fn settings(js: &JetStreamSection, retention: Duration) -> JetStreamC
         // The idempotency window of the contract (§3).
         dedup_window: Duration::from_secs(24 * 3600),
         namespace: js.namespace.clone(),
+        election_wait: js.election_wait,
     }
 }
 

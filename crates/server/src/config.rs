@@ -177,6 +177,12 @@ pub(crate) struct JetStreamSection {
     /// Prefix of every stream, subject and bucket (default `hr`): several
     /// engines can share one NATS cluster.
     pub(crate) namespace: String,
+    /// How long a write (an ingest commit, an API change, a delivery's
+    /// state) waits for a stream whose leader's server died to elect
+    /// another before it fails (default 15s; nats-server's elections take
+    /// 4–9 s).
+    #[serde(with = "humantime_serde")]
+    pub(crate) election_wait: Duration,
     /// This node's name in the leases (default: a new one at every start).
     pub(crate) node_id: String,
 }
@@ -189,6 +195,7 @@ impl Default for JetStreamSection {
             partitions: 16,
             takeover: Duration::from_secs(10),
             namespace: "hr".to_owned(),
+            election_wait: Duration::from_secs(15),
             node_id: String::new(),
         }
     }
@@ -545,6 +552,11 @@ pub(crate) fn check(c: &Config) -> Vec<String> {
         if js.takeover < Duration::from_secs(1) {
             p.push("jetstream.takeover: at least 1s".to_owned());
         }
+        if js.election_wait > Duration::from_secs(60) {
+            // Ingest commits wait this long: past a minute callers have
+            // long given up.
+            p.push("jetstream.election_wait: at most 60s".to_owned());
+        }
     }
     if c.store.compact_interval.is_zero() {
         p.push("store.compact_interval: must be positive".to_owned());
@@ -763,6 +775,28 @@ mod tests {
         assert!(
             p.iter().any(|m| m.contains("per_host_concurrency_max (8)")),
             "{p:?}"
+        );
+    }
+
+    #[test]
+    fn jetstream_waits_are_bounded() {
+        let c = parse(
+            "[store]\nbackend = \"jetstream\"\n[jetstream]\ntakeover = \"500ms\"\nelection_wait = \"2m\"\n",
+            &[],
+        )
+        .expect("parse");
+        let p = check(&c);
+        assert_eq!(
+            p,
+            [
+                "jetstream.takeover: at least 1s",
+                "jetstream.election_wait: at most 60s"
+            ],
+            "{p:?}"
+        );
+        assert_eq!(
+            Config::default().jetstream.election_wait,
+            Duration::from_secs(15)
         );
     }
 
