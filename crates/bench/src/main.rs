@@ -28,7 +28,7 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(
     name = "hookrelay-bench",
-    about = "Benchmarks for hookrelay: ingest, end-to-end delivery, fan-out, steady load, dead endpoints."
+    about = "Benchmarks for hookrelay: ingest, end-to-end delivery, one host, fan-out, steady load, dead endpoints, backlog, cluster."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -72,6 +72,23 @@ enum Scenario {
         streams: u64,
         #[arg(long, default_value_t = 512)]
         size: usize,
+    },
+    /// Every device's webhook on one host (the common gateway case): a
+    /// burst of E events (deliveries/s), then a steady RATE for SECONDS on a
+    /// fresh server (latency, CPU). Ignores `--hosts`.
+    OneHost {
+        #[arg(long, default_value_t = 100)]
+        devices: u64,
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        #[arg(long, default_value_t = 8)]
+        streams: u64,
+        #[arg(long, default_value_t = 512)]
+        size: usize,
+        #[arg(long, default_value_t = 2000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
     },
     /// One device with W webhooks.
     Fanout {
@@ -149,7 +166,11 @@ enum Scenario {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     sink::answer_with(cli.answer_bytes);
-    sink::hosts_with(cli.hosts);
+    let hosts = match cli.scenario {
+        Scenario::OneHost { .. } => 1,
+        _ => cli.hosts,
+    };
+    sink::hosts_with(hosts);
     let bin = cli
         .server_bin
         .clone()
@@ -195,6 +216,26 @@ async fn run(scenario: Scenario, bin: PathBuf) -> anyhow::Result<Outcome> {
                 size,
             };
             scenario::e2e::run(&bin, &data, devices, load).await
+        }
+        Scenario::OneHost {
+            devices,
+            events,
+            streams,
+            size,
+            rate,
+            seconds,
+        } => {
+            let p = scenario::one_host::OneHost {
+                devices,
+                burst: Load {
+                    events,
+                    streams,
+                    size,
+                },
+                rate,
+                seconds,
+            };
+            scenario::one_host::run(&bin, dir.path(), p).await
         }
         Scenario::Fanout {
             webhooks,

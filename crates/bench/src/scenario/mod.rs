@@ -6,4 +6,5 @@ pub(crate) mod dead_endpoint;
 pub(crate) mod e2e;
 pub(crate) mod fanout;
 pub(crate) mod ingest;
+pub(crate) mod one_host;
 pub(crate) mod steady;
