@@ -146,14 +146,26 @@ impl SledDeliveries {
         })
     }
 
+    /// Writes one flush of the scheduler. Records and due entries go in one
+    /// batch (atomic together), and only when there are any: every sled
+    /// batch writes out and syncs the log buffer twice (sled 0.34 rolls it
+    /// before and after pinning the batch), which the happy path, whose only
+    /// writes are attempts and the cursor, need not pay. Attempts are single
+    /// inserts: each stands alone, and sled recovers a prefix of the write
+    /// order, so an attempt never survives a crash that lost a state change
+    /// written before it.
     fn write(
         &self,
-        state: sled::Batch,
-        attempts: sled::Batch,
+        state: Option<sled::Batch>,
+        attempts: Vec<(Vec<u8>, Vec<u8>)>,
         cursor: Option<u64>,
     ) -> Result<(), sled::Error> {
-        self.state.apply_batch(state)?;
-        self.attempts.apply_batch(attempts)?;
+        if let Some(state) = state {
+            self.state.apply_batch(state)?;
+        }
+        for (k, v) in attempts {
+            self.attempts.insert(k, v)?;
+        }
         if let Some(s) = cursor {
             self.meta.insert(keys::META_CURSOR, &s.to_be_bytes())?;
         }
@@ -177,16 +189,23 @@ impl SledDeliveries {
     pub fn apply(&self, writes: &[DeliveryWrite]) -> Result<(), StoreError> {
         // Records and due entries in one batch: atomic together.
         let mut state = sled::Batch::default();
-        let mut attempts = sled::Batch::default();
+        let mut state_writes = 0usize;
+        let mut attempts = Vec::new();
         let mut cursor = None;
         for w in writes {
+            if matches!(
+                w,
+                DeliveryWrite::Record(..) | DeliveryWrite::Due(_) | DeliveryWrite::Undue(..)
+            ) {
+                state_writes += 1;
+            }
             match w {
                 DeliveryWrite::Record(k, r) => {
                     state.insert(record_key(k), codec::encode(r));
                     // A listing marker (attempt 0, empty): the webhook's
                     // delivery list shows deliveries with no attempt yet
                     // (replayed, deferred) too.
-                    attempts.insert(keys::attempt(k, LISTED), &[]);
+                    attempts.push((keys::attempt(k, LISTED), Vec::new()));
                 }
                 DeliveryWrite::Due(e) => {
                     let v = if e.kind == DueKind::Lease {
@@ -198,11 +217,12 @@ impl SledDeliveries {
                 }
                 DeliveryWrite::Undue(at, k) => state.remove(due_key(*at, k)),
                 DeliveryWrite::Attempt(k, a) => {
-                    attempts.insert(keys::attempt(k, a.attempt), codec::encode(a))
+                    attempts.push((keys::attempt(k, a.attempt), codec::encode(a)));
                 }
                 DeliveryWrite::Cursor(s) => cursor = Some(cursor.unwrap_or(0).max(*s)),
             }
         }
+        let state = (state_writes > 0).then_some(state);
         self.health.note(
             self.write(state, attempts, cursor)
                 .map_err(StoreError::from),
