@@ -147,6 +147,7 @@ pub struct Committer {
     rx: mpsc::Receiver<Request>,
     log: Arc<dyn EventLog>,
     max_batch_events: usize,
+    commit_interval: Duration,
     window_ms: i64,
     seen: Seen,
 }
@@ -181,6 +182,7 @@ impl Committer {
             rx,
             log,
             max_batch_events: config.max_batch_events.max(1),
+            commit_interval: config.commit_interval,
             window_ms: i64::try_from(config.dedup_window.as_millis()).unwrap_or(i64::MAX / 2),
             seen: Seen::default(),
         };
@@ -205,6 +207,9 @@ impl Committer {
         }
         let mut last_prune = Instant::now();
         let mut batch: Vec<Request> = Vec::new();
+        // When the last commit started: the next one starts no sooner than
+        // `commit_interval` after it (commit pacing, see `IngestConfig`).
+        let mut last_start: Option<tokio::time::Instant> = None;
         loop {
             let first = tokio::select! {
                 r = self.rx.recv() => r,
@@ -214,6 +219,15 @@ impl Committer {
                 }
             };
             let Some(first) = first else { break };
+            if let Some(at) = last_start.map(|t| t + self.commit_interval) {
+                if at > tokio::time::Instant::now() && first.events.len() < self.max_batch_events {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at) => {}
+                        () = shutdown.cancelled() => {}
+                    }
+                }
+            }
+            last_start = Some(tokio::time::Instant::now());
             let mut events = first.events.len();
             batch.push(first);
             while events < self.max_batch_events {
@@ -339,6 +353,144 @@ fn fail(batch: &mut Vec<Request>, e: &hookrelay_store::StoreError, n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hookrelay_core::Partition;
+    use hookrelay_store::{BoxFuture, ChunkIndex, KeyedSeq, LoggedEvent, StoreError};
+    use std::sync::Mutex;
+
+    /// A log that takes every append at once and notes each one's size and
+    /// (virtual) time.
+    #[derive(Default)]
+    struct Counting {
+        commits: Mutex<Vec<(usize, Duration)>>,
+        next: Mutex<Seq>,
+        head: watch::Sender<Seq>,
+        started: Mutex<Option<tokio::time::Instant>>,
+    }
+
+    impl EventLog for Counting {
+        fn partitions(&self) -> u32 {
+            1
+        }
+        fn append(
+            &self,
+            events: Vec<Event>,
+            _keys: Vec<(IdemKey, u32)>,
+            _at: i64,
+            _since: i64,
+        ) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>> {
+            let start = self
+                .started
+                .lock()
+                .expect("lock")
+                .get_or_insert_with(tokio::time::Instant::now)
+                .to_owned();
+            self.commits
+                .lock()
+                .expect("lock")
+                .push((events.len(), start.elapsed()));
+            let mut next = self.next.lock().expect("lock");
+            let out = (0..events.len())
+                .map(|_| {
+                    *next += 1;
+                    Appended::New(*next)
+                })
+                .collect();
+            Box::pin(async move { Ok(out) })
+        }
+        fn recent_keys(&self, _: i64) -> BoxFuture<'_, Result<Vec<KeyedSeq>, StoreError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn prune_keys(&self, _: i64) -> BoxFuture<'_, Result<usize, StoreError>> {
+            Box::pin(async { Ok(0) })
+        }
+        fn read(
+            &self,
+            _: Partition,
+            _: Seq,
+            _: usize,
+        ) -> BoxFuture<'_, Result<Vec<LoggedEvent>, StoreError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn event(&self, _: Seq) -> BoxFuture<'_, Result<Option<LoggedEvent>, StoreError>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn durable_head(&self, _: Partition) -> watch::Receiver<Seq> {
+            self.head.subscribe()
+        }
+        fn chunk_index(
+            &self,
+            _: Partition,
+            _: Seq,
+            _: usize,
+        ) -> BoxFuture<'_, Result<Vec<(Seq, ChunkIndex)>, StoreError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn first_seq_at(
+            &self,
+            _: Partition,
+            _: i64,
+        ) -> BoxFuture<'_, Result<Option<Seq>, StoreError>> {
+            Box::pin(async { Ok(None) })
+        }
+    }
+
+    fn incoming(i: usize) -> Vec<Incoming> {
+        vec![Incoming {
+            event: Event {
+                id: format!("evt_{i}"),
+                device_id: "dev".into(),
+                event_type: "message.received".into(),
+                occurred_at_ms: 0,
+                data: "{}".into(),
+            },
+            keyed: false,
+        }]
+    }
+
+    /// Appends one event at once, then two more 1 ms and 2 ms later; returns
+    /// the commits the log saw (events, virtual time since the first).
+    async fn three_appends(interval: Duration) -> Vec<(usize, Duration)> {
+        let log = Arc::new(Counting::default());
+        let cfg = IngestConfig {
+            commit_interval: interval,
+            ..IngestConfig::default()
+        };
+        let (_progress_tx, progress) = watch::channel(Progress::default());
+        let (committer, handle) = Committer::new(log.clone(), &cfg, progress);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(committer.run(stop.clone()));
+        handle.append(incoming(0)).await.expect("first");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let h = handle.clone();
+        let second = tokio::spawn(async move { h.append(incoming(1)).await });
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let third = handle.append(incoming(2)).await.expect("third");
+        let second = second.await.expect("join").expect("second");
+        assert_ne!(second[0].sequence, third[0].sequence);
+        stop.cancel();
+        task.await.expect("committer");
+        let commits = log.commits.lock().expect("lock").clone();
+        commits
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_steady_stream_shares_paced_commits_and_a_quiet_one_commits_at_once() {
+        // The first event after a quiet spell is committed at once; the two
+        // that follow within the interval wait for its end and share one.
+        let paced = three_appends(Duration::from_millis(10)).await;
+        assert_eq!(paced.len(), 2, "{paced:?}");
+        assert_eq!(paced[0], (1, Duration::ZERO));
+        assert_eq!(paced[1].0, 2);
+        assert!(
+            paced[1].1 >= Duration::from_millis(10) && paced[1].1 < Duration::from_millis(12),
+            "{paced:?}"
+        );
+        // Without pacing each is committed as it comes.
+        let unpaced = three_appends(Duration::ZERO).await;
+        let sizes: Vec<usize> = unpaced.iter().map(|c| c.0).collect();
+        assert_eq!(sizes, [1, 1, 1], "{unpaced:?}");
+        assert!(unpaced[2].1 < Duration::from_millis(3), "{unpaced:?}");
+    }
 
     #[test]
     fn keys_separate_device_and_id() {

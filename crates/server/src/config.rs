@@ -558,6 +558,10 @@ pub(crate) fn check(c: &Config) -> Vec<String> {
             p.push("jetstream.election_wait: at most 60s".to_owned());
         }
     }
+    if c.ingest.commit_interval > Duration::from_millis(100) {
+        // Every acknowledgement under load may wait this long.
+        p.push("ingest.commit_interval: at most 100ms".to_owned());
+    }
     if c.store.compact_interval.is_zero() {
         p.push("store.compact_interval: must be positive".to_owned());
     }
@@ -775,6 +779,18 @@ mod tests {
         assert!(
             p.iter().any(|m| m.contains("per_host_concurrency_max (8)")),
             "{p:?}"
+        );
+    }
+
+    #[test]
+    fn commit_pacing_is_bounded() {
+        let c = parse("[ingest]\ncommit_interval = \"250ms\"\n", &[]).expect("parse");
+        assert_eq!(check(&c), ["ingest.commit_interval: at most 100ms"]);
+        let c = parse("[ingest]\ncommit_interval = \"0s\"\n", &[]).expect("parse");
+        assert!(check(&c).is_empty(), "{:?}", check(&c));
+        assert_eq!(
+            Config::default().ingest.commit_interval,
+            Duration::from_millis(1)
         );
     }
 

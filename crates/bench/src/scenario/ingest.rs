@@ -17,7 +17,9 @@ pub(crate) async fn run(
 ) -> anyhow::Result<Outcome> {
     let mut opts = ServerOptions::default();
     if no_group_commit {
-        opts = opts.set("ingest", "max_batch_events", "1");
+        opts = opts
+            .set("ingest", "max_batch_events", "1")
+            .set("ingest", "commit_interval", "0s");
     }
     let server = Server::start(bin, data, &opts)?;
     let counters = Counters::default();
