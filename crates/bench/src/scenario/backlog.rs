@@ -42,8 +42,21 @@ pub(crate) async fn run(
         .await?;
     let built = Instant::now();
     let replayed = server.replay_all(&token, &webhook).await?;
+    // The replay is answered at once and fed in the background: wait until
+    // every replayed delivery is pending (or the count stops growing), then
+    // let the refused attempts open the breaker and settle.
+    let mut pending = 0.0;
+    let mut still = 0;
+    while (pending as u64) < replayed && still < 30 && built.elapsed() < Duration::from_secs(600) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = server
+            .metric("hookrelay_deliveries_pending")
+            .await
+            .unwrap_or(0.0);
+        still = if now > pending { 0 } else { still + 1 };
+        pending = now;
+    }
     let build_s = built.elapsed().as_secs_f64();
-    // Let the refused attempts open the breaker and settle.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pending = server
         .metric("hookrelay_deliveries_pending")
