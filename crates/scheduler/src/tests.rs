@@ -55,6 +55,7 @@ struct Running {
     progress: watch::Receiver<Progress>,
     stop: CancellationToken,
     handle: tokio::task::JoinHandle<()>,
+    control: crate::SchedulerHandle,
 }
 
 fn start(store: &Store) -> Running {
@@ -83,6 +84,7 @@ fn start_with(store: &Store, cfg: SchedulerConfig, delivery: DeliveryConfig) -> 
         cfg,
         &delivery,
     );
+    let control = s.handle();
     let stop = CancellationToken::new();
     let token = stop.clone();
     let ch = SchedulerChannels {
@@ -99,6 +101,7 @@ fn start_with(store: &Store, cfg: SchedulerConfig, delivery: DeliveryConfig) -> 
         progress,
         stop,
         handle,
+        control,
     }
 }
 
@@ -211,6 +214,39 @@ async fn fans_out_retries_to_failure_and_moves_the_cursor() {
     assert_eq!(store.deliveries.record(&t1.key).expect("record"), None);
     assert_eq!(store.deliveries.cursor().expect("cursor"), 3);
     assert!(r.tasks.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn a_retry_right_after_a_failure_sees_it_though_its_write_waits_for_its_turn() {
+    use crate::DeliveryControl;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    for id in ["wh_a", "wh_b"] {
+        let mut w = webhook(id, &["message.*"]);
+        w.retry_attempts = 0;
+        store.config.put_webhook(w).await.expect("wh");
+    }
+    store
+        .log
+        .insert_chunk(vec![event(1, "message.received")], vec![], 1)
+        .expect("append");
+    store.log.sync().await.expect("sync");
+    let mut r = start(&store);
+    let a = next(&mut r).await;
+    let b = next(&mut r).await;
+    // Two failures in a row: the second's record waits up to 5 ms for
+    // others to share its write; the retry must see it anyway.
+    r.reports.send(report(&a, false)).await.expect("send");
+    r.reports.send(report(&b, false)).await.expect("send");
+    tokio::task::yield_now().await;
+    r.control
+        .retry(b.key.clone())
+        .await
+        .expect("retry of a failed delivery");
+    let again = next(&mut r).await;
+    assert_eq!((again.key.clone(), again.attempt), (b.key.clone(), 2));
+    r.stop.cancel();
+    r.handle.await.expect("join");
 }
 
 #[tokio::test]

@@ -176,6 +176,8 @@ impl DeliveryControl for SchedulerHandle {
 
 impl Scheduler {
     pub(super) async fn on_command(&mut self, cmd: Command) {
+        // A command reads the state: it must see every change made.
+        self.flush().await;
         match cmd {
             Command::Retry { key, reply } => {
                 let _ = reply.send(self.retry(key).await);
