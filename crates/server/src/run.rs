@@ -169,8 +169,16 @@ pub(crate) async fn serve(
         shutting_down.clone(),
         partitions.run(owned, task_tx, report_rx, progress_tx, scheduler_stop),
     ));
-    let client = hookrelay_worker::build_client(config.delivery.allow_private_targets)
-        .context("cannot build the HTTP client")?;
+    let client = hookrelay_worker::build_client(
+        config.delivery.allow_private_targets,
+        // The most attempts ever in flight to one host.
+        if config.delivery.adaptive_concurrency {
+            config.delivery.per_host_concurrency_max
+        } else {
+            config.delivery.per_host_concurrency
+        },
+    )
+    .context("cannot build the HTTP client")?;
     let pool = Arc::new(WorkerPool::new(
         client,
         config.delivery.concurrency,
