@@ -127,6 +127,15 @@ fn report(t: &DeliveryTask, ok: bool) -> AttemptReport {
     }
 }
 
+/// Logs event 1 (`message.received`) and makes it durable.
+async fn log_one_event(store: &Store) {
+    store
+        .log
+        .insert_chunk(vec![event(1, "message.received")], vec![], 1)
+        .expect("append");
+    store.log.sync().await.expect("sync");
+}
+
 async fn next(r: &mut Running) -> DeliveryTask {
     tokio::time::timeout(Duration::from_secs(5), r.tasks.recv())
         .await
@@ -226,11 +235,7 @@ async fn a_retry_right_after_a_failure_sees_it_though_its_write_waits_for_its_tu
         w.retry_attempts = 0;
         store.config.put_webhook(w).await.expect("wh");
     }
-    store
-        .log
-        .insert_chunk(vec![event(1, "message.received")], vec![], 1)
-        .expect("append");
-    store.log.sync().await.expect("sync");
+    log_one_event(&store).await;
     let mut r = start(&store);
     let a = next(&mut r).await;
     let b = next(&mut r).await;
@@ -258,11 +263,7 @@ async fn unanswered_first_attempts_are_dispatched_again_after_restart() {
         .put_webhook(webhook("wh_a", &["*"]))
         .await
         .expect("wh");
-    store
-        .log
-        .insert_chunk(vec![event(1, "message.received")], vec![], 1)
-        .expect("append");
-    store.log.sync().await.expect("sync");
+    log_one_event(&store).await;
     let mut r = start(&store);
     let first = next(&mut r).await;
     // Stop without answering: as if the process died mid-attempt.
@@ -295,11 +296,7 @@ async fn a_spilled_delivery_in_flight_comes_back_through_its_lease() {
         .put_webhook(webhook("wh_a", &["*"]))
         .await
         .expect("wh");
-    store
-        .log
-        .insert_chunk(vec![event(1, "message.received")], vec![], 1)
-        .expect("append");
-    store.log.sync().await.expect("sync");
+    log_one_event(&store).await;
     // The report sender stays alive but silent: the attempt is never answered.
     let mut r = start_with(
         &store,
@@ -365,11 +362,7 @@ async fn an_expired_lease_makes_a_hung_attempt_due_again() {
     let mut w = webhook("wh_a", &["*"]);
     w.timeout_secs = 1;
     store.config.put_webhook(w).await.expect("wh");
-    store
-        .log
-        .insert_chunk(vec![event(1, "message.received")], vec![], 1)
-        .expect("append");
-    store.log.sync().await.expect("sync");
+    log_one_event(&store).await;
     // The report sender stays alive but silent: the attempt is never answered.
     let mut r = start_with(
         &store,
