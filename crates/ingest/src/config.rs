@@ -29,11 +29,13 @@ pub struct IngestConfig {
     pub max_request_events: usize,
     /// Most events gathered into one group commit (default 4096).
     pub max_batch_events: usize,
-    /// Shortest time between the starts of two group commits (default 1ms;
-    /// 0: none). An event that arrives after a quiet spell is committed at
+    /// Shortest time between the starts of two group commits (default 0:
+    /// none). An event that arrives after a quiet spell is committed at
     /// once; under a steady stream, what arrives within this time shares one
     /// flush, so a light load costs fewer flushes (each a disk write and
-    /// its wait) at the price of at most this much added latency.
+    /// its wait) for added latency: 1ms saved a fifth of the CPU at a steady
+    /// 2,000 events/s and added 2 ms to the median (Tokio's timers tick in
+    /// milliseconds), so it is off unless asked for.
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
     /// Append requests that may wait for the committer (default 4096); when
@@ -62,7 +64,7 @@ impl Default for IngestConfig {
             max_pending_deliveries: 5_000_000,
             max_request_events: 500,
             max_batch_events: 4096,
-            commit_interval: Duration::from_millis(1),
+            commit_interval: Duration::ZERO,
             queue_capacity: 4096,
         }
     }
