@@ -48,6 +48,29 @@ struct Cli {
     hosts: u8,
 }
 
+/// A burst of events spread over devices with one webhook each.
+#[derive(clap::Args)]
+struct DeviceBurst {
+    #[arg(long, default_value_t = 100)]
+    devices: u64,
+    #[arg(long, default_value_t = 100_000)]
+    events: u64,
+    #[arg(long, default_value_t = 8)]
+    streams: u64,
+    #[arg(long, default_value_t = 512)]
+    size: usize,
+}
+
+impl DeviceBurst {
+    fn load(&self) -> Load {
+        Load {
+            events: self.events,
+            streams: self.streams,
+            size: self.size,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Scenario {
     /// Durable events/s: N events over S gRPC streams, no webhooks.
@@ -63,28 +86,13 @@ enum Scenario {
         no_group_commit: bool,
     },
     /// Deliveries/s and event-to-arrival latency: D devices, one webhook each.
-    E2e {
-        #[arg(long, default_value_t = 100)]
-        devices: u64,
-        #[arg(long, default_value_t = 100_000)]
-        events: u64,
-        #[arg(long, default_value_t = 8)]
-        streams: u64,
-        #[arg(long, default_value_t = 512)]
-        size: usize,
-    },
+    E2e(DeviceBurst),
     /// Every device's webhook on one host (the common gateway case): a
     /// burst of E events (deliveries/s), then a steady RATE for SECONDS on a
     /// fresh server (latency, CPU). Ignores `--hosts`.
     OneHost {
-        #[arg(long, default_value_t = 100)]
-        devices: u64,
-        #[arg(long, default_value_t = 100_000)]
-        events: u64,
-        #[arg(long, default_value_t = 8)]
-        streams: u64,
-        #[arg(long, default_value_t = 512)]
-        size: usize,
+        #[command(flatten)]
+        burst: DeviceBurst,
         #[arg(long, default_value_t = 2000.0)]
         rate: f64,
         #[arg(long, default_value_t = 20)]
@@ -204,34 +212,15 @@ async fn run(scenario: Scenario, bin: PathBuf) -> anyhow::Result<Outcome> {
             };
             scenario::ingest::run(&bin, &data, load, no_group_commit).await
         }
-        Scenario::E2e {
-            devices,
-            events,
-            streams,
-            size,
-        } => {
-            let load = Load {
-                events,
-                streams,
-                size,
-            };
-            scenario::e2e::run(&bin, &data, devices, load).await
-        }
+        Scenario::E2e(b) => scenario::e2e::run(&bin, &data, b.devices, b.load()).await,
         Scenario::OneHost {
-            devices,
-            events,
-            streams,
-            size,
+            burst,
             rate,
             seconds,
         } => {
             let p = scenario::one_host::OneHost {
-                devices,
-                burst: Load {
-                    events,
-                    streams,
-                    size,
-                },
+                devices: burst.devices,
+                burst: burst.load(),
                 rate,
                 seconds,
             };

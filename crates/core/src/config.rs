@@ -55,6 +55,18 @@ pub struct DeliveryConfig {
     pub disable_after: Duration,
 }
 
+impl DeliveryConfig {
+    /// The most attempts ever in flight to one host: the adaptive limit's
+    /// ceiling, or the fixed limit without adaptation.
+    pub fn most_per_host(&self) -> usize {
+        if self.adaptive_concurrency {
+            self.per_host_concurrency_max
+        } else {
+            self.per_host_concurrency
+        }
+    }
+}
+
 impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {

@@ -171,12 +171,7 @@ pub(crate) async fn serve(
     ));
     let client = hookrelay_worker::build_client(
         config.delivery.allow_private_targets,
-        // The most attempts ever in flight to one host.
-        if config.delivery.adaptive_concurrency {
-            config.delivery.per_host_concurrency_max
-        } else {
-            config.delivery.per_host_concurrency
-        },
+        config.delivery.most_per_host(),
     )
     .context("cannot build the HTTP client")?;
     let pool = Arc::new(WorkerPool::new(

@@ -49,6 +49,14 @@ pub enum DeliveryWrite {
     Cursor(Seq),
 }
 
+impl DeliveryWrite {
+    /// A change to a record or the due index (these are written together,
+    /// atomically), as opposed to an attempt or the cursor.
+    pub fn is_state(&self) -> bool {
+        matches!(self, Self::Record(..) | Self::Due(_) | Self::Undue(..))
+    }
+}
+
 /// Delivery-state storage. Each partition has one writer at a time (the
 /// node that owns it); the due index and the cursor are per partition.
 pub trait DeliveryStore: Send + Sync + 'static {
@@ -189,16 +197,9 @@ impl SledDeliveries {
     pub fn apply(&self, writes: &[DeliveryWrite]) -> Result<(), StoreError> {
         // Records and due entries in one batch: atomic together.
         let mut state = sled::Batch::default();
-        let mut state_writes = 0usize;
         let mut attempts = Vec::new();
         let mut cursor = None;
         for w in writes {
-            if matches!(
-                w,
-                DeliveryWrite::Record(..) | DeliveryWrite::Due(_) | DeliveryWrite::Undue(..)
-            ) {
-                state_writes += 1;
-            }
             match w {
                 DeliveryWrite::Record(k, r) => {
                     state.insert(record_key(k), codec::encode(r));
@@ -222,7 +223,7 @@ impl SledDeliveries {
                 DeliveryWrite::Cursor(s) => cursor = Some(cursor.unwrap_or(0).max(*s)),
             }
         }
-        let state = (state_writes > 0).then_some(state);
+        let state = writes.iter().any(DeliveryWrite::is_state).then_some(state);
         self.health.note(
             self.write(state, attempts, cursor)
                 .map_err(StoreError::from),

@@ -48,7 +48,7 @@ pub(crate) async fn run(bin: &Path, dir: &Path, p: OneHost) -> anyhow::Result<Ou
             "latency": steady.latency,
             "server_cpu_s": steady.server_cpu_s,
             "server_cpu_us_per_delivery": steady.server_cpu_us_per_unit,
-            "server_cores": steady.server_cpu_s / steady.seconds.max(1e-9),
+            "server_cores": steady.extra.get("server_cores"),
         },
     });
     Ok(o)

@@ -286,8 +286,8 @@ impl Scheduler {
                         break;
                     }
                 }
-                () = tokio::time::sleep_until(self.state_due.unwrap_or(next_tick)), if self.state_due.is_some() => {}
-                () = tokio::time::sleep_until(next_tick) => {}
+                // The next tick, or state changes waiting for their write.
+                () = tokio::time::sleep_until(self.state_due.map_or(next_tick, |d| d.min(next_tick))) => {}
             }
         }
         while let Ok(r) = ch.reports.try_recv() {
@@ -356,12 +356,7 @@ impl Scheduler {
         if self.writes.is_empty() {
             return Ok(());
         }
-        let state = self.writes.iter().any(|w| {
-            matches!(
-                w,
-                DeliveryWrite::Record(..) | DeliveryWrite::Due(_) | DeliveryWrite::Undue(..)
-            )
-        });
+        let state = self.writes.iter().any(DeliveryWrite::is_state);
         if state && !now {
             let due = self.state_written_at + STATE_FLUSH_EVERY;
             if tokio::time::Instant::now() < due {
