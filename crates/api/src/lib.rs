@@ -16,6 +16,7 @@ mod limit;
 mod openapi;
 mod profiles;
 mod state;
+mod stats;
 mod tenancy;
 mod views;
 mod webhooks;
@@ -122,7 +123,9 @@ pub fn router(state: ApiState) -> Router {
             "/v1/organization/webhooks/{id}/rotate-secret",
             post(deliveries::o_rotate),
         )
+        .route("/v1/organization/webhooks/{id}/stats", get(stats::o_get))
         .route("/v1/webhooks/{id}/deliveries", get(deliveries::list))
+        .route("/v1/webhooks/{id}/stats", get(stats::get))
         .route("/v1/webhooks/{id}/test", post(deliveries::test))
         .route("/v1/webhooks/{id}/replay", post(deliveries::replay))
         .route("/v1/webhooks/{id}/rotate-secret", post(deliveries::rotate))

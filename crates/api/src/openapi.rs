@@ -449,7 +449,7 @@ impl Modify for Security {
         crate::deliveries::o_rotate,
         crate::deliveries::list, crate::deliveries::get, crate::deliveries::retry,
         crate::deliveries::test, crate::deliveries::replay, crate::deliveries::rotate,
-        crate::deliveries::event_types,
+        crate::deliveries::event_types, crate::stats::get, crate::stats::o_get,
         crate::healthz, crate::readyz, ingest_events, metrics, document,
     ),
 )]

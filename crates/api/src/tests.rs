@@ -321,3 +321,67 @@ async fn every_documented_operation_exists_on_the_router() {
     assert!(doc["components"]["schemas"]["NativeError"].is_object());
     assert!(doc["components"]["schemas"]["ProfileError"].is_object());
 }
+
+fn get(path: &str, token: &str) -> Request<Body> {
+    Request::get(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .expect("request")
+}
+
+#[tokio::test]
+async fn stats_count_the_webhooks_own_attempts_and_hide_other_tenants() {
+    use hookrelay_core::{now_ms, Attempt, DeliveryKey, ErrorKind, WebhookId};
+    use hookrelay_store::DeliveryWrite;
+    let (app, store, _d) = app().await;
+    let body = json!({"url": "https://example.com/a", "events": ["*"]}).to_string();
+    let (status, w) = call(
+        &app,
+        post("/v1/webhooks", "tok-a", "application/json", body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{w}");
+    let id = w["id"].as_str().expect("id").to_owned();
+    let now = now_ms();
+    let attempt = |n: u64, ok: bool| {
+        DeliveryWrite::Attempt(
+            DeliveryKey {
+                webhook_id: WebhookId::from(id.as_str()),
+                seq: n,
+                generation: 0,
+            },
+            Attempt {
+                attempt: 1,
+                started_at_ms: now - 1_000,
+                duration_ms: if ok { 20 } else { 40 },
+                status_code: Some(if ok { 200 } else { 503 }),
+                error: (!ok).then_some(ErrorKind::Http5xx),
+                response_body: None,
+            },
+        )
+    };
+    store
+        .deliveries
+        .apply(&[attempt(1, true), attempt(2, true), attempt(3, false)])
+        .expect("attempts");
+    let (status, s) = call(&app, get(&format!("/v1/webhooks/{id}/stats"), "tok-a")).await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    assert_eq!(s["total"]["attempts"], 3, "{s}");
+    assert_eq!(s["total"]["succeeded"], 2);
+    assert_eq!(s["total"]["latency_ms"]["p50"], 20);
+    assert_eq!(s["total"]["latency_ms"]["max"], 40);
+    assert_eq!(s["buckets"][23]["attempts"], 3, "flattened per hour: {s}");
+    // An admin key reaches organization-wide webhooks here, not an app's;
+    // an unknown id is the same 404.
+    let (status, e) = call(
+        &app,
+        get(
+            &format!("/v1/organization/webhooks/{id}/stats"),
+            "sk_admin_a",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{e}");
+    let (status, _) = call(&app, get("/v1/webhooks/wh_nope/stats", "tok-a")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

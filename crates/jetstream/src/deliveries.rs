@@ -37,7 +37,7 @@ use hookrelay_core::{
     seq_partition, Attempt, DeliveryKey, DeliveryRecord, Partition, Seq, WebhookId,
 };
 use hookrelay_store::{
-    codec, BoxFuture, DeliveryStore, DeliveryWrite, DueEntry, DueKind, StoreError,
+    codec, BoxFuture, DeliveryStore, DeliveryWrite, DueEntry, DueKind, Recent, StoreError,
 };
 use serde::{Deserialize, Serialize};
 use std::{
@@ -209,6 +209,23 @@ impl JsDeliveries {
         filter: String,
         last_per_subject: bool,
     ) -> Result<Vec<jetstream::Message>, StoreError> {
+        let policy = if last_per_subject {
+            DeliverPolicy::LastPerSubject
+        } else {
+            DeliverPolicy::All
+        };
+        Ok(self.read(stream, filter, policy, usize::MAX).await?.0)
+    }
+
+    /// Up to `max` messages of `stream` on `filter` from where `policy`
+    /// starts, read with an ordered consumer, and whether more were left.
+    async fn read(
+        &self,
+        stream: String,
+        filter: String,
+        policy: DeliverPolicy,
+        max: usize,
+    ) -> Result<(Vec<jetstream::Message>, bool), StoreError> {
         let what = "reading delivery state";
         let stream = self
             .js
@@ -218,24 +235,20 @@ impl JsDeliveries {
         let consumer = stream
             .create_consumer(OrderedConfig {
                 filter_subject: filter,
-                deliver_policy: if last_per_subject {
-                    DeliverPolicy::LastPerSubject
-                } else {
-                    DeliverPolicy::All
-                },
+                deliver_policy: policy,
                 ..Default::default()
             })
             .await
             .map_err(|e| unavailable(what, e))?;
         let n = consumer.cached_info().num_pending as usize;
-        if n == 0 {
-            return Ok(Vec::new());
+        if n == 0 || max == 0 {
+            return Ok((Vec::new(), n > 0));
         }
         let mut messages = consumer
             .messages()
             .await
             .map_err(|e| unavailable(what, e))?;
-        let mut out = Vec::with_capacity(n);
+        let mut out = Vec::with_capacity(n.min(max));
         while let Some(m) = messages.next().await {
             let m = m.map_err(|e| unavailable(what, e))?;
             let pending = m.info().map_err(|e| unavailable(what, e))?.pending;
@@ -243,8 +256,11 @@ impl JsDeliveries {
             if pending == 0 {
                 break;
             }
+            if out.len() == max {
+                return Ok((out, true));
+            }
         }
-        Ok(out)
+        Ok((out, false))
     }
 
     /// Loads a partition's due index from its state messages.
@@ -581,6 +597,40 @@ impl DeliveryStore for JsDeliveries {
             out.sort_by_key(|a| a.attempt);
             out.dedup_by_key(|a| a.attempt);
             Ok(out)
+        })
+    }
+
+    /// The attempts written since `since_ms` (message time; an attempt is
+    /// written when it ends, so never before it started), oldest first.
+    fn recent_attempts<'a>(
+        &'a self,
+        webhook: &'a WebhookId,
+        since_ms: i64,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Recent, StoreError>> {
+        Box::pin(async move {
+            let start_time =
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(since_ms) * 1_000_000)
+                    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            let (msgs, truncated) = self
+                .read(
+                    self.names.attempt_stream(),
+                    self.names.attempt_subject(&hex(webhook.as_str()), ">"),
+                    DeliverPolicy::ByStartTime { start_time },
+                    max,
+                )
+                .await?;
+            let mut attempts = Vec::with_capacity(msgs.len());
+            for m in msgs.iter().filter(|m| !m.payload.is_empty()) {
+                let a: Attempt = codec::decode(&m.payload, "attempt")?;
+                if a.started_at_ms >= since_ms {
+                    attempts.push(a);
+                }
+            }
+            Ok(Recent {
+                attempts,
+                truncated,
+            })
         })
     }
 

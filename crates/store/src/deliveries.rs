@@ -97,6 +97,16 @@ pub trait DeliveryStore: Send + Sync + 'static {
         after: Option<(Seq, u32)>,
         max: usize,
     ) -> BoxFuture<'a, Result<Vec<DeliveryKey>, StoreError>>;
+    /// A webhook's attempts that started at or after `since_ms`, for its
+    /// statistics: at most `max`, and a backend reads a bounded stretch of
+    /// its log to find them (the answer says whether it stopped short). In
+    /// no promised order.
+    fn recent_attempts<'a>(
+        &'a self,
+        webhook: &'a WebhookId,
+        since_ms: i64,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Recent, StoreError>>;
     /// The dispatch cursor of `partition` (0 before anything was dispatched).
     fn cursor(&self, partition: Partition) -> BoxFuture<'_, Result<Seq, StoreError>>;
     /// The scheduler of `partition` on this node has stopped (the partition
@@ -104,6 +114,16 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// partition's state in memory while it drives it drops it, since
     /// another node writes it from now on.
     fn release(&self, _partition: Partition) {}
+}
+
+/// What [`DeliveryStore::recent_attempts`] found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recent {
+    /// The attempts found.
+    pub attempts: Vec<Attempt>,
+    /// The search stopped at its bound: older attempts of the window may
+    /// exist that are not in `attempts`.
+    pub truncated: bool,
 }
 
 /// Key prefix of records in the `state` tree.
@@ -333,6 +353,39 @@ impl SledDeliveries {
         Ok(out)
     }
 
+    /// See [`DeliveryStore`]: the webhook's attempt keys newest delivery
+    /// first (keys are in log order, so a retry of an old delivery can sit
+    /// behind older first attempts), reading at most `max` attempts.
+    pub fn recent_attempts(
+        &self,
+        webhook: &WebhookId,
+        since_ms: i64,
+        max: usize,
+    ) -> Result<Recent, StoreError> {
+        let mut out = Recent::default();
+        let mut read = 0;
+        for item in self
+            .attempts
+            .scan_prefix(keys::attempt_prefix(webhook))
+            .rev()
+        {
+            let (_, v) = item?;
+            if v.is_empty() {
+                continue;
+            }
+            if read == max {
+                out.truncated = true;
+                break;
+            }
+            read += 1;
+            let a: Attempt = codec::decode(&v, "attempt")?;
+            if a.started_at_ms >= since_ms {
+                out.attempts.push(a);
+            }
+        }
+        Ok(out)
+    }
+
     /// See [`DeliveryStore`].
     pub fn cursor(&self) -> Result<Seq, StoreError> {
         Ok(match self.meta.get(keys::META_CURSOR)? {
@@ -390,6 +443,15 @@ impl DeliveryStore for SledDeliveries {
         max: usize,
     ) -> BoxFuture<'a, Result<Vec<DeliveryKey>, StoreError>> {
         Box::pin(async move { SledDeliveries::webhook_deliveries(self, webhook, after, max) })
+    }
+
+    fn recent_attempts<'a>(
+        &'a self,
+        webhook: &'a WebhookId,
+        since_ms: i64,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Recent, StoreError>> {
+        Box::pin(async move { SledDeliveries::recent_attempts(self, webhook, since_ms, max) })
     }
 
     fn cursor(&self, _partition: Partition) -> BoxFuture<'_, Result<Seq, StoreError>> {

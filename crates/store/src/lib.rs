@@ -57,7 +57,7 @@ pub use config::{
     ConfigVersion, DeviceToken, IngestKey, Org, OrgRecord, PrimaryChange, SharedMirror,
     Subscribers, TokenScope, WebhookChange,
 };
-pub use deliveries::{DeliveryStore, DeliveryWrite, DueEntry, DueKind};
+pub use deliveries::{DeliveryStore, DeliveryWrite, DueEntry, DueKind, Recent};
 pub use error::{failpoints_from_env, StoreError};
 pub use health::{Reachability, StoreHealth};
 pub use log::{Appended, Chunk, ChunkIndex, ChunkKeys, EventLog, IdemKey, KeyedSeq, LoggedEvent};

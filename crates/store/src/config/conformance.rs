@@ -3,7 +3,7 @@
 //! this crate, the JetStream tests against a real cluster).
 
 use super::{App, ConfigStore, DeviceToken, IngestKey, Org, TokenScope};
-use crate::{DeliveryStore, DeliveryWrite, DueEntry, DueKind, StoreError};
+use crate::{DeliveryStore, DeliveryWrite, DueEntry, DueKind, Recent, StoreError};
 use hookrelay_core::{
     hash_token, partition_seq, Attempt, DeliveryKey, DeliveryRecord, DeliveryStatus, DeviceId,
     ErrorKind, Event, OrgId, Partition, RetryPolicy, Webhook, WebhookId, WebhookScope,
@@ -497,4 +497,45 @@ pub async fn check_deliveries(d: &dyn DeliveryStore, p: Partition) {
     assert_eq!(count, 3);
     assert!(leases.is_empty());
     assert_eq!(d.cursor(p).await.expect("cursor"), partition_seq(p, 9));
+    check_recent_attempts(d, p).await;
+}
+
+/// A webhook's recent attempts, for its statistics: those of the window
+/// only, and a bound that says it stopped short.
+async fn check_recent_attempts(d: &dyn DeliveryStore, p: Partition) {
+    let now = hookrelay_core::now_ms();
+    let day = 86_400_000;
+    let wh = WebhookId::from("wh_recent");
+    let key = |n| DeliveryKey {
+        seq: partition_seq(p, n),
+        generation: 0,
+        webhook_id: wh.clone(),
+    };
+    let at = |n, started_at_ms| Attempt {
+        started_at_ms,
+        ..attempt(n)
+    };
+    d.apply(&[
+        DeliveryWrite::Attempt(key(1), at(1, now - 2 * day)),
+        DeliveryWrite::Attempt(key(1), at(2, now - 1_000)),
+        DeliveryWrite::Attempt(key(2), at(1, now - 500)),
+    ])
+    .await
+    .expect("apply");
+    let all = d
+        .recent_attempts(&wh, now - day, 100)
+        .await
+        .expect("recent");
+    let mut started: Vec<i64> = all.attempts.iter().map(|a| a.started_at_ms).collect();
+    started.sort_unstable();
+    assert_eq!(started, vec![now - 1_000, now - 500], "the window's only");
+    assert!(!all.truncated);
+    let one = d.recent_attempts(&wh, now - day, 1).await.expect("recent");
+    assert!(one.attempts.len() <= 1 && one.truncated, "{one:?}");
+    assert_eq!(
+        d.recent_attempts(&WebhookId::from("wh_none"), now - day, 100)
+            .await
+            .expect("recent"),
+        Recent::default()
+    );
 }
