@@ -7,6 +7,7 @@ mod support;
 
 mod abuse;
 mod cluster;
+mod console;
 mod crash;
 mod crash_matrix;
 mod delivery;

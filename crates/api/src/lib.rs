@@ -132,6 +132,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/deliveries/{id}", get(deliveries::get))
         .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
         .route("/v1/event-types", get(deliveries::event_types))
+        .route("/v1/whoami", get(tenancy::whoami))
         .route("/openapi.json", get(openapi::document))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -324,6 +324,16 @@ pub(crate) struct AppDoc {
     created_at: String,
 }
 
+/// `GET /v1/whoami`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct WhoAmI {
+    /// `device` (a device token) or `admin` (an admin key).
+    kind: String,
+    org_id: String,
+    /// The device a device token belongs to; null for an admin key.
+    app_id: Option<String>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub(crate) struct AppList {
     data: Vec<AppDoc>,
@@ -450,6 +460,7 @@ impl Modify for Security {
         crate::deliveries::list, crate::deliveries::get, crate::deliveries::retry,
         crate::deliveries::test, crate::deliveries::replay, crate::deliveries::rotate,
         crate::deliveries::event_types, crate::stats::get, crate::stats::o_get,
+        crate::tenancy::whoami,
         crate::healthz, crate::readyz, ingest_events, metrics, document,
     ),
 )]

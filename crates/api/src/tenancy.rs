@@ -411,3 +411,17 @@ pub(crate) async fn delete_ingest_key(
     }
     Ok(Json(json!({"success": true})))
 }
+
+/// `GET /v1/whoami`: what the presented credential is (a device token or an
+/// admin key) and what it reaches. The console signs in with it.
+#[utoipa::path(get, path = "/v1/whoami", tag = "tenancy", security(("device_token" = []), ("admin_key" = []), ("api_key" = [])), responses((status = 200, body = WhoAmI), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+pub(crate) async fn whoami(State(s): State<ApiState>, h: HeaderMap) -> Result<Json<Value>, Native> {
+    Ok(Json(match auth::caller(&s, &h)? {
+        hookrelay_store::TokenScope::Device { org_id, device_id } => {
+            json!({"kind": "device", "org_id": org_id, "app_id": device_id})
+        }
+        hookrelay_store::TokenScope::Admin { org_id } => {
+            json!({"kind": "admin", "org_id": org_id, "app_id": null})
+        }
+    }))
+}

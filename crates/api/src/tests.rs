@@ -385,3 +385,22 @@ async fn stats_count_the_webhooks_own_attempts_and_hide_other_tenants() {
     let (status, _) = call(&app, get("/v1/webhooks/wh_nope/stats", "tok-a")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn whoami_names_the_kind_of_credential() {
+    let (app, _s, _d) = app().await;
+    let (status, me) = call(&app, get("/v1/whoami", "tok-a")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        me,
+        json!({"kind": "device", "org_id": "org_a", "app_id": "dev-a"})
+    );
+    let (_, me) = call(&app, get("/v1/whoami", "sk_admin_a")).await;
+    assert_eq!(
+        me,
+        json!({"kind": "admin", "org_id": "org_a", "app_id": null})
+    );
+    let (status, e) = call(&app, get("/v1/whoami", "nope")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(e["error"]["code"], "UNAUTHORIZED");
+}

@@ -68,6 +68,8 @@ pub(crate) struct HttpConfig {
     /// slower clients (slowloris) are disconnected.
     #[serde(with = "humantime_serde")]
     pub(crate) header_read_timeout: Duration,
+    /// Serve the web console at `/console` (default true).
+    pub(crate) console: bool,
 }
 
 impl Default for HttpConfig {
@@ -77,6 +79,7 @@ impl Default for HttpConfig {
             tls_cert: None,
             tls_key: None,
             header_read_timeout: Duration::from_secs(10),
+            console: true,
         }
     }
 }

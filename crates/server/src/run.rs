@@ -318,12 +318,13 @@ pub(crate) async fn serve(
             }
         }),
     );
-    let app = hookrelay_api::finish(
-        hookrelay_api::router(api_state.clone())
-            .merge(hookrelay_ingest::http_router(ingest))
-            .merge(metrics_route),
-        api_state.clone(),
-    );
+    let mut routes = hookrelay_api::router(api_state.clone())
+        .merge(hookrelay_ingest::http_router(ingest))
+        .merge(metrics_route);
+    if config.http.console {
+        routes = routes.merge(hookrelay_console::router());
+    }
+    let app = hookrelay_api::finish(routes, api_state.clone());
     let http_listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("cannot listen on http.listen {}", config.http.listen))?;

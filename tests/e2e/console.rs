@@ -1,0 +1,427 @@
+//! The web console in a real browser: Chromium driven through chromedriver
+//! (WebDriver) against the real binary, with events published over gRPC
+//! and delivered to a local receiver. Screenshots of each step land in
+//! `target/console-screenshots/`.
+//!
+//! Needs `chromium` and `chromedriver` (Debian's `chromium` and
+//! `chromium-driver`, which `.ci/run` installs). Without them the test says
+//! so and passes, except under CI (`CI` set), where it fails.
+
+use crate::support::{bootstrap, event, free_port, grpc, publish, Receiver, ServerBuilder};
+use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+/// A WebDriver command chromedriver still serves: the browser's console
+/// log since the last call (`goog:loggingPrefs` must ask for it).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!("session/{}/se/log", session_id.unwrap_or("")))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.to_owned()))
+    }
+}
+
+/// chromedriver and one headless Chromium session.
+struct Browser {
+    client: Client,
+    driver: Child,
+    shots: PathBuf,
+    _profile: tempfile::TempDir,
+}
+
+fn find_program(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    names.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+impl Browser {
+    /// Starts chromedriver and a browser, or `None` (with the reason said)
+    /// where they are not installed and this is not CI.
+    async fn start() -> Option<Self> {
+        let chrome = std::env::var_os("CHROME_BIN")
+            .map(PathBuf::from)
+            .or_else(|| find_program(&["chromium", "chromium-browser", "google-chrome"]));
+        let driver_bin = find_program(&["chromedriver"]);
+        let (Some(chrome), Some(driver_bin)) = (chrome, driver_bin) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the console's browser test needs chromium and chromedriver in CI"
+            );
+            eprintln!("skipped: chromium and chromedriver are not installed");
+            return None;
+        };
+        let port = free_port();
+        let driver = Command::new(driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let profile = tempfile::tempdir().expect("profile dir");
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chrome,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu",
+                    "--disable-dev-shm-usage", "--window-size=1280,1000",
+                    "--no-first-run", "--disable-extensions",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            },
+            "goog:loggingPrefs": {"browser": "ALL"},
+        });
+        let caps = caps.as_object().expect("capabilities").clone();
+        let mut last = None;
+        for _ in 0..100 {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(client) => {
+                    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                        .join("../../target/console-screenshots");
+                    std::fs::create_dir_all(&shots).expect("screenshot dir");
+                    return Some(Self {
+                        client,
+                        driver,
+                        shots,
+                        _profile: profile,
+                    });
+                }
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no WebDriver session: {last:?}");
+    }
+
+    /// Saves a screenshot as `NN-name.png`.
+    async fn shot(&self, name: &str) {
+        let png = self.client.screenshot().await.expect("screenshot");
+        std::fs::write(self.shots.join(format!("{name}.png")), png).expect("save screenshot");
+    }
+
+    /// The first element `css` matches, waiting up to 15 s for it.
+    async fn find(&self, css: &str) -> Element {
+        self.until(css, |_| true, "to appear").await
+    }
+
+    /// Waits up to 15 s for an element of `css` whose text contains `text`.
+    async fn text(&self, css: &str, text: &str) -> Element {
+        let want = text.to_owned();
+        self.until(
+            css,
+            move |t| t.contains(&want),
+            &format!("to show {text:?}"),
+        )
+        .await
+    }
+
+    async fn until(&self, css: &str, ok: impl Fn(&str) -> bool, what: &str) -> Element {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let mut seen = Vec::new();
+        loop {
+            if let Ok(all) = self.client.find_all(Locator::Css(css)).await {
+                seen.clear();
+                for el in all {
+                    let Ok(t) = el.text().await else { continue };
+                    if ok(&t) {
+                        return el;
+                    }
+                    seen.push(t);
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                let _ = self.shot("zz-timeout").await;
+                panic!("timed out waiting for {css} {what}; seen: {seen:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        self.find(css).await.click().await.expect("click");
+    }
+
+    /// The button (or link) whose text is `label`, within `scope` CSS.
+    async fn press(&self, scope: &str, label: &str) {
+        let css = format!("{scope} button, {scope} a");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(all) = self.client.find_all(Locator::Css(&css)).await {
+                for el in all {
+                    if el.text().await.is_ok_and(|t| t.trim() == label)
+                        && el.is_enabled().await.unwrap_or(false)
+                    {
+                        el.click().await.expect("click");
+                        return;
+                    }
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no enabled {label:?} in {scope}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Types into the control labelled `label`.
+    async fn fill(&self, label: &str, value: &str) {
+        let id = self
+            .until("label", |t| t.trim() == label, &format!("label {label:?}"))
+            .await
+            .attr("for")
+            .await
+            .expect("for")
+            .expect("the label names its control");
+        let input = self.find(&format!("#{id}")).await;
+        input.clear().await.expect("clear");
+        input.send_keys(value).await.expect("type");
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.client.execute(script, vec![]).await.expect("script")
+    }
+
+    /// The browser console's entries since the last call.
+    async fn console(&self) -> Vec<Value> {
+        let v = self
+            .client
+            .issue_cmd(BrowserLog)
+            .await
+            .expect("browser log");
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// Entries a page must not produce: errors and warnings of any source.
+fn problems(log: &[Value]) -> Vec<String> {
+    log.iter()
+        .filter(|e| matches!(e["level"].as_str(), Some("SEVERE" | "WARNING")))
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn api(method: reqwest::Method, url: String, key: &str) -> u16 {
+    reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(dir.path()).start();
+    let tenant = bootstrap(&server, "console-phone").await;
+    let receiver = Receiver::start().await;
+    let mut ingest = grpc(&server).await;
+
+    // Sign-in: a wrong key says so; the device token signs in.
+    b.client
+        .goto(&server.url("/console"))
+        .await
+        .expect("open console");
+    b.fill("Device token or admin key", "not-a-real-key").await;
+    b.press("form", "Sign in").await;
+    b.text(".error-box", "was not accepted").await;
+    b.shot("01-wrong-key").await;
+    let refused = b.console().await;
+    assert!(
+        problems(&refused).iter().all(|m| m.contains("401")),
+        "only the refused request is logged: {refused:?}"
+    );
+    b.fill("Device token or admin key", &tenant.token).await;
+    b.press("form", "Sign in").await;
+    b.text("h1", "Webhooks").await;
+    let kept = b
+        .js("return [location.href, document.cookie, sessionStorage.getItem('hookrelay.console.session')]")
+        .await;
+    assert!(!kept[0].as_str().unwrap_or_default().contains(&tenant.token));
+    assert_eq!(kept[1], "", "no cookie");
+    assert!(kept[2].as_str().unwrap_or_default().contains(&tenant.token));
+
+    // Create a webhook pointing at the receiver (no retries: a failure is
+    // final at once, for the retry below).
+    b.press("main", "New webhook").await;
+    b.fill("Name", "crm").await;
+    b.fill("URL", &receiver.url("/hook")).await;
+    b.fill("Search the catalog", "message.received").await;
+    b.fill("Retries after a failed attempt", "0").await;
+    b.shot("02-new-webhook").await;
+    b.press("form", "Create webhook").await;
+    b.text("h1", "crm").await;
+    let webhook_page = b.client.current_url().await.expect("url").to_string();
+
+    // An event published over gRPC shows up delivered without a reload.
+    let data = r#"{"text":"hello"}"#;
+    publish(
+        &mut ingest,
+        event("console-phone", "message.received", data),
+    )
+    .await
+    .expect("publish");
+    b.find("tr[data-status='delivered']").await;
+    b.shot("03-delivered").await;
+    // Its attempt: one, answered 200.
+    b.click("tr[data-status='delivered'] a").await;
+    b.text("tr[data-attempt='1']", "200").await;
+    b.shot("04-attempt").await;
+
+    // The receiver fails: the delivery fails; a retry from the page
+    // delivers it once the receiver is back.
+    receiver.set_default(500);
+    publish(
+        &mut ingest,
+        event("console-phone", "message.received", data),
+    )
+    .await
+    .expect("publish");
+    b.client.goto(&webhook_page).await.expect("back");
+    b.find("tr[data-status='failed']").await;
+    b.click("tr[data-status='failed'] a").await;
+    b.text("tr[data-attempt='1']", "500").await;
+    b.shot("05-failed").await;
+    receiver.set_default(200);
+    b.click("#retry").await;
+    b.text("tr[data-attempt='2']", "200").await;
+    b.text("main .badge", "delivered").await;
+    b.shot("06-retried").await;
+
+    // Rotate the secret: confirmed, then shown once.
+    b.client.goto(&webhook_page).await.expect("back");
+    b.find("#stats-totals").await;
+    b.click("#rotate-secret").await;
+    b.press("dialog", "Rotate").await;
+    let secret = b.find("dialog input").await;
+    let value = secret
+        .prop("value")
+        .await
+        .expect("value")
+        .unwrap_or_default();
+    assert!(value.starts_with("whsec_"), "{value}");
+    b.shot("07-rotated").await;
+    b.press("dialog", "Done").await;
+
+    // Replay the last hour: both events again.
+    b.press("form", "Replay").await;
+    b.text("#replay-result", "2 events replayed").await;
+    b.shot("08-replayed").await;
+    assert!(
+        receiver.wait_for(5, 15).await.len() >= 5,
+        "two events, one retry, two replayed"
+    );
+
+    // The webhook's page as its owner comes back to it: the replayed
+    // deliveries listed, the charts counting every attempt (once the last
+    // attempt is in the log).
+    let webhook_id = webhook_page
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let stats_url = server.url(&format!("/v1/webhooks/{webhook_id}/stats"));
+    crate::support::eventually(15, "five attempts in the log", || async {
+        let v: Value = reqwest::Client::new()
+            .get(&stats_url)
+            .bearer_auth(&tenant.token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (v["total"]["attempts"] == 5).then_some(())
+    })
+    .await;
+    b.client.refresh().await.expect("reload");
+    b.text("#stats-totals", "80.0%").await;
+    b.find("tr[data-status='delivered']").await;
+    b.shot("09-webhook").await;
+
+    // A phone-sized window: nothing wider than the screen.
+    b.client.set_window_size(375, 812).await.expect("resize");
+    b.client.refresh().await.expect("reload");
+    b.find("#stats-totals").await;
+    b.shot("10-narrow").await;
+    let fits = b
+        .js("return document.documentElement.scrollWidth <= window.innerWidth")
+        .await;
+    assert_eq!(fits, json!(true), "the page scrolls sideways at 375 px");
+    b.client.set_window_size(1280, 1000).await.expect("resize");
+
+    // Sign out clears the credential.
+    b.click("#sign-out").await;
+    b.find("input[name='credential']").await;
+    assert_eq!(b.js("return sessionStorage.length").await, json!(0));
+
+    // An admin key: create a token (shown once) and revoke it.
+    b.fill("Device token or admin key", &tenant.admin_key).await;
+    b.press("form", "Sign in").await;
+    b.text("h1", "Organization webhooks").await;
+    b.press("nav", "Apps and tokens").await;
+    b.text("td a", "phone")
+        .await
+        .click()
+        .await
+        .expect("open app");
+    b.text("h1", "Tokens of").await;
+    b.fill("Token name", "browser-made").await;
+    b.press("form", "Create token").await;
+    let token = b
+        .find("dialog input")
+        .await
+        .prop("value")
+        .await
+        .expect("value")
+        .unwrap_or_default();
+    b.shot("11-token").await;
+    b.press("dialog", "Done").await;
+    let whoami = server.url("/v1/whoami");
+    assert_eq!(api(reqwest::Method::GET, whoami.clone(), &token).await, 200);
+    b.text("tbody tr", "browser-made").await;
+    b.press("tbody tr:last-child", "Revoke").await;
+    b.press("dialog", "Revoke").await;
+    b.text(".notice", "done").await;
+    b.shot("12-revoked").await;
+    assert_eq!(api(reqwest::Method::GET, whoami, &token).await, 401);
+
+    let log = b.console().await;
+    assert!(problems(&log).is_empty(), "browser console: {log:?}");
+    b.close().await;
+}
