@@ -205,6 +205,21 @@ impl Browser {
         self.client.execute(script, vec![]).await.expect("script")
     }
 
+    /// Asserts every control of the page has an accessible name: a label,
+    /// an `aria-label`, or (for buttons) its text.
+    async fn all_labelled(&self, page: &str) {
+        let bare = self
+            .js(
+                "return [...document.querySelectorAll('input, select, textarea, button')]\
+                 .filter(e => e.tagName === 'BUTTON'\
+                   ? !e.textContent.trim() && !e.getAttribute('aria-label')\
+                   : !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))\
+                 .map(e => e.outerHTML.slice(0, 120))",
+            )
+            .await;
+        assert_eq!(bare, json!([]), "controls without a label on {page}");
+    }
+
     /// The browser console's entries since the last call.
     async fn console(&self) -> Vec<Value> {
         let v = self
@@ -247,7 +262,10 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = ServerBuilder::new(dir.path()).start();
+    // A webhook failing for a second is disabled (the flaky one below).
+    let server = ServerBuilder::new(dir.path())
+        .set("delivery", "disable_after", "\"1s\"")
+        .start();
     let tenant = bootstrap(&server, "console-phone").await;
     let receiver = Receiver::start().await;
     let mut ingest = grpc(&server).await;
@@ -266,8 +284,16 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
         problems(&refused).iter().all(|m| m.contains("401")),
         "only the refused request is logged: {refused:?}"
     );
-    b.fill("Device token or admin key", &tenant.token).await;
-    b.press("form", "Sign in").await;
+    b.all_labelled("sign-in").await;
+    // By keyboard: the key field has the focus; Enter signs in.
+    let focused = b.client.active_element().await.expect("focus");
+    assert_eq!(focused.attr("name").await.expect("name").as_deref(), Some("credential"));
+    focused.clear().await.expect("clear");
+    let enter = char::from(fantoccini::key::Key::Enter);
+    focused
+        .send_keys(&format!("{}{enter}", tenant.token))
+        .await
+        .expect("type the token");
     b.text("h1", "Webhooks").await;
     let kept = b
         .js("return [location.href, document.cookie, sessionStorage.getItem('hookrelay.console.session')]")
@@ -283,6 +309,7 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
     b.fill("URL", &receiver.url("/hook")).await;
     b.fill("Search the catalog", "message.received").await;
     b.fill("Retries after a failed attempt", "0").await;
+    b.all_labelled("the webhook form").await;
     b.shot("02-new-webhook").await;
     b.press("form", "Create webhook").await;
     b.text("h1", "crm").await;
@@ -299,6 +326,7 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
     b.find("tr[data-status='delivered']").await;
     b.shot("03-delivered").await;
     // Its attempt: one, answered 200.
+    b.all_labelled("the webhook page").await;
     b.click("tr[data-status='delivered'] a").await;
     b.text("tr[data-attempt='1']", "200").await;
     b.shot("04-attempt").await;
@@ -385,6 +413,73 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
     assert_eq!(fits, json!(true), "the page scrolls sideways at 375 px");
     b.client.set_window_size(1280, 1000).await.expect("resize");
 
+    // The catalog, searched.
+    b.press("nav", "Event catalog").await;
+    b.fill("Search events", "call.offer").await;
+    b.text("td", "call.offer").await;
+
+    // A host that keeps failing: the page says its circuit is open.
+    let flaky = Receiver::start().await;
+    flaky.set_default(503);
+    let made: Value = reqwest::Client::new()
+        .post(server.url("/v1/webhooks"))
+        .bearer_auth(&tenant.token)
+        .json(&json!({"name": "flaky", "url": flaky.url("/hook"), "events": ["message.sent"], "retry_attempts": 0}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let flaky_id = made["id"].as_str().expect("id").to_owned();
+    for _ in 0..12 {
+        publish(&mut ingest, event("console-phone", "message.sent", data))
+            .await
+            .expect("publish");
+    }
+    let flaky_url = server.url(&format!("/v1/webhooks/{flaky_id}"));
+    crate::support::eventually(15, "the circuit to open", || async {
+        let v: Value = reqwest::Client::new()
+            .get(&flaky_url)
+            .bearer_auth(&tenant.token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (v["circuit"] == "open").then_some(())
+    })
+    .await;
+    b.client
+        .goto(&server.url(&format!("/console#/webhooks/{flaky_id}")))
+        .await
+        .expect("open flaky");
+    b.text(".state", "Circuit open").await;
+    b.text(".state", "Failing").await;
+    b.shot("11-circuit-open").await;
+    // Still failing a second later: disabled, and the page says why.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    publish(&mut ingest, event("console-phone", "message.sent", data))
+        .await
+        .expect("publish");
+    crate::support::eventually(20, "the webhook to be disabled", || async {
+        let v: Value = reqwest::Client::new()
+            .get(&flaky_url)
+            .bearer_auth(&tenant.token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (v["active"] == false).then_some(())
+    })
+    .await;
+    b.client.refresh().await.expect("reload");
+    b.text(".state", "Disabled automatically").await;
+    b.text("main .badge", "inactive").await;
+
     // Sign out clears the credential.
     b.click("#sign-out").await;
     b.find("input[name='credential']").await;
@@ -401,6 +496,7 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
         .await
         .expect("open app");
     b.text("h1", "Tokens of").await;
+    b.all_labelled("an app's tokens").await;
     b.fill("Token name", "browser-made").await;
     b.press("form", "Create token").await;
     let token = b
@@ -410,7 +506,7 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
         .await
         .expect("value")
         .unwrap_or_default();
-    b.shot("11-token").await;
+    b.shot("12-token").await;
     b.press("dialog", "Done").await;
     let whoami = server.url("/v1/whoami");
     assert_eq!(api(reqwest::Method::GET, whoami.clone(), &token).await, 200);
@@ -418,8 +514,24 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
     b.press("tbody tr:last-child", "Revoke").await;
     b.press("dialog", "Revoke").await;
     b.text(".notice", "done").await;
-    b.shot("12-revoked").await;
+    b.shot("13-revoked").await;
     assert_eq!(api(reqwest::Method::GET, whoami, &token).await, 401);
+
+    // An organization ingest key, shown once.
+    b.press("nav", "Ingest keys").await;
+    b.fill("Key name", "gateway-1").await;
+    b.press("form", "Create ingest key").await;
+    let key = b
+        .find("dialog input")
+        .await
+        .prop("value")
+        .await
+        .expect("value")
+        .unwrap_or_default();
+    assert!(key.starts_with("ik_"), "{key}");
+    b.press("dialog", "Done").await;
+    b.text("tbody tr", "gateway-1").await;
+    b.shot("14-ingest-keys").await;
 
     let log = b.console().await;
     assert!(problems(&log).is_empty(), "browser console: {log:?}");

@@ -50,7 +50,7 @@ export function deliveriesPanel(s, webhookId) {
               page.data.map((d) =>
                 h(
                   "tr",
-                  { class: "clickable", "data-delivery": d.id, "data-status": d.status },
+                  { "data-delivery": d.id, "data-status": d.status },
                   h("td", { class: "mono" }, h("a", { href: deliveryHref(webhookId, d.id) }, d.id)),
                   h("td", { class: "mono nowrap" }, d.event),
                   h("td", {}, badge(d.status)),

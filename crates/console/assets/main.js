@@ -2,7 +2,7 @@
 
 import { identify, session, forgetCatalog } from "./api.js";
 import { h, replace, field, errorBox, notify } from "./ui.js";
-import { webhookList, webhookForm, webhookDetail } from "./webhooks.js";
+import { webhookList, webhookForm, webhookDetail, catalogView } from "./webhooks.js";
 import { deliveryDetail } from "./deliveries.js";
 import { appList, appDetail, ingestKeys } from "./admin.js";
 
@@ -42,6 +42,8 @@ function signInView() {
       render();
     } catch (e) {
       replace(error, errorBox(e.status === 401 ? new Error("That key was not accepted. Check that it is a current device token or admin key.") : e));
+      key.focus();
+      key.select();
     } finally {
       submit.disabled = false;
     }
@@ -63,6 +65,7 @@ function topBar(s) {
     nav,
     link("webhooks", s.kind === "admin" ? "Organization webhooks" : "Webhooks"),
     s.kind === "admin" ? [link("apps", "Apps and tokens"), link("ingest-keys", "Ingest keys")] : null,
+    link("events", "Event catalog"),
   );
   const out = h("button", { type: "button", class: "link", id: "sign-out" }, "Sign out");
   out.addEventListener("click", () => {
@@ -90,6 +93,7 @@ async function render() {
   try {
     if (section === "apps" && s.kind === "admin") view = id ? appDetail(id) : appList();
     else if (section === "ingest-keys" && s.kind === "admin") view = ingestKeys();
+    else if (section === "events") view = catalogView();
     else if (section === "webhooks" && id === "new") view = webhookForm(s, null);
     else if (section === "webhooks" && id && sub === "edit") view = webhookForm(s, id);
     else if (section === "webhooks" && id && sub === "deliveries" && subId) view = deliveryDetail(s, id, subId);

@@ -144,6 +144,46 @@ function parseHeaders(text) {
   return out;
 }
 
+/** The event catalog on its own page, searchable, by category. */
+export function catalogView() {
+  const search = h("input", { type: "search", placeholder: "message, call, group…", autocomplete: "off" });
+  const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  const el = h(
+    "section",
+    { "aria-labelledby": "cat-title" },
+    h("h1", { id: "cat-title" }, "Event catalog"),
+    h("p", { class: "muted" }, "Every event a webhook can select. A webhook also takes patterns: * for all, message.* for a family."),
+    h("div", { class: "panel" }, field("Search events", search)),
+    body,
+  );
+  let all = [];
+  const draw = () => {
+    const q = search.value.trim().toLowerCase();
+    const shown = all.filter((e) => !q || `${e.name} ${e.description} ${e.category}`.toLowerCase().includes(q));
+    const categories = [...new Set(shown.map((e) => e.category))];
+    replace(
+      body,
+      shown.length
+        ? categories.map((c) =>
+            table(
+              c,
+              ["Event", "Description"],
+              shown.filter((e) => e.category === c).map((e) => h("tr", {}, h("td", { class: "mono nowrap" }, e.name), h("td", {}, e.description))),
+            ),
+          )
+        : h("p", { class: "muted" }, "No event matches."),
+    );
+  };
+  search.addEventListener("input", draw);
+  eventTypes()
+    .then((list) => {
+      all = list;
+      draw();
+    })
+    .catch((e) => replace(body, errorBox(e)));
+  return { el };
+}
+
 export function webhookForm(s, id) {
   const el = h("section", { "aria-labelledby": "form-title" }, h("h1", { id: "form-title" }, id ? "Edit webhook" : "New webhook"));
   const holder = h("div", {}, h("p", { class: "muted" }, "Loading…"));
@@ -318,10 +358,22 @@ export function webhookDetail(s, id) {
     replace(actions, h("a", { class: "button", href: `${webhookHref(id)}/edit` }, "Edit"), toggle, test, rotate, del);
   };
 
+  // The webhook's state (breaker, auto-disable) and its charts refresh
+  // together.
   let statsTimer = null;
+  let stopped = false;
   const refreshStats = async () => {
     await stats.load();
-    statsTimer = setTimeout(refreshStats, STATS_REFRESH_MS);
+    if (stopped) return;
+    statsTimer = setTimeout(async () => {
+      if (stopped) return;
+      try {
+        draw(await call("GET", base));
+      } catch (e) {
+        notify(e.message, true);
+      }
+      refreshStats();
+    }, STATS_REFRESH_MS);
   };
   (async () => {
     try {
@@ -335,6 +387,7 @@ export function webhookDetail(s, id) {
   return {
     el,
     stop() {
+      stopped = true;
       deliveries.stop();
       clearTimeout(statsTimer);
     },

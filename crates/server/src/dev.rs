@@ -126,6 +126,7 @@ pub(crate) fn banner(creds: &DevCredentials, http: SocketAddr, grpc: SocketAddr)
         r#"
 hookrelay is running in dev mode (http and private targets allowed).
   REST API      http://{http}      gRPC ingest  {grpc}
+  web console   http://{http}/console  (sign in with the device token or the admin key)
   device token  {token}   (device id: {DEV_DEVICE})
   ingest key    {ingest}
   admin key     {admin}
