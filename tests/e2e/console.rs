@@ -287,7 +287,10 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
     b.all_labelled("sign-in").await;
     // By keyboard: the key field has the focus; Enter signs in.
     let focused = b.client.active_element().await.expect("focus");
-    assert_eq!(focused.attr("name").await.expect("name").as_deref(), Some("credential"));
+    assert_eq!(
+        focused.attr("name").await.expect("name").as_deref(),
+        Some("credential")
+    );
     focused.clear().await.expect("clear");
     let enter = char::from(fantoccini::key::Key::Enter);
     focused
@@ -400,6 +403,8 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
     b.client.refresh().await.expect("reload");
     b.text("#stats-totals", "80.0%").await;
     b.find("tr[data-status='delivered']").await;
+    // The whole page in one picture (docs/console.png is one of these).
+    b.client.set_window_size(1280, 1640).await.expect("resize");
     b.shot("09-webhook").await;
 
     // A phone-sized window: nothing wider than the screen.
