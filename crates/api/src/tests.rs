@@ -404,3 +404,21 @@ async fn whoami_names_the_kind_of_credential() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(e["error"]["code"], "UNAUTHORIZED");
 }
+
+#[tokio::test]
+async fn console_files_do_not_spend_the_failed_authentication_budget() {
+    let (app, _s, _d) = app().await;
+    let bare = |path: &str| Request::get(path).body(Body::empty()).expect("request");
+    // Five page loads of a dozen files each, with no credential.
+    for _ in 0..60 {
+        let (status, _) = call(&app, bare("/console/assets/main.js")).await;
+        assert_ne!(status, StatusCode::TOO_MANY_REQUESTS);
+    }
+    // Requests without a credential elsewhere still do.
+    let mut limited = false;
+    for _ in 0..60 {
+        let (status, _) = call(&app, bare("/v1/webhooks")).await;
+        limited |= status == StatusCode::TOO_MANY_REQUESTS;
+    }
+    assert!(limited, "60 unauthenticated API calls were never limited");
+}
