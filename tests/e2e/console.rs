@@ -407,6 +407,23 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
     b.client.set_window_size(1280, 1640).await.expect("resize");
     b.shot("09-webhook").await;
 
+    // Edit, disable and enable, send a test event.
+    b.client.set_window_size(1280, 1000).await.expect("resize");
+    b.press("main", "Edit").await;
+    b.fill("Name", "crm-v2").await;
+    b.press("form", "Save changes").await;
+    b.text("h1", "crm-v2").await;
+    b.press("main", "Disable").await;
+    b.until("main .badge", |t| t == "inactive", "to say inactive")
+        .await;
+    b.text(".state", "Inactive").await;
+    b.press("main", "Enable").await;
+    b.until("main .badge", |t| t == "active", "to say active")
+        .await;
+    b.press("main", "Send test event").await;
+    b.text(".notice", "Test event sent").await;
+    b.text("tr[data-status='delivered']", "webhook.test").await;
+
     // A phone-sized window: nothing wider than the screen.
     b.client.set_window_size(375, 812).await.expect("resize");
     b.client.refresh().await.expect("reload");
@@ -437,7 +454,7 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
         .await
         .expect("json");
     let flaky_id = made["id"].as_str().expect("id").to_owned();
-    for _ in 0..12 {
+    for _ in 0..21 {
         publish(&mut ingest, event("console-phone", "message.sent", data))
             .await
             .expect("publish");
@@ -484,6 +501,46 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
     b.client.refresh().await.expect("reload");
     b.text(".state", "Disabled automatically").await;
     b.text("main .badge", "inactive").await;
+
+    // Its 22 deliveries: two pages, and a status filter.
+    b.find("tr[data-delivery]").await;
+    b.press("main", "Next page").await;
+    b.press("main", "First page").await;
+    b.find("tr[data-status='failed']").await;
+    let status = b
+        .until("label", |t| t.trim() == "Status", "the status filter")
+        .await;
+    let select_id = status.attr("for").await.expect("for").expect("labelled");
+    b.find(&format!("#{select_id}"))
+        .await
+        .select_by_value("delivered")
+        .await
+        .expect("filter");
+    b.text("main p", "No delivered deliveries here").await;
+    b.find(&format!("#{select_id}"))
+        .await
+        .select_by_value("failed")
+        .await
+        .expect("filter");
+    b.find("tr[data-status='failed']").await;
+    let others = b
+        .js("return document.querySelectorAll('tr[data-delivery]:not([data-status=\"failed\"])').length")
+        .await;
+    assert_eq!(others, json!(0), "only failed deliveries listed");
+
+    // Delete it, after a confirmation.
+    b.press("main", "Delete").await;
+    b.press("dialog", "Delete").await;
+    b.text(".notice", "Webhook deleted").await;
+    b.text("h1", "Webhooks").await;
+    b.text("tbody", "crm-v2").await;
+    let listed = b
+        .js("return document.querySelector('tbody').textContent")
+        .await;
+    assert!(
+        !listed.as_str().unwrap_or_default().contains("flaky"),
+        "{listed}"
+    );
 
     // Sign out clears the credential.
     b.click("#sign-out").await;

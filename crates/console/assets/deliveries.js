@@ -34,6 +34,11 @@ export function deliveriesPanel(s, webhookId) {
 
   const load = async () => {
     clearTimeout(timer);
+    // A hidden tab asks nothing; it catches up when shown again.
+    if (document.hidden && !stopped && cursors.length === 0) {
+      timer = setTimeout(load, REFRESH_MS);
+      return;
+    }
     const cursor = cursors.length ? cursors[cursors.length - 1] : null;
     const q = new URLSearchParams({ limit: "20" });
     if (status.value) q.set("status", status.value);

@@ -7,6 +7,12 @@ import { deliveryDetail } from "./deliveries.js";
 import { appList, appDetail, ingestKeys } from "./admin.js";
 
 const main = document.getElementById("main");
+
+/** Shows `hash`: through the router when it changes, at once when it is current. */
+function go(hash) {
+  if (location.hash === hash) render();
+  else location.hash = hash;
+}
 /** The current view's clean-up (timers), run before the next view. */
 let stopView = null;
 
@@ -38,8 +44,8 @@ function signInView() {
       const kind = await identify(value);
       session.set(value, kind);
       key.value = "";
-      location.hash = "#/webhooks";
-      render();
+      // Back where the tab was when its key stopped working, or to the list.
+      go(route().length ? location.hash : "#/webhooks");
     } catch (e) {
       replace(error, errorBox(e.status === 401 ? new Error("That key was not accepted. Check that it is a current device token or admin key.") : e));
       key.focus();
@@ -71,8 +77,7 @@ function topBar(s) {
   out.addEventListener("click", () => {
     session.clear();
     forgetCatalog();
-    location.hash = "#/";
-    render();
+    go("#/");
     notify("Signed out.");
   });
   replace(who, h("span", {}, s.kind === "admin" ? "Admin key" : "Device token"), out);
