@@ -551,6 +551,17 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
     b.fill("Device token or admin key", &tenant.admin_key).await;
     b.press("form", "Sign in").await;
     b.text("h1", "Organization webhooks").await;
+    // An organization-wide webhook, through the same pages.
+    b.press("main", "New webhook").await;
+    b.fill("Name", "all-phones").await;
+    b.fill("URL", &receiver.url("/all")).await;
+    b.press("form", "Create webhook").await;
+    b.text("h1", "all-phones").await;
+    b.text("#stats-totals", "attempts").await;
+    b.press("main", "Send test event").await;
+    b.text("tr[data-status='delivered']", "webhook.test").await;
+    b.press("main", "← All webhooks").await;
+    b.text("tbody", "all-phones").await;
     b.press("nav", "Apps and tokens").await;
     b.text("td a", "phone")
         .await
