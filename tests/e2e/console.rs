@@ -7,8 +7,11 @@
 //! `chromium-driver`, which `.ci/run` installs). Without them the test says
 //! so and passes, except under CI (`CI` set), where it fails.
 
-use crate::support::{bootstrap, event, free_port, grpc, publish, Receiver, ServerBuilder};
+use crate::support::{
+    bootstrap, call, event, eventually, free_port, grpc, publish, Receiver, ServerBuilder,
+};
 use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
+use reqwest::Method;
 use serde_json::{json, Value};
 use std::{
     path::PathBuf,
@@ -245,17 +248,6 @@ fn problems(log: &[Value]) -> Vec<String> {
         .collect()
 }
 
-async fn api(method: reqwest::Method, url: String, key: &str) -> u16 {
-    reqwest::Client::new()
-        .request(method, url)
-        .bearer_auth(key)
-        .send()
-        .await
-        .expect("request")
-        .status()
-        .as_u16()
-}
-
 #[tokio::test]
 async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
     let Some(b) = Browser::start().await else {
@@ -386,17 +378,9 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
         .next()
         .unwrap_or_default()
         .to_owned();
-    let stats_url = server.url(&format!("/v1/webhooks/{webhook_id}/stats"));
-    crate::support::eventually(15, "five attempts in the log", || async {
-        let v: Value = reqwest::Client::new()
-            .get(&stats_url)
-            .bearer_auth(&tenant.token)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+    let stats_url = format!("/v1/webhooks/{webhook_id}/stats");
+    eventually(15, "five attempts in the log", || async {
+        let (_, v) = call(&server, Method::GET, &stats_url, &tenant.token, None).await;
         (v["total"]["attempts"] == 5).then_some(())
     })
     .await;
@@ -443,33 +427,23 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
     // A host that keeps failing: the page says its circuit is open.
     let flaky = Receiver::start().await;
     flaky.set_default(503);
-    let made: Value = reqwest::Client::new()
-        .post(server.url("/v1/webhooks"))
-        .bearer_auth(&tenant.token)
-        .json(&json!({"name": "flaky", "url": flaky.url("/hook"), "events": ["message.sent"], "retry_attempts": 0}))
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
+    let (_, made) = call(
+        &server,
+        Method::POST,
+        "/v1/webhooks",
+        &tenant.token,
+        Some(json!({"name": "flaky", "url": flaky.url("/hook"), "events": ["message.sent"], "retry_attempts": 0})),
+    )
+    .await;
     let flaky_id = made["id"].as_str().expect("id").to_owned();
     for _ in 0..21 {
         publish(&mut ingest, event("console-phone", "message.sent", data))
             .await
             .expect("publish");
     }
-    let flaky_url = server.url(&format!("/v1/webhooks/{flaky_id}"));
-    crate::support::eventually(15, "the circuit to open", || async {
-        let v: Value = reqwest::Client::new()
-            .get(&flaky_url)
-            .bearer_auth(&tenant.token)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+    let flaky_url = format!("/v1/webhooks/{flaky_id}");
+    eventually(15, "the circuit to open", || async {
+        let (_, v) = call(&server, Method::GET, &flaky_url, &tenant.token, None).await;
         (v["circuit"] == "open").then_some(())
     })
     .await;
@@ -485,16 +459,8 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
     publish(&mut ingest, event("console-phone", "message.sent", data))
         .await
         .expect("publish");
-    crate::support::eventually(20, "the webhook to be disabled", || async {
-        let v: Value = reqwest::Client::new()
-            .get(&flaky_url)
-            .bearer_auth(&tenant.token)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+    eventually(20, "the webhook to be disabled", || async {
+        let (_, v) = call(&server, Method::GET, &flaky_url, &tenant.token, None).await;
         (v["active"] == false).then_some(())
     })
     .await;
@@ -581,14 +547,23 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
         .unwrap_or_default();
     b.shot("12-token").await;
     b.press("dialog", "Done").await;
-    let whoami = server.url("/v1/whoami");
-    assert_eq!(api(reqwest::Method::GET, whoami.clone(), &token).await, 200);
+    assert_eq!(
+        call(&server, Method::GET, "/v1/whoami", &token, None)
+            .await
+            .0,
+        200
+    );
     b.text("tbody tr", "browser-made").await;
     b.press("tbody tr:last-child", "Revoke").await;
     b.press("dialog", "Revoke").await;
     b.text(".notice", "done").await;
     b.shot("13-revoked").await;
-    assert_eq!(api(reqwest::Method::GET, whoami, &token).await, 401);
+    assert_eq!(
+        call(&server, Method::GET, "/v1/whoami", &token, None)
+            .await
+            .0,
+        401
+    );
 
     // An organization ingest key, shown once.
     b.press("nav", "Ingest keys").await;

@@ -40,7 +40,9 @@ pub(crate) struct WebhookStats {
     /// One per hour, oldest first; the last is the current hour.
     buckets: Vec<Bucket>,
     /// The attempt log was read up to its bound (20,000 attempts): the
-    /// figures cover the most recent deliveries of the window only.
+    /// figures cover part of the window (which part depends on the
+    /// backend: the newest deliveries on sled, the earliest attempts on
+    /// JetStream).
     truncated: bool,
 }
 

@@ -22,7 +22,10 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 /// free were a fifth to a quarter of the server's CPU in the profiles, more
 /// as the heap of queued deliveries grew (docs/benchmarks.md: e2e 15-19k ->
 /// 21-24k deliveries/s, a backlog's drain 8.0k -> 11.5k/s, RSS +0-35 %).
-/// mimalloc was measured too and doubled the RSS.
+/// mimalloc was measured too and doubled the RSS. Building without the
+/// default `jemalloc` feature keeps the system allocator, for heap profilers
+/// that hook malloc (heaptrack, valgrind's massif).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
