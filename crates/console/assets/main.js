@@ -13,6 +13,7 @@ function go(hash) {
   if (location.hash === hash) render();
   else location.hash = hash;
 }
+
 /** The current view's clean-up (timers), run before the next view. */
 let stopView = null;
 
