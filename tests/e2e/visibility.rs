@@ -343,3 +343,113 @@ async fn lists_show_deliveries_whose_first_attempt_is_in_flight() {
     })
     .await;
 }
+
+/// Every id of `path`'s list in `order`, following `next_cursor` two at a
+/// time.
+async fn walk(server: &Server, token: &str, path: &str, order: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = call(
+            server,
+            M::GET,
+            &format!("{path}?limit=2&order={order}&cursor={cursor}"),
+            token,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        for d in page["data"].as_array().cloned().unwrap_or_default() {
+            out.push((
+                d["id"].as_str().unwrap_or_default().to_owned(),
+                d["status"].as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => return out,
+        }
+        assert!(out.len() < 100, "the walk does not end: {out:?}");
+    }
+}
+
+/// `order=newest` lists the same deliveries as the default, backwards: the
+/// ones still in flight (nothing written for them yet) first, then replayed
+/// and delivered ones, across pages.
+#[tokio::test]
+async fn lists_newest_first_walk_the_same_deliveries_backwards() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data")).start();
+    let receiver = Receiver::start().await;
+    let t = bootstrap(&server, "dev-n").await;
+    let (status, w) = call(
+        &server,
+        M::POST,
+        "/v1/webhooks",
+        &t.token,
+        Some(json!({"url": receiver.url("/"), "events": ["*"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{w}");
+    let wh = w["id"].as_str().expect("id").to_owned();
+    let path = format!("/v1/webhooks/{wh}/deliveries");
+    let mut client = grpc(&server).await;
+    for _ in 0..3 {
+        publish(&mut client, event("dev-n", "message.received", "{}"))
+            .await
+            .expect("publish");
+    }
+    receiver.wait_for(3, 10).await;
+    // Replayed: three more deliveries (a later generation of each event).
+    let (status, r) = call(
+        &server,
+        M::POST,
+        &format!("/v1/webhooks/{wh}/replay"),
+        &t.token,
+        Some(json!({"since": "2020-01-01T00:00:00Z"})),
+    )
+    .await;
+    assert_eq!((status, r["replayed"].as_u64()), (202, Some(3)), "{r}");
+    receiver.wait_for(6, 10).await;
+    eventually(10, "six delivered", || async {
+        let all = walk(&server, &t.token, &path, "oldest").await;
+        (all.len() == 6 && all.iter().all(|(_, s)| s == "delivered")).then_some(())
+    })
+    .await;
+    // Two more, held at the receiver: in flight, nothing written for them.
+    receiver.hold();
+    for _ in 0..2 {
+        publish(&mut client, event("dev-n", "message.received", "{}"))
+            .await
+            .expect("publish");
+    }
+    eventually(10, "eight listed", || async {
+        (walk(&server, &t.token, &path, "oldest").await.len() == 8).then_some(())
+    })
+    .await;
+    let oldest = walk(&server, &t.token, &path, "oldest").await;
+    let newest = walk(&server, &t.token, &path, "newest").await;
+    assert_eq!(oldest.len(), 8, "{oldest:?}");
+    let mut backwards = oldest.clone();
+    backwards.reverse();
+    assert_eq!(newest, backwards);
+    assert_eq!(
+        newest[..2]
+            .iter()
+            .map(|(_, s)| s.as_str())
+            .collect::<Vec<_>>(),
+        ["pending", "pending"],
+        "the newest are the ones in flight: {newest:?}"
+    );
+    let (status, e) = call(
+        &server,
+        M::GET,
+        &format!("{path}?order=sideways"),
+        &t.token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["details"][0]["field"], "order", "{e}");
+    receiver.release();
+}

@@ -213,8 +213,8 @@ fn bad(field: &str, message: &str) -> ApiError {
     )
 }
 
-/// `GET /v1/webhooks/{id}/deliveries?status=&limit=&cursor=`
-#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "deliveries", params(("id" = String, Path, description = "webhook id (wh_…)"), ("status" = Option<String>, Query, description = "pending, delivered, failed or cancelled"), ("limit" = Option<u32>, Query, description = "1..=100, default 20"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), security(("device_token" = []), ("api_key" = [])), responses((status = 200, body = DeliveryList), (status = 400, body = NativeError), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+/// `GET /v1/webhooks/{id}/deliveries?status=&limit=&cursor=&order=`
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "deliveries", params(("id" = String, Path, description = "webhook id (wh_…)"), ("status" = Option<String>, Query, description = "pending, delivered, failed or cancelled"), ("limit" = Option<u32>, Query, description = "1..=100, default 20"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("order" = Option<String>, Query, description = "oldest (default) or newest first")), security(("device_token" = []), ("api_key" = [])), responses((status = 200, body = DeliveryList), (status = 400, body = NativeError), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn list(
     State(s): State<ApiState>,
     h: HeaderMap,
@@ -225,7 +225,7 @@ pub(crate) async fn list(
     Ok(Json(list_of(&s, &scope, &id, &q).await?))
 }
 
-#[utoipa::path(get, path = "/v1/organization/webhooks/{id}/deliveries", tag = "deliveries", params(("id" = String, Path, description = "webhook id (wh_…)"), ("status" = Option<String>, Query, description = "pending, delivered, failed or cancelled"), ("limit" = Option<u32>, Query, description = "1..=100, default 20"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = DeliveryList), (status = 400, body = NativeError), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
+#[utoipa::path(get, path = "/v1/organization/webhooks/{id}/deliveries", tag = "deliveries", params(("id" = String, Path, description = "webhook id (wh_…)"), ("status" = Option<String>, Query, description = "pending, delivered, failed or cancelled"), ("limit" = Option<u32>, Query, description = "1..=100, default 20"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("order" = Option<String>, Query, description = "oldest (default) or newest first")), security(("admin_key" = []), ("api_key" = [])), responses((status = 200, body = DeliveryList), (status = 400, body = NativeError), (status = 404, body = NativeError), (status = 401, body = NativeError), (status = 429, body = NativeError)))]
 pub(crate) async fn o_list(
     State(s): State<ApiState>,
     h: HeaderMap,
@@ -262,6 +262,11 @@ async fn list_of(
             ))
         }
     };
+    let newest = match q.get("order").map(String::as_str) {
+        None | Some("" | "oldest") => false,
+        Some("newest") => true,
+        Some(_) => return Err(bad("order", "must be oldest or newest")),
+    };
     let mut after = match q.get("cursor").filter(|c| !c.is_empty()) {
         None => None,
         Some(c) => Some(
@@ -277,7 +282,11 @@ async fn list_of(
             keys,
             exhausted,
             resume,
-        } = page_keys(s, &w, after, limit, &mut events).await?;
+        } = if newest {
+            page_keys_newest(s, &w, after, limit, &mut events).await?
+        } else {
+            page_keys(s, &w, after, limit, &mut events).await?
+        };
         after = resume.or(after);
         for key in keys {
             after = Some((key.seq, key.generation));
@@ -331,12 +340,7 @@ async fn page_keys(
     let (mut scanned, mut found, mut log_done) = (0, 0, true);
     // Where the scan stopped short, in the lowest partition it stopped in.
     let mut stopped: Option<Seq> = None;
-    // The partitions whose events can reach `w`, in sequence order.
-    let partitions: Vec<Partition> = match w.app() {
-        Some(device) => vec![partition_of(device.as_str(), s.log.partitions())],
-        None => (0..s.log.partitions()).collect(),
-    };
-    for p in partitions {
+    for p in partitions_reaching(s, w) {
         let mut from = s
             .deliveries
             .cursor(p)
@@ -390,6 +394,74 @@ async fn page_keys(
         exhausted,
         resume,
     })
+}
+
+/// [`page_keys`] newest first: the keys before `before`, in descending
+/// order. The deliveries nothing is written for yet are the newest (events
+/// past the dispatch cursor), so each page reads them first, up to
+/// [`UNRECORDED_SCAN`] events past the cursor; a longer backlog shows its
+/// newest deliveries once fan-out reaches them.
+async fn page_keys_newest(
+    s: &ApiState,
+    w: &Webhook,
+    before: Option<(Seq, u32)>,
+    limit: usize,
+    events: &mut Events<'_>,
+) -> Result<Page, ApiError> {
+    let mut keys: std::collections::BTreeSet<(Seq, u32)> = std::collections::BTreeSet::new();
+    for p in partitions_reaching(s, w) {
+        let cursor = s.deliveries.cursor(p).await?.max(partition_seq(p, 0));
+        if before.is_some_and(|(seq, _)| seq <= cursor) {
+            // Every event past the cursor is newer than this page.
+            continue;
+        }
+        let mut from = cursor.saturating_add(1);
+        let mut scanned = 0;
+        while scanned < UNRECORDED_SCAN {
+            let batch = s.log.read(p, from, 256).await?;
+            let Some(last) = batch.last().map(|e| e.seq) else {
+                break;
+            };
+            scanned += batch.len();
+            for e in batch {
+                if before.is_none_or(|b| (e.seq, 0) < b) && fans_out_to(s, w, &e) {
+                    keys.insert((e.seq, 0));
+                    events.cache.insert(e.seq, e);
+                }
+            }
+            from = last.saturating_add(1);
+        }
+    }
+    let stored = s
+        .deliveries
+        .webhook_deliveries_newest(&w.id, before, limit)
+        .await?;
+    let exhausted = stored.len() < limit;
+    keys.extend(stored.iter().map(|k| (k.seq, k.generation)));
+    let exhausted = exhausted && keys.len() <= limit;
+    let keys = keys
+        .into_iter()
+        .rev()
+        .take(limit)
+        .map(|(seq, generation)| DeliveryKey {
+            webhook_id: w.id.clone(),
+            seq,
+            generation,
+        })
+        .collect();
+    Ok(Page {
+        keys,
+        exhausted,
+        resume: None,
+    })
+}
+
+/// The partitions whose events can reach `w`, in sequence order.
+fn partitions_reaching(s: &ApiState, w: &Webhook) -> Vec<Partition> {
+    match w.app() {
+        Some(device) => vec![partition_of(device.as_str(), s.log.partitions())],
+        None => (0..s.log.partitions()).collect(),
+    }
 }
 
 /// One step of a webhook's list: see [`page_keys`].

@@ -201,6 +201,29 @@ impl JsDeliveries {
         )
     }
 
+    /// Every delivery of `webhook` with attempts or a record (one attempt
+    /// subject each), unordered.
+    async fn delivery_keys(&self, webhook: &WebhookId) -> Result<Vec<(Seq, u32)>, StoreError> {
+        let what = "listing deliveries";
+        let stream = self
+            .js
+            .get_stream(self.names.attempt_stream())
+            .await
+            .map_err(|e| unavailable(what, e))?;
+        let filter = self.names.attempt_subject(&hex(webhook.as_str()), ">");
+        let subjects: Vec<(String, usize)> = stream
+            .info_with_subjects(filter)
+            .await
+            .map_err(|e| unavailable(what, e))?
+            .try_collect()
+            .await
+            .map_err(|e| unavailable(what, e))?;
+        Ok(subjects
+            .iter()
+            .filter_map(|(s, _)| parse_attempt_subject(s))
+            .collect())
+    }
+
     /// Every message of `stream` on `filter` (the last per subject when
     /// `last_per_subject`), read with an ordered consumer.
     async fn read_all(
@@ -501,6 +524,18 @@ fn parse_state_subject(subject: &str) -> Option<DeliveryKey> {
 }
 
 /// `(seq, generation)` of an attempt subject `<ns>.att.<webhook>.<seq>.<gen>`.
+/// The first `max` of `keys` as `webhook`'s delivery keys.
+fn listed(webhook: &WebhookId, keys: Vec<(Seq, u32)>, max: usize) -> Vec<DeliveryKey> {
+    keys.into_iter()
+        .take(max)
+        .map(|(seq, generation)| DeliveryKey {
+            seq,
+            generation,
+            webhook_id: webhook.clone(),
+        })
+        .collect()
+}
+
 fn parse_attempt_subject(subject: &str) -> Option<(Seq, u32)> {
     let mut parts = subject.rsplit('.');
     let generation = u32::from_str_radix(parts.next()?, 16).ok()?;
@@ -641,35 +676,24 @@ impl DeliveryStore for JsDeliveries {
         max: usize,
     ) -> BoxFuture<'a, Result<Vec<DeliveryKey>, StoreError>> {
         Box::pin(async move {
-            let what = "listing deliveries";
-            let stream = self
-                .js
-                .get_stream(self.names.attempt_stream())
-                .await
-                .map_err(|e| unavailable(what, e))?;
-            let filter = self.names.attempt_subject(&hex(webhook.as_str()), ">");
-            let subjects: Vec<(String, usize)> = stream
-                .info_with_subjects(filter)
-                .await
-                .map_err(|e| unavailable(what, e))?
-                .try_collect()
-                .await
-                .map_err(|e| unavailable(what, e))?;
-            let mut keys: Vec<(Seq, u32)> = subjects
-                .iter()
-                .filter_map(|(s, _)| parse_attempt_subject(s))
-                .filter(|k| after.is_none_or(|a| *k > a))
-                .collect();
+            let mut keys = self.delivery_keys(webhook).await?;
+            keys.retain(|k| after.is_none_or(|a| *k > a));
             keys.sort_unstable();
-            keys.truncate(max);
-            Ok(keys
-                .into_iter()
-                .map(|(seq, generation)| DeliveryKey {
-                    seq,
-                    generation,
-                    webhook_id: webhook.clone(),
-                })
-                .collect())
+            Ok(listed(webhook, keys, max))
+        })
+    }
+
+    fn webhook_deliveries_newest<'a>(
+        &'a self,
+        webhook: &'a WebhookId,
+        before: Option<(Seq, u32)>,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Vec<DeliveryKey>, StoreError>> {
+        Box::pin(async move {
+            let mut keys = self.delivery_keys(webhook).await?;
+            keys.retain(|k| before.is_none_or(|b| *k < b));
+            keys.sort_unstable_by(|a, b| b.cmp(a));
+            Ok(listed(webhook, keys, max))
         })
     }
 

@@ -107,6 +107,14 @@ pub trait DeliveryStore: Send + Sync + 'static {
         since_ms: i64,
         max: usize,
     ) -> BoxFuture<'a, Result<Recent, StoreError>>;
+    /// The same deliveries newest first: those before `(seq, generation)`
+    /// when given, in descending sequence order.
+    fn webhook_deliveries_newest<'a>(
+        &'a self,
+        webhook: &'a WebhookId,
+        before: Option<(Seq, u32)>,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Vec<DeliveryKey>, StoreError>>;
     /// The dispatch cursor of `partition` (0 before anything was dispatched).
     fn cursor(&self, partition: Partition) -> BoxFuture<'_, Result<Seq, StoreError>>;
     /// The scheduler of `partition` on this node has stopped (the partition
@@ -315,26 +323,63 @@ impl SledDeliveries {
             start.extend_from_slice(&generation.to_be_bytes());
             start.extend_from_slice(&[0xff; 4]);
         }
+        let mut end = prefix.clone();
+        end.pop();
+        end.push(1);
+        Self::distinct(webhook, &prefix, self.attempts.range(start..end), max)
+    }
+
+    /// See [`DeliveryStore`].
+    pub fn webhook_deliveries_newest(
+        &self,
+        webhook: &WebhookId,
+        before: Option<(Seq, u32)>,
+        max: usize,
+    ) -> Result<Vec<DeliveryKey>, StoreError> {
+        let prefix = keys::attempt_prefix(webhook);
+        let end = match before {
+            // Short of the first attempt key of the `before` delivery.
+            Some((seq, generation)) => {
+                let mut end = prefix.clone();
+                end.extend_from_slice(&seq.to_be_bytes());
+                end.extend_from_slice(&generation.to_be_bytes());
+                end
+            }
+            None => {
+                let mut end = prefix.clone();
+                end.pop();
+                end.push(1);
+                end
+            }
+        };
+        Self::distinct(
+            webhook,
+            &prefix,
+            self.attempts.range(prefix.clone()..end).rev(),
+            max,
+        )
+    }
+
+    /// The distinct deliveries of attempt keys under `prefix`, in the order
+    /// `keys` gives them, at most `max`.
+    fn distinct(
+        webhook: &WebhookId,
+        prefix: &[u8],
+        keys: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+        max: usize,
+    ) -> Result<Vec<DeliveryKey>, StoreError> {
+        let corrupt = || StoreError::Corrupt {
+            what: "attempt key",
+        };
         let mut out: Vec<DeliveryKey> = Vec::new();
-        for item in self.attempts.range(start..) {
+        for item in keys {
             let (k, _) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            let rest = &k[prefix.len()..];
+            let rest = k.strip_prefix(prefix).ok_or_else(corrupt)?;
             if rest.len() != 16 {
-                return Err(StoreError::Corrupt {
-                    what: "attempt key",
-                });
+                return Err(corrupt());
             }
-            let seq =
-                Seq::from_be_bytes(rest[..8].try_into().map_err(|_| StoreError::Corrupt {
-                    what: "attempt key",
-                })?);
-            let generation =
-                u32::from_be_bytes(rest[8..12].try_into().map_err(|_| StoreError::Corrupt {
-                    what: "attempt key",
-                })?);
+            let seq = Seq::from_be_bytes(rest[..8].try_into().map_err(|_| corrupt())?);
+            let generation = u32::from_be_bytes(rest[8..12].try_into().map_err(|_| corrupt())?);
             if out
                 .last()
                 .is_some_and(|l| l.seq == seq && l.generation == generation)
@@ -452,6 +497,17 @@ impl DeliveryStore for SledDeliveries {
         max: usize,
     ) -> BoxFuture<'a, Result<Recent, StoreError>> {
         Box::pin(async move { SledDeliveries::recent_attempts(self, webhook, since_ms, max) })
+    }
+
+    fn webhook_deliveries_newest<'a>(
+        &'a self,
+        webhook: &'a WebhookId,
+        before: Option<(Seq, u32)>,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Vec<DeliveryKey>, StoreError>> {
+        Box::pin(
+            async move { SledDeliveries::webhook_deliveries_newest(self, webhook, before, max) },
+        )
     }
 
     fn cursor(&self, _partition: Partition) -> BoxFuture<'_, Result<Seq, StoreError>> {

@@ -481,6 +481,27 @@ pub async fn check_deliveries(d: &dyn DeliveryStore, p: Partition) {
         .await
         .expect("list")
         .is_empty());
+    // Newest first, and before a cursor.
+    let newest = |before, max| d.webhook_deliveries_newest(&wh, before, max);
+    let seqs_of = |v: Vec<DeliveryKey>| v.into_iter().map(|k| k.seq).collect::<Vec<_>>();
+    assert_eq!(
+        seqs_of(newest(None, 10).await.expect("newest")),
+        vec![key(4).seq, key(3).seq, key(2).seq, key(1).seq]
+    );
+    assert_eq!(
+        seqs_of(newest(None, 1).await.expect("newest")),
+        vec![key(4).seq]
+    );
+    assert_eq!(
+        seqs_of(newest(Some((key(3).seq, 0)), 10).await.expect("newest")),
+        vec![key(2).seq, key(1).seq],
+        "the delivery two attempts were written for is listed once"
+    );
+    assert!(d
+        .webhook_deliveries_newest(&WebhookId::from("wh_"), None, 10)
+        .await
+        .expect("newest")
+        .is_empty());
     assert_eq!(d.cursor(p).await.expect("cursor"), partition_seq(p, 7));
     // Settled: no due entry left, the record stays readable.
     let mut done = record(3);
