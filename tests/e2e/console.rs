@@ -156,8 +156,11 @@ impl Browser {
                 }
             }
             if tokio::time::Instant::now() > deadline {
-                let _ = self.shot("zz-timeout").await;
-                panic!("timed out waiting for {css} {what}; seen: {seen:?}");
+                self.shot("zz-timeout").await;
+                let log = self.console().await;
+                panic!(
+                    "timed out waiting for {css} {what}; seen: {seen:?}; browser console: {log:?}"
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -470,8 +473,8 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
 
     // Its 22 deliveries: two pages, and a status filter.
     b.find("tr[data-delivery]").await;
-    b.press("main", "Next page").await;
-    b.press("main", "First page").await;
+    b.press("main", "Older").await;
+    b.press("main", "Newest").await;
     b.find("tr[data-status='failed']").await;
     let status = b
         .until("label", |t| t.trim() == "Status", "the status filter")

@@ -56,7 +56,11 @@ export async function call(method, path, body, key) {
     json = null;
   }
   if (!resp.ok) {
-    if (resp.status === 401 && key === undefined) window.dispatchEvent(new Event("hookrelay:unauthorized"));
+    // The signed-in credential stopped working (revoked, its app deleted):
+    // sign the tab out. A late answer to a credential signed out since does not.
+    if (resp.status === 401 && key === undefined && session.get()?.key === credential) {
+      window.dispatchEvent(new Event("hookrelay:unauthorized"));
+    }
     const e = json && json.error;
     const retry = resp.headers.get("retry-after");
     const message = e && e.message ? e.message : `${resp.status} ${resp.statusText}`;

@@ -15,8 +15,8 @@ export function deliveriesPanel(s, webhookId) {
   const list = `${webhookBase(s.kind)}/${encodeURIComponent(webhookId)}/deliveries`;
   const status = h("select", {}, ["", "pending", "delivered", "failed", "cancelled"].map((v) => h("option", { value: v }, v || "any status")));
   const body = h("div", { "aria-live": "polite", "aria-busy": "true" }, h("p", { class: "muted" }, "Loading…"));
-  const newer = h("button", { type: "button", disabled: true }, "First page");
-  const older = h("button", { type: "button", disabled: true }, "Next page");
+  const newer = h("button", { type: "button", disabled: true }, "Newest");
+  const older = h("button", { type: "button", disabled: true }, "Older");
   const live = h("span", { class: "muted" });
   const el = h(
     "section",
@@ -31,26 +31,32 @@ export function deliveriesPanel(s, webhookId) {
   let next = null;
   let timer = null;
   let stopped = true;
+  // Each load takes a number; only the latest may schedule the next, so a
+  // filter change during a refresh never leaves two refresh chains running.
+  let loads = 0;
 
   const load = async () => {
     clearTimeout(timer);
+    if (stopped) return;
+    const mine = ++loads;
     // A hidden tab asks nothing; it catches up when shown again.
-    if (document.hidden && !stopped && cursors.length === 0) {
+    if (document.hidden && cursors.length === 0) {
       timer = setTimeout(load, REFRESH_MS);
       return;
     }
     const cursor = cursors.length ? cursors[cursors.length - 1] : null;
-    const q = new URLSearchParams({ limit: "20" });
+    const q = new URLSearchParams({ limit: "20", order: "newest" });
     if (status.value) q.set("status", status.value);
     if (cursor) q.set("cursor", cursor);
     try {
       const page = await call("GET", `${list}?${q}`);
+      if (mine !== loads || stopped) return;
       next = page.next_cursor;
       replace(
         body,
         page.data.length
           ? table(
-              "Deliveries, oldest first",
+              "Deliveries, newest first",
               ["Delivery", "Event", "Status", "Attempts", "Last answer", "Created"],
               page.data.map((d) =>
                 h(
@@ -71,8 +77,9 @@ export function deliveriesPanel(s, webhookId) {
       newer.disabled = cursors.length === 0;
       older.disabled = !next;
     } catch (e) {
-      replace(body, errorBox(e));
+      if (mine === loads) replace(body, errorBox(e));
     }
+    if (mine !== loads) return;
     // Only the first page refreshes by itself: later pages hold still.
     if (!stopped && cursors.length === 0) {
       live.textContent = "Refreshing every 2 s";
@@ -158,10 +165,14 @@ export function deliveryDetail(s, webhookId, id) {
   el.append(h("p", {}, h("a", { href: `#/webhooks/${encodeURIComponent(webhookId)}` }, "← Webhook")), h("h1", { id: "d-title", class: "mono" }, id), body);
   let timer = null;
   let stopped = false;
+  let loads = 0;
   const load = async () => {
     clearTimeout(timer);
+    if (stopped) return;
+    const mine = ++loads;
     try {
       const d = await call("GET", `/v1/deliveries/${encodeURIComponent(id)}`);
+      if (mine !== loads || stopped) return;
       const retry = h("button", { type: "button", class: "primary", id: "retry" }, "Retry now");
       retry.addEventListener("click", () =>
         busy(retry, async () => {

@@ -363,6 +363,7 @@ export function webhookDetail(s, id) {
   let statsTimer = null;
   let stopped = false;
   const refreshStats = async () => {
+    if (stopped) return;
     await stats.load();
     if (stopped) return;
     statsTimer = setTimeout(async () => {
