@@ -104,6 +104,8 @@ impl Browser {
                 Ok(client) => {
                     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                         .join("../../target/console-screenshots");
+                    // This run's pictures only.
+                    let _ = std::fs::remove_dir_all(&shots);
                     std::fs::create_dir_all(&shots).expect("screenshot dir");
                     return Some(Self {
                         client,
@@ -122,6 +124,8 @@ impl Browser {
     /// Saves a screenshot as `NN-name.png`.
     async fn shot(&self, name: &str) {
         let png = self.client.screenshot().await.expect("screenshot");
+        // Another run may have just cleared the directory.
+        let _ = std::fs::create_dir_all(&self.shots);
         std::fs::write(self.shots.join(format!("{name}.png")), png).expect("save screenshot");
     }
 
@@ -211,8 +215,9 @@ impl Browser {
         self.client.execute(script, vec![]).await.expect("script")
     }
 
-    /// Asserts every control of the page has an accessible name: a label,
-    /// an `aria-label`, or (for buttons) its text.
+    /// Asserts every control of the page has an accessible name (a label,
+    /// an `aria-label`, or for buttons their text), and every label and
+    /// ARIA reference names an element that exists.
     async fn all_labelled(&self, page: &str) {
         let bare = self
             .js(
@@ -224,6 +229,15 @@ impl Browser {
             )
             .await;
         assert_eq!(bare, json!([]), "controls without a label on {page}");
+        let dangling = self
+            .js(
+                "return [...document.querySelectorAll('[aria-labelledby], [aria-describedby], label[for]')]\
+                 .flatMap(e => [e.getAttribute('aria-labelledby'), e.getAttribute('aria-describedby'),\
+                   e.getAttribute('for')].join(' ').split(' ').filter(Boolean))\
+                 .filter(id => !document.getElementById(id))",
+            )
+            .await;
+        assert_eq!(dangling, json!([]), "references to no element on {page}");
     }
 
     /// The browser console's entries since the last call.

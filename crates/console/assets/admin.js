@@ -6,7 +6,7 @@ import { h, replace, field, errorBox, notify, busy, confirmAction, showOnce, whe
 
 /** A list section: a create form and a table, reloaded after each change. */
 function listSection({ title, path, createLabel, fields, columns, onCreated, row }) {
-  const el = h("section", { "aria-labelledby": `${path}-title` });
+  const el = h("section", { "aria-label": title });
   const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
   const inputs = fields.map((f) => ({ ...f, input: h("input", { type: "text", maxlength: 200, placeholder: f.placeholder || "" }) }));
   const error = h("div");
@@ -66,7 +66,7 @@ export function appList() {
         path: "/v1/organization/apps",
         createLabel: "Create app",
         fields: [{ name: "name", label: "App name", placeholder: "support phone" }],
-        columns: ["Name", "Device id", "Created", ""],
+        columns: ["Name", "Device id", "Created", "Actions"],
         onCreated: (app) => notify(`App ${app.name || app.id} created.`),
         row: (app, reload) =>
           h(
@@ -101,7 +101,7 @@ export function appDetail(appId) {
           path: `${base}/tokens`,
           createLabel: "Create token",
           fields: [{ name: "name", label: "Token name", placeholder: "crm integration", hint: "The token itself is shown once." }],
-          columns: ["Name", "Id", "Created", ""],
+          columns: ["Name", "Id", "Created", "Actions"],
           onCreated: (t) => showOnce("New device token", "Token", t.token),
           row: (t, reload) =>
             h(
@@ -133,7 +133,7 @@ export function ingestKeys() {
         path: "/v1/organization/ingest-keys",
         createLabel: "Create ingest key",
         fields: [{ name: "name", label: "Key name", placeholder: "gateway eu-1", hint: "The key itself is shown once." }],
-        columns: ["Name", "Id", "Created", ""],
+        columns: ["Name", "Id", "Created", "Actions"],
         onCreated: (k) => showOnce("New ingest key", "Key", k.key),
         row: (k, reload) =>
           h(
