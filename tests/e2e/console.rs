@@ -211,6 +211,16 @@ impl Browser {
         input.send_keys(value).await.expect("type");
     }
 
+    /// The secret a show-once dialog holds.
+    async fn shown_once(&self) -> String {
+        self.find("dialog input")
+            .await
+            .prop("value")
+            .await
+            .expect("value")
+            .unwrap_or_default()
+    }
+
     async fn js(&self, script: &str) -> Value {
         self.client.execute(script, vec![]).await.expect("script")
     }
@@ -368,12 +378,7 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
     b.find("#stats-totals").await;
     b.click("#rotate-secret").await;
     b.press("dialog", "Rotate").await;
-    let secret = b.find("dialog input").await;
-    let value = secret
-        .prop("value")
-        .await
-        .expect("value")
-        .unwrap_or_default();
+    let value = b.shown_once().await;
     assert!(value.starts_with("whsec_"), "{value}");
     b.shot("07-rotated").await;
     b.press("dialog", "Done").await;
@@ -555,13 +560,7 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
     b.all_labelled("an app's tokens").await;
     b.fill("Token name", "browser-made").await;
     b.press("form", "Create token").await;
-    let token = b
-        .find("dialog input")
-        .await
-        .prop("value")
-        .await
-        .expect("value")
-        .unwrap_or_default();
+    let token = b.shown_once().await;
     b.shot("12-token").await;
     b.press("dialog", "Done").await;
     assert_eq!(
@@ -586,13 +585,7 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
     b.press("nav", "Ingest keys").await;
     b.fill("Key name", "gateway-1").await;
     b.press("form", "Create ingest key").await;
-    let key = b
-        .find("dialog input")
-        .await
-        .prop("value")
-        .await
-        .expect("value")
-        .unwrap_or_default();
+    let key = b.shown_once().await;
     assert!(key.starts_with("ik_"), "{key}");
     b.press("dialog", "Done").await;
     b.text("tbody tr", "gateway-1").await;

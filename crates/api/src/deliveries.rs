@@ -380,20 +380,7 @@ async fn page_keys(
     // A scan that found nothing still moves the list on past what it read.
     let resume = (keys.is_empty() && !exhausted)
         .then(|| (stopped.unwrap_or(until.min(Seq::MAX - 1)), u32::MAX));
-    let keys = keys
-        .into_iter()
-        .take(limit)
-        .map(|(seq, generation)| DeliveryKey {
-            webhook_id: w.id.clone(),
-            seq,
-            generation,
-        })
-        .collect();
-    Ok(Page {
-        keys,
-        exhausted,
-        resume,
-    })
+    Ok(Page::of(w, keys.into_iter().take(limit), exhausted, resume))
 }
 
 /// [`page_keys`] newest first: the keys before `before`, in descending
@@ -439,21 +426,12 @@ async fn page_keys_newest(
     let exhausted = stored.len() < limit;
     keys.extend(stored.iter().map(|k| (k.seq, k.generation)));
     let exhausted = exhausted && keys.len() <= limit;
-    let keys = keys
-        .into_iter()
-        .rev()
-        .take(limit)
-        .map(|(seq, generation)| DeliveryKey {
-            webhook_id: w.id.clone(),
-            seq,
-            generation,
-        })
-        .collect();
-    Ok(Page {
-        keys,
+    Ok(Page::of(
+        w,
+        keys.into_iter().rev().take(limit),
         exhausted,
-        resume: None,
-    })
+        None,
+    ))
 }
 
 /// The partitions whose events can reach `w`, in sequence order.
@@ -469,6 +447,28 @@ struct Page {
     keys: Vec<DeliveryKey>,
     exhausted: bool,
     resume: Option<(Seq, u32)>,
+}
+
+impl Page {
+    fn of(
+        w: &Webhook,
+        keys: impl Iterator<Item = (Seq, u32)>,
+        exhausted: bool,
+        resume: Option<(Seq, u32)>,
+    ) -> Self {
+        let keys = keys
+            .map(|(seq, generation)| DeliveryKey {
+                webhook_id: w.id.clone(),
+                seq,
+                generation,
+            })
+            .collect();
+        Self {
+            keys,
+            exhausted,
+            resume,
+        }
+    }
 }
 
 fn parse_cursor(c: &str) -> Option<(Seq, u32)> {
