@@ -351,6 +351,7 @@ async fn a_webhook_owner_manages_and_debugs_deliveries_in_the_console() {
     b.all_labelled("the webhook page").await;
     b.click("tr[data-status='delivered'] a").await;
     b.text("tr[data-attempt='1']", "200").await;
+    b.text("#payload", "hello").await;
     b.shot("04-attempt").await;
 
     // The receiver fails: the delivery fails; a retry from the page

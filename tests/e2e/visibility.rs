@@ -395,9 +395,12 @@ async fn lists_newest_first_walk_the_same_deliveries_backwards() {
     let path = format!("/v1/webhooks/{wh}/deliveries");
     let mut client = grpc(&server).await;
     for _ in 0..3 {
-        publish(&mut client, event("dev-n", "message.received", "{}"))
-            .await
-            .expect("publish");
+        publish(
+            &mut client,
+            event("dev-n", "message.received", r#"{"n":1}"#),
+        )
+        .await
+        .expect("publish");
     }
     receiver.wait_for(3, 10).await;
     // Replayed: three more deliveries (a later generation of each event).
@@ -441,6 +444,16 @@ async fn lists_newest_first_walk_the_same_deliveries_backwards() {
         ["pending", "pending"],
         "the newest are the ones in flight: {newest:?}"
     );
+    // A delivery shows what was sent.
+    let (_, one) = call(
+        &server,
+        M::GET,
+        &format!("/v1/deliveries/{}", newest[7].0),
+        &t.token,
+        None,
+    )
+    .await;
+    assert_eq!(one["data"], json!({"n": 1}), "{one}");
     let (status, e) = call(
         &server,
         M::GET,

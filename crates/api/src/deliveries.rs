@@ -71,8 +71,8 @@ pub(crate) struct Found {
     key: DeliveryKey,
     record: Option<DeliveryRecord>,
     attempts: Vec<Attempt>,
-    /// Event id, type and append time, when the event is still logged.
-    event: Option<(String, String, i64)>,
+    /// The event and its append time, when it is still logged.
+    event: Option<(std::sync::Arc<Event>, i64)>,
 }
 
 impl Found {
@@ -114,13 +114,7 @@ async fn find(
     if !made {
         return Ok(None);
     }
-    let event = logged.map(|e| {
-        (
-            e.event.id.clone(),
-            e.event.event_type.clone(),
-            e.appended_at_ms,
-        )
-    });
+    let event = logged.map(|e| (e.event.clone(), e.appended_at_ms));
     Ok(Some(Found {
         key,
         record,
@@ -155,7 +149,7 @@ fn view(d: &Found, with_log: bool) -> Value {
     let last = attempts.last();
     let (event_id, event_type, created_at) = match (record, &d.event) {
         (Some(r), _) => (r.event_id.clone(), r.event_type.clone(), r.created_at_ms),
-        (None, Some((id, ty, at))) => (id.clone(), ty.clone(), *at),
+        (None, Some((e, at))) => (e.id.clone(), e.event_type.clone(), *at),
         (None, None) => (
             String::new(),
             String::new(),
@@ -186,6 +180,12 @@ fn view(d: &Found, with_log: bool) -> Value {
     });
     if with_log {
         v["webhook_id"] = json!(key.webhook_id);
+        // What was sent: the event's data, while the log still holds it.
+        v["data"] = d
+            .event
+            .as_ref()
+            .and_then(|(e, _)| serde_json::from_str::<Value>(&e.data).ok())
+            .unwrap_or(Value::Null);
         v["attempt_log"] = attempts
             .iter()
             .map(|a| {

@@ -198,6 +198,9 @@ pub(crate) struct DeliveryDoc {
     created_at: String,
     updated_at: String,
     webhook_id: Option<String>,
+    /// `GET /v1/deliveries/{id}` only: the event's `data` object, as
+    /// delivered; null once the event has left the log (`store.retention`).
+    data: Option<serde_json::Value>,
     attempt_log: Option<Vec<AttemptDoc>>,
 }
 

@@ -195,6 +195,14 @@ export function deliveryDetail(s, webhookId, id) {
           ),
           d.status === "failed" || d.status === "cancelled" ? retry : null,
         ),
+        h(
+          "section",
+          { class: "panel", "aria-labelledby": "payload-title" },
+          h("h2", { id: "payload-title" }, "Event data"),
+          d.data === null || d.data === undefined
+            ? h("p", { class: "muted" }, "No longer in the log (older than the retention period).")
+            : h("pre", { class: "mono", id: "payload" }, JSON.stringify(d.data, null, 2)),
+        ),
         table(
           "Attempts",
           ["#", "Started", "Duration", "Status code", "Error", "Response body"],
