@@ -44,11 +44,37 @@ pub fn on_jetstream(test: &str) -> bool {
 
 /// A port that was free a moment ago (for servers that must come back on
 /// the same address after a restart).
+///
+/// Taken below the kernel's ephemeral range: a port that range handed out
+/// (what binding port 0 gives) can be taken as the local end of another
+/// test's outgoing connection while a server that owns it restarts, and CI
+/// saw a restart fail with "Address already in use". Outgoing connections
+/// never get ports below the range.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PICKS: AtomicU64 = AtomicU64::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = 10_000.min(ephemeral_low / 2);
+    let span = u64::from(ephemeral_low.saturating_sub(low).max(1));
+    // Tests run at once in this process and in others: start each search
+    // somewhere else.
+    let seed = u64::from(std::process::id()).wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos().into())
+        ^ PICKS.fetch_add(1, Ordering::Relaxed).wrapping_mul(7_919);
+    (0..span)
+        .map(|i| low + ((seed.wrapping_add(i.wrapping_mul(7_919))) % span) as u16)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .unwrap_or_else(|| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("free port")
+        })
 }
 
 impl ServerBuilder {
@@ -202,11 +228,24 @@ timeout = "5s"
                 }
             }
         });
-        let line = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(l) => l,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("hookrelay did not start within 30 s");
+        // Its listening line, or its early exit (its reason is on stderr).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let line = loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(l) => break l,
+                Err(e) => {
+                    if e == std::sync::mpsc::RecvTimeoutError::Disconnected {
+                        // Its stdout closed: it is exiting.
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!("hookrelay exited before listening: {status}");
+                    }
+                    if std::time::Instant::now() > deadline {
+                        let _ = child.kill();
+                        panic!("hookrelay did not start within 30 s");
+                    }
+                }
             }
         };
         let mut http = None;
