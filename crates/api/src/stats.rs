@@ -39,10 +39,8 @@ pub(crate) struct WebhookStats {
     total: Summary,
     /// One per hour, oldest first; the last is the current hour.
     buckets: Vec<Bucket>,
-    /// The attempt log was read up to its bound (20,000 attempts): the
-    /// figures cover part of the window (which part depends on the
-    /// backend: the newest deliveries on sled, the earliest attempts on
-    /// JetStream).
+    /// The window holds more than 20,000 attempts: the figures cover the
+    /// most recent 20,000.
     truncated: bool,
 }
 

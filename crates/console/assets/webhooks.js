@@ -277,7 +277,7 @@ function statsPanel(s, id) {
           h("div", {}, h("strong", {}, ms(t.latency_ms?.p50)), "latency p50"),
           h("div", {}, h("strong", {}, ms(t.latency_ms?.p99)), "latency p99"),
         ),
-        st.truncated ? h("p", { class: "muted" }, "Busy webhook: these figures cover the first 20,000 attempts found, not the whole day.") : null,
+        st.truncated ? h("p", { class: "muted" }, "Busy webhook: these figures cover its most recent 20,000 attempts, not the whole day.") : null,
         h(
           "div",
           { class: "charts" },

@@ -34,7 +34,7 @@ use async_nats::jetstream::{
 use bytes::Bytes;
 use futures_util::{future::join_all, StreamExt, TryStreamExt};
 use hookrelay_core::{
-    seq_partition, Attempt, DeliveryKey, DeliveryRecord, Partition, Seq, WebhookId,
+    now_ms, seq_partition, Attempt, DeliveryKey, DeliveryRecord, Partition, Seq, WebhookId,
 };
 use hookrelay_store::{
     codec, BoxFuture, DeliveryStore, DeliveryWrite, DueEntry, DueKind, Recent, StoreError,
@@ -238,6 +238,30 @@ impl JsDeliveries {
             DeliverPolicy::All
         };
         Ok(self.read(stream, filter, policy, usize::MAX).await?.0)
+    }
+
+    /// How many attempt messages on `filter` were written at or after
+    /// `start` (an ordered consumer's pending count; nothing is read).
+    async fn pending_since(
+        &self,
+        filter: &str,
+        start: time::OffsetDateTime,
+    ) -> Result<usize, StoreError> {
+        let what = "counting attempts";
+        let stream = self
+            .js
+            .get_stream(self.names.attempt_stream())
+            .await
+            .map_err(|e| unavailable(what, e))?;
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: filter.to_owned(),
+                deliver_policy: DeliverPolicy::ByStartTime { start_time: start },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable(what, e))?;
+        Ok(consumer.cached_info().num_pending as usize)
     }
 
     /// Up to `max` messages of `stream` on `filter` from where `policy`
@@ -636,7 +660,10 @@ impl DeliveryStore for JsDeliveries {
     }
 
     /// The attempts written since `since_ms` (message time; an attempt is
-    /// written when it ends, so never before it started), oldest first.
+    /// written when it ends, so never before it started). When there are
+    /// more than `max`, the newest `max`: the start time is moved later by
+    /// bisection over message times, counting what each start would read
+    /// (`num_pending`) without reading it.
     fn recent_attempts<'a>(
         &'a self,
         webhook: &'a WebhookId,
@@ -644,14 +671,34 @@ impl DeliveryStore for JsDeliveries {
         max: usize,
     ) -> BoxFuture<'a, Result<Recent, StoreError>> {
         Box::pin(async move {
-            let start_time =
-                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(since_ms) * 1_000_000)
-                    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-            let (msgs, truncated) = self
+            let filter = self.names.attempt_subject(&hex(webhook.as_str()), ">");
+            let at = |ns: i128| {
+                time::OffsetDateTime::from_unix_timestamp_nanos(ns)
+                    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+            };
+            let mut start = i128::from(since_ms) * 1_000_000;
+            let truncated = self.pending_since(&filter, at(start)).await? > max;
+            if truncated {
+                // The latest start that still reads more than `max`, and
+                // the earliest that reads at most `max`.
+                let (mut more, mut fits) = (start, i128::from(now_ms() + 1_000) * 1_000_000);
+                while fits - more > 1 {
+                    let mid = more + (fits - more) / 2;
+                    if self.pending_since(&filter, at(mid)).await? > max {
+                        more = mid;
+                    } else {
+                        fits = mid;
+                    }
+                }
+                start = fits;
+            }
+            let (msgs, _) = self
                 .read(
                     self.names.attempt_stream(),
-                    self.names.attempt_subject(&hex(webhook.as_str()), ">"),
-                    DeliverPolicy::ByStartTime { start_time },
+                    filter,
+                    DeliverPolicy::ByStartTime {
+                        start_time: at(start),
+                    },
                     max,
                 )
                 .await?;

@@ -98,9 +98,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
         max: usize,
     ) -> BoxFuture<'a, Result<Vec<DeliveryKey>, StoreError>>;
     /// A webhook's attempts that started at or after `since_ms`, for its
-    /// statistics: at most `max`, and a backend reads a bounded stretch of
-    /// its log to find them (the answer says whether it stopped short). In
-    /// no promised order.
+    /// statistics: at most `max`, the newest when there are more (the
+    /// answer then says it stopped short). In no promised order.
     fn recent_attempts<'a>(
         &'a self,
         webhook: &'a WebhookId,
