@@ -3,7 +3,8 @@
 //!
 //! # What it owns
 //! - [`EventLog`]: the durable, append-only event log, in partitions.
-//!   Appends are written as *chunks* (one sled value per group commit) and
+//!   Appends are written as *chunks* (one per group commit, in segment files
+//!   indexed by sled) and
 //!   are durable when [`EventLog::append`] resolves;
 //!   [`EventLog::durable_head`] tells readers how far a partition is durable.
 //! - [`ConfigStore`]: organizations, apps, hashed tokens and webhooks, mirrored
@@ -17,7 +18,7 @@
 //! | tree | key | value |
 //! | --- | --- | --- |
 //! | `meta` | `format_version`, `dispatch_cursor` | u8 / u64 |
-//! | `events` | first seq of the chunk (u64) | [`Chunk`] |
+//! | `events` | first seq of the chunk (u64) | where the chunk is in its segment file (or, in directories of format 1, the [`Chunk`] itself) |
 //! | `event_keys` | first seq of the chunk | [`ChunkKeys`]: idempotency keys |
 //! | `chunk_index` | first seq of the chunk | [`ChunkIndex`]: devices and event types |
 //! | `state` | `r` ++ seq ++ generation ++ webhook id | `DeliveryRecord` |
@@ -28,6 +29,10 @@
 //! | `tokens` | SHA-256 of the token | scope |
 //! | `device_tokens` | token id (`tok_…`) | [`DeviceToken`] |
 //! | `ingest_keys` | SHA-256 of the key | [`IngestKey`] |
+//!
+//! The chunks' bytes are in `segments/<id>.seg` beside sled's files (see
+//! `segments.rs`): sled holds on to what is written through it, and the
+//! log is most of what is written.
 //!
 //! Values go through [`codec`]: one format-version byte, then bincode 2.
 //!
@@ -46,6 +51,7 @@ mod health;
 mod keys;
 mod log;
 mod retention;
+mod segments;
 mod sled_config;
 mod webhook_record;
 
@@ -64,6 +70,13 @@ pub use log::{Appended, Chunk, ChunkIndex, ChunkKeys, EventLog, IdemKey, KeyedSe
 pub use retention::CompactStats;
 
 use std::{future::Future, path::Path, pin::Pin, sync::Arc};
+
+/// The data directory's format: 2 since the event log's chunks moved to
+/// segment files (directories of format 1 are read and upgraded).
+const DIR_FORMAT: u8 = 2;
+
+/// The directory of the event log's segment files, inside the data directory.
+const SEGMENTS_DIR: &str = "segments";
 
 /// A boxed future, for the async methods of the object-safe store traits.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -106,21 +119,28 @@ impl Store {
                 source: e,
             })?;
         let meta = db.open_tree("meta")?;
-        match meta.get(keys::META_FORMAT)? {
-            None => {
-                meta.insert(keys::META_FORMAT, &[codec::FORMAT_VERSION])?;
+        match meta.get(keys::META_FORMAT)?.as_deref() {
+            Some([DIR_FORMAT]) => {}
+            // Format 1 holds its chunks inline; they are read as they are
+            // and go with retention. Marking the directory 2 keeps builds
+            // that know only inline chunks from misreading it.
+            None | Some([1]) => {
+                meta.insert(keys::META_FORMAT, &[DIR_FORMAT])?;
                 db.flush()?;
             }
-            Some(v) if v.as_ref() == [codec::FORMAT_VERSION] => {}
             Some(v) => {
                 return Err(StoreError::UnsupportedFormat {
                     found: v.first().copied().unwrap_or(0),
-                    supported: codec::FORMAT_VERSION,
+                    supported: DIR_FORMAT,
                 })
             }
         }
         let health = StoreHealth::new(path.to_owned(), min_free_bytes);
-        let log = Arc::new(log::SledLog::open(&db, health.clone())?);
+        let log = Arc::new(log::SledLog::open(
+            &db,
+            &path.join(SEGMENTS_DIR),
+            health.clone(),
+        )?);
         let config = Arc::new(config::CheckedConfig::new(
             sled_config::SledConfigLog::open(&db, health.clone())?,
         ));
@@ -138,7 +158,7 @@ impl Store {
 
     /// Size of the data directory on disk, in bytes.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.db.size_on_disk().unwrap_or(0) + self.log.segments_size()
     }
 
     /// Flushes everything written so far to disk.

@@ -1,11 +1,19 @@
-//! The event log: chunks of events, one sled value per append.
+//! The event log: chunks of events, one per append, their bytes in segment
+//! files ([`crate::segments`]) and their place in sled.
 
-use crate::{codec, BoxFuture, StoreError};
+use crate::{
+    codec,
+    segments::{Loc, Segments},
+    BoxFuture, StoreError,
+};
 use hookrelay_core::{Event, Partition, Seq};
 use serde::{Deserialize, Serialize};
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Arc, Mutex,
+use std::{
+    path::Path,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
 };
 use tokio::sync::watch;
 
@@ -167,7 +175,11 @@ pub struct SledLog {
     db: sled::Db,
     /// Appends are refused while free space is below the reserve.
     health: crate::StoreHealth,
+    /// First sequence of each chunk → its [`Loc`] (or, written by builds
+    /// before segment files, the chunk itself).
     tree: sled::Tree,
+    /// The chunks' bytes.
+    segments: Segments,
     keys: sled::Tree,
     index: sled::Tree,
     /// Recently decoded chunks by first sequence: retries and listings read
@@ -183,13 +195,18 @@ pub struct SledLog {
 }
 
 impl SledLog {
-    pub(crate) fn open(db: &sled::Db, health: crate::StoreHealth) -> Result<Self, StoreError> {
+    pub(crate) fn open(
+        db: &sled::Db,
+        segments_dir: &Path,
+        health: crate::StoreHealth,
+    ) -> Result<Self, StoreError> {
         let tree = db.open_tree("events")?;
         let keys = db.open_tree("event_keys")?;
         let index = db.open_tree(INDEX_TREE)?;
         if index.is_empty() && !tree.is_empty() {
             // Logs written before the index existed get it once, here.
             let mut built = 0usize;
+            // (Such logs predate segment files: every chunk is inline.)
             for item in tree.iter() {
                 let (k, v) = item?;
                 let chunk: Chunk = codec::decode(&v, "event chunk")?;
@@ -201,11 +218,13 @@ impl SledLog {
             }
             tracing::info!(chunks = built, "built the chunk index of the event log");
         }
+        let segments = Segments::open(segments_dir)?;
+        let keep = recover_newest_segment(&tree, &[&index, &keys], &segments)?;
+        segments.truncate_active(keep)?;
         let last = match tree.last()? {
             Some((k, v)) => {
                 let first = seq_of(&k)?;
-                let chunk: Chunk = codec::decode(&v, "event chunk")?;
-                first + chunk.events.len() as u64 - 1
+                first + chunk_head(&v)?.len.saturating_sub(1)
             }
             None => 0,
         };
@@ -213,6 +232,7 @@ impl SledLog {
             db: db.clone(),
             health,
             tree,
+            segments,
             keys,
             index,
             cache: Mutex::new(Vec::with_capacity(CHUNK_CACHE)),
@@ -233,6 +253,25 @@ impl SledLog {
     pub fn last_seq(&self) -> Seq {
         self.appended.load(Ordering::Acquire)
     }
+
+    /// Bytes in segment files.
+    pub(crate) fn segments_size(&self) -> u64 {
+        self.segments.size_on_disk()
+    }
+
+    /// Deletes the segment files that hold no chunk still in the log (call
+    /// once their removal from sled is durable). Returns how many went.
+    pub(crate) fn release_segments(&self) -> Result<usize, StoreError> {
+        let keep_from = match self.tree.first()? {
+            // Inline chunks are older than every segment: keep them all.
+            Some((_, v)) => match loc_of(&v)? {
+                Some(loc) => loc.segment,
+                None => return Ok(0),
+            },
+            None => u64::MAX,
+        };
+        self.segments.remove_before(keep_from)
+    }
 }
 
 /// The tree of [`ChunkIndex`] entries, keyed like the chunks.
@@ -248,16 +287,24 @@ struct DecodedChunk {
 }
 
 impl SledLog {
-    fn decoded(&self, first: Seq, bytes: &[u8]) -> Result<Arc<DecodedChunk>, StoreError> {
+    /// The chunk whose events-tree value is `value`, decoded; `None` when
+    /// its segment is gone (retention removed it after the value was read).
+    fn decoded(&self, first: Seq, value: &[u8]) -> Result<Option<Arc<DecodedChunk>>, StoreError> {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(i) = cache.iter().position(|(f, _)| *f == first) {
             let hit = cache.remove(i);
             let chunk = hit.1.clone();
             cache.push(hit);
-            return Ok(chunk);
+            return Ok(Some(chunk));
         }
         drop(cache);
-        let chunk: Chunk = codec::decode(bytes, "event chunk")?;
+        let chunk: Chunk = match loc_of(value)? {
+            Some(loc) => match self.segments.read(&loc)? {
+                Some(bytes) => codec::decode(&bytes, "event chunk")?,
+                None => return Ok(None),
+            },
+            None => codec::decode(value, "event chunk")?,
+        };
         let decoded = Arc::new(DecodedChunk {
             appended_at_ms: chunk.appended_at_ms,
             events: chunk.events.into_iter().map(Arc::new).collect(),
@@ -267,8 +314,83 @@ impl SledLog {
             cache.remove(0);
         }
         cache.push((first, decoded.clone()));
-        Ok(decoded)
+        Ok(Some(decoded))
     }
+}
+
+/// The version byte of a [`Loc`] value in the events tree; chunks written
+/// inline by builds before segment files carry [`codec::FORMAT_VERSION`].
+const LOC_LAYOUT: u8 = 2;
+
+/// The [`Loc`] in an events-tree value, or `None` for an inline chunk.
+fn loc_of(v: &[u8]) -> Result<Option<Loc>, StoreError> {
+    match codec::version_of(v) {
+        Some(LOC_LAYOUT) => codec::decode_as(LOC_LAYOUT, v, "event chunk location").map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The append time and event count of an events-tree value, either kind.
+pub(crate) fn chunk_head(v: &[u8]) -> Result<codec::ChunkHead, StoreError> {
+    match codec::version_of(v) {
+        // A Loc starts with the same two fields as a chunk.
+        Some(LOC_LAYOUT) => codec::decode_as(LOC_LAYOUT, v, "event chunk location"),
+        _ => codec::decode_chunk_head(v),
+    }
+}
+
+/// After a crash sled may list chunks of the newest segment whose bytes
+/// never reached the disk (see [`crate::segments`]); they were never
+/// acknowledged. Drops the first such chunk and every chunk after it, with
+/// their entries in `beside` (trees keyed like the chunks), and returns the
+/// length the active segment keeps.
+fn recover_newest_segment(
+    tree: &sled::Tree,
+    beside: &[&sled::Tree],
+    segments: &Segments,
+) -> Result<u64, StoreError> {
+    // The chunks of the newest segment that has any, newest first. Earlier
+    // segments were fsynced whole before the next one was created.
+    let mut tail: Vec<(sled::IVec, Loc)> = Vec::new();
+    for item in tree.iter().rev() {
+        let (k, v) = item?;
+        // An inline chunk is older than every segment.
+        let Some(loc) = loc_of(&v)? else { break };
+        if tail.first().is_some_and(|(_, l)| l.segment != loc.segment) {
+            break;
+        }
+        tail.push((k, loc));
+    }
+    tail.reverse();
+    let mut good = tail.len();
+    for (i, (_, loc)) in tail.iter().enumerate() {
+        if !segments.holds(loc)? {
+            good = i;
+            break;
+        }
+    }
+    if let Some((from, _)) = tail.get(good) {
+        let mut dropped = 0usize;
+        for t in std::iter::once(tree).chain(beside.iter().copied()) {
+            let doomed: Vec<sled::IVec> =
+                t.range(from.clone()..).keys().collect::<Result<_, _>>()?;
+            for k in doomed {
+                t.remove(k)?;
+                dropped += usize::from(std::ptr::eq(t, tree));
+            }
+        }
+        tree.flush()?;
+        tracing::warn!(
+            chunks = dropped,
+            from = seq_of(from)?,
+            "dropped unacknowledged chunks whose bytes did not reach the disk before a crash"
+        );
+    }
+    let active = segments.active_id();
+    Ok(match tail[..good].last() {
+        Some((_, loc)) if loc.segment == active => loc.end(),
+        _ => 0,
+    })
 }
 
 fn seq_of(key: &[u8]) -> Result<Seq, StoreError> {
@@ -295,15 +417,18 @@ impl SledLog {
             return Ok(*self.next.lock().unwrap_or_else(|p| p.into_inner()));
         }
         let index = codec::encode(&ChunkIndex::of(&events, appended_at_ms));
-        let value = codec::encode(&Chunk {
+        let bytes = codec::encode(&Chunk {
             appended_at_ms,
             events,
         });
         let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
         let first = *next;
+        let loc = self
+            .health
+            .note(self.segments.append(&bytes, appended_at_ms, n))?;
         self.health.note(
             self.tree
-                .insert(first.to_be_bytes(), value)
+                .insert(first.to_be_bytes(), codec::encode_as(LOC_LAYOUT, &loc))
                 .map_err(StoreError::from),
         )?;
         // After the chunk (recovery keeps a prefix of the write order): an
@@ -331,8 +456,17 @@ impl SledLog {
             return Ok(());
         }
         let upto = self.last_seq();
-        self.health
-            .note(self.db.flush_async().await.map_err(StoreError::from))?;
+        // Taken after `upto`: every chunk up to it is in this segment or in
+        // one fsynced when it filled. Both syncs run at once; the head moves
+        // when both are done.
+        let segment = self.segments.active_file();
+        let segment = tokio::task::spawn_blocking(move || segment.sync_data());
+        let (segment, flushed) = tokio::join!(segment, self.db.flush_async());
+        let segment = segment
+            .map_err(|e| StoreError::Task(e.to_string()))?
+            .map_err(|e| StoreError::Io(sled::Error::Io(e)));
+        self.health.note(segment)?;
+        self.health.note(flushed.map_err(StoreError::from))?;
         self.durable.send_if_modified(|d| {
             let moved = upto > *d;
             *d = (*d).max(upto);
@@ -374,7 +508,10 @@ impl SledLog {
             if first > head {
                 break;
             }
-            let chunk = self.decoded(first, &v)?;
+            let Some(chunk) = self.decoded(first, &v)? else {
+                // Removed by retention while this read went on.
+                continue;
+            };
             let skip = from.saturating_sub(first) as usize;
             for (i, event) in chunk.events.iter().enumerate().skip(skip) {
                 let seq = first + i as u64;
@@ -555,6 +692,7 @@ impl EventLog for SledLog {
 mod tests {
     use super::*;
     use crate::Store;
+    use std::os::unix::fs::FileExt;
 
     fn ev(i: usize) -> Event {
         Event {
@@ -646,6 +784,163 @@ mod tests {
         ] {
             assert_eq!(log.first_seq_at_ms(at).expect("bisect"), want, "at {at}");
         }
+    }
+
+    /// The segment file holding `seq`'s chunk, and where the chunk ends.
+    fn place_of(store: &Store, seq: Seq) -> (std::path::PathBuf, u64) {
+        let v = store
+            .log
+            .tree
+            .get(seq.to_be_bytes())
+            .expect("get")
+            .expect("chunk");
+        let loc = loc_of(&v).expect("decode").expect("a loc");
+        let path = store
+            .log
+            .segments
+            .dir()
+            .join(format!("{:012}.seg", loc.segment));
+        assert!(path.exists());
+        (path, loc.end())
+    }
+
+    #[tokio::test]
+    async fn chunks_whose_bytes_missed_the_disk_are_dropped_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (segment, kept_end) = {
+            let store = Store::open(dir.path()).expect("open");
+            let log = &store.log;
+            log.insert_chunk((0..3).map(ev).collect(), vec![(11, 0)], 10)
+                .expect("append");
+            log.sync().await.expect("sync");
+            // Two more chunks whose places reach sled (its own flush timer)
+            // but whose bytes do not reach the segment: a crash between
+            // the two.
+            log.insert_chunk((3..5).map(ev).collect(), vec![(12, 1)], 20)
+                .expect("append");
+            log.insert_chunk((5..6).map(ev).collect(), vec![], 30)
+                .expect("append");
+            store.db.flush().expect("sled flush");
+            place_of(&store, 1)
+        };
+        // The kernel wrote out the last chunk's page but not the middle one's.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .expect("segment");
+        file.write_all_at(&[0u8; 8], kept_end).expect("scribble");
+        drop(file);
+
+        let store = Store::open(dir.path()).expect("reopen");
+        let log = &store.log;
+        assert_eq!(*log.durable_head(0).borrow(), 3);
+        assert_eq!(
+            log.read_from(1, 100).expect("read").len(),
+            3,
+            "the acknowledged chunk is whole"
+        );
+        assert_eq!(log.keys_since(0).expect("keys"), vec![(11, 1, 10)]);
+        assert_eq!(log.chunk_index_from(1, 10).expect("index").len(), 1);
+        // The log goes on where the good bytes end, with the next sequence.
+        assert_eq!(std::fs::metadata(&segment).expect("meta").len(), kept_end);
+        assert_eq!(log.insert_chunk(vec![ev(9)], vec![], 40).ok(), Some(4));
+        log.sync().await.expect("sync");
+        let got = log.read_from(1, 100).expect("read");
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[3].event.id, "evt_9");
+    }
+
+    #[tokio::test]
+    async fn a_format_1_directory_is_read_and_upgraded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            // What a build before segment files left: chunks inline.
+            let db = sled::open(dir.path()).expect("sled");
+            db.open_tree("meta")
+                .expect("meta")
+                .insert(crate::keys::META_FORMAT, &[1u8])
+                .expect("insert");
+            let events: Vec<Event> = (0..2).map(ev).collect();
+            db.open_tree("events")
+                .expect("events")
+                .insert(
+                    1u64.to_be_bytes(),
+                    codec::encode(&Chunk {
+                        appended_at_ms: 10,
+                        events: events.clone(),
+                    }),
+                )
+                .expect("insert");
+            db.open_tree(INDEX_TREE)
+                .expect("index")
+                .insert(
+                    1u64.to_be_bytes(),
+                    codec::encode(&ChunkIndex::of(&events, 10)),
+                )
+                .expect("insert");
+            db.flush().expect("flush");
+        }
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let log = &store.log;
+            assert_eq!(*log.durable_head(0).borrow(), 2);
+            assert_eq!(log.insert_chunk(vec![ev(2)], vec![], 20).ok(), Some(3));
+            log.sync().await.expect("sync");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        let ids: Vec<String> = store
+            .log
+            .read_from(1, 10)
+            .expect("read")
+            .iter()
+            .map(|e| e.event.id.clone())
+            .collect();
+        assert_eq!(ids, ["evt_0", "evt_1", "evt_2"]);
+        let meta = store.db.open_tree("meta").expect("meta");
+        assert_eq!(
+            meta.get(crate::keys::META_FORMAT).expect("get").as_deref(),
+            Some(&[crate::DIR_FORMAT][..])
+        );
+        // Retention takes the inline chunk like any other.
+        store
+            .deliveries
+            .apply(&[crate::DeliveryWrite::Cursor(3)])
+            .expect("cursor");
+        let st = store.compact(15, 10, 10).expect("compact");
+        assert_eq!((st.chunks, st.events), (1, 2));
+        assert_eq!(store.log.read_from(1, 10).expect("read").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_segments_no_chunk_points_into() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let log = &store.log;
+        // Events of ~1 MiB: a segment fills after 16 of them.
+        let big = |i: usize| Event {
+            data: format!("\"{}\"", "x".repeat(1 << 20)),
+            ..ev(i)
+        };
+        for i in 0..20 {
+            log.insert_chunk(vec![big(i)], vec![], i as i64)
+                .expect("append");
+        }
+        log.sync().await.expect("sync");
+        let files = || std::fs::read_dir(log.segments.dir()).expect("dir").count();
+        assert_eq!(files(), 2);
+        store
+            .deliveries
+            .apply(&[crate::DeliveryWrite::Cursor(20)])
+            .expect("cursor");
+        // Ten chunks go: segment 1 still holds the rest of its chunks.
+        let st = store.compact(10, 100, 10).expect("compact");
+        assert_eq!(st.chunks, 10);
+        assert_eq!(files(), 2);
+        let st = store.compact(19, 100, 10).expect("compact");
+        assert_eq!(st.chunks, 9);
+        assert_eq!(files(), 1, "segment 1 is gone with its last chunk");
+        let left = log.read_from(1, 10).expect("read");
+        assert_eq!(left.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![20]);
     }
 
     #[test]

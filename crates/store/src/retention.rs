@@ -69,7 +69,7 @@ impl crate::Store {
                     .try_into()
                     .map_err(|_| StoreError::Corrupt { what: "event key" })?,
             );
-            let head = codec::decode_chunk_head(&v)?;
+            let head = crate::log::chunk_head(&v)?;
             let last = first + head.len.saturating_sub(1);
             if head.appended_at_ms >= before_ms || last > cursor {
                 break;
@@ -96,6 +96,12 @@ impl crate::Store {
             stats.events += head.len;
             stats.records += terminal.len();
             horizon = last;
+        }
+        if stats.chunks > 0 {
+            // A segment file goes only once no surviving entry can point
+            // into it, even after a crash.
+            self.db.flush()?;
+            self.log.release_segments()?;
         }
         *self
             .retention
