@@ -203,24 +203,35 @@ impl SledLog {
         let tree = db.open_tree("events")?;
         let keys = db.open_tree("event_keys")?;
         let index = db.open_tree(INDEX_TREE)?;
-        if index.is_empty() && !tree.is_empty() {
-            // Logs written before the index existed get it once, here.
-            let mut built = 0usize;
-            // (Such logs predate segment files: every chunk is inline.)
-            for item in tree.iter() {
-                let (k, v) = item?;
-                let chunk: Chunk = codec::decode(&v, "event chunk")?;
-                index.insert(
-                    k,
-                    codec::encode(&ChunkIndex::of(&chunk.events, chunk.appended_at_ms)),
-                )?;
-                built += 1;
-            }
-            tracing::info!(chunks = built, "built the chunk index of the event log");
-        }
         let segments = Segments::open(segments_dir)?;
         let keep = recover_newest_segment(&tree, &[&index, &keys], &segments)?;
         segments.truncate_active(keep)?;
+        // Index entries are written after their chunk's place, so the last
+        // chunks may lack one after a crash (sled keeps a prefix of the
+        // write order), and logs written before the index existed lack them
+        // all: rebuild them from the chunks, newest first, down to the first
+        // chunk that has one.
+        let mut built = 0usize;
+        for item in tree.iter().rev() {
+            let (k, v) = item?;
+            if index.contains_key(&k)? {
+                break;
+            }
+            let Some(chunk) = load_chunk(&segments, &v)? else {
+                break;
+            };
+            index.insert(
+                k,
+                codec::encode(&ChunkIndex::of(&chunk.events, chunk.appended_at_ms)),
+            )?;
+            built += 1;
+        }
+        if built > 0 {
+            tracing::info!(
+                chunks = built,
+                "rebuilt chunk index entries of the event log"
+            );
+        }
         let last = match tree.last()? {
             Some((k, v)) => {
                 let first = seq_of(&k)?;
@@ -298,12 +309,8 @@ impl SledLog {
             return Ok(Some(chunk));
         }
         drop(cache);
-        let chunk: Chunk = match loc_of(value)? {
-            Some(loc) => match self.segments.read(&loc)? {
-                Some(bytes) => codec::decode(&bytes, "event chunk")?,
-                None => return Ok(None),
-            },
-            None => codec::decode(value, "event chunk")?,
+        let Some(chunk) = load_chunk(&self.segments, value)? else {
+            return Ok(None);
         };
         let decoded = Arc::new(DecodedChunk {
             appended_at_ms: chunk.appended_at_ms,
@@ -327,6 +334,18 @@ fn loc_of(v: &[u8]) -> Result<Option<Loc>, StoreError> {
     match codec::version_of(v) {
         Some(LOC_LAYOUT) => codec::decode_as(LOC_LAYOUT, v, "event chunk location").map(Some),
         _ => Ok(None),
+    }
+}
+
+/// The chunk an events-tree value stands for; `None` when its segment is
+/// gone (retention removed it).
+fn load_chunk(segments: &Segments, value: &[u8]) -> Result<Option<Chunk>, StoreError> {
+    match loc_of(value)? {
+        Some(loc) => match segments.read(&loc)? {
+            Some(bytes) => codec::decode(&bytes, "event chunk").map(Some),
+            None => Ok(None),
+        },
+        None => codec::decode(value, "event chunk").map(Some),
     }
 }
 
@@ -848,6 +867,27 @@ mod tests {
         let got = log.read_from(1, 100).expect("read");
         assert_eq!(got.len(), 4);
         assert_eq!(got[3].event.id, "evt_9");
+    }
+
+    #[tokio::test]
+    async fn index_entries_lost_in_a_crash_are_rebuilt_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let log = &store.log;
+            log.insert_chunk(vec![ev(0)], vec![], 10).expect("append");
+            log.insert_chunk(vec![ev(1), ev(2)], vec![], 20)
+                .expect("append");
+            log.sync().await.expect("sync");
+            // sled kept the chunks' places but not the last index entry.
+            log.index.remove(2u64.to_be_bytes()).expect("remove");
+            store.db.flush().expect("flush");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        let ix = store.log.chunk_index_from(1, 10).expect("index");
+        assert_eq!(ix.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(ix[1].1.len, 2);
+        assert_eq!(store.log.first_seq_at_ms(15).expect("bisect"), Some(2));
     }
 
     #[tokio::test]
