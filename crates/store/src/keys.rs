@@ -4,6 +4,8 @@ use hookrelay_core::{DeliveryKey, Seq, WebhookId};
 
 pub(crate) const META_FORMAT: &[u8] = b"format_version";
 pub(crate) const META_CURSOR: &[u8] = b"dispatch_cursor";
+/// Highest sequence retention removed from the log (u64).
+pub(crate) const META_LOG_HORIZON: &[u8] = b"log_horizon";
 
 /// `seq ++ generation ++ webhook id`: orders deliveries by log position.
 pub(crate) fn delivery(k: &DeliveryKey) -> Vec<u8> {

@@ -37,10 +37,12 @@
 //! Values go through [`codec`]: one format-version byte, then bincode 2.
 //!
 //! # Recovery
-//! An acknowledged event is in a flushed chunk. Delivery writes are not
-//! fsynced one by one: sled recovers a prefix of the write order, and the
-//! dispatch cursor is written after the records it depends on, so after a
-//! crash the scheduler re-dispatches every event past the surviving cursor.
+//! An acknowledged event is in a chunk whose segment was fsynced; sled's
+//! entries for the newest segment are rebuilt from its frames at open.
+//! Delivery writes are not fsynced one by one (sled flushes them every
+//! 200 ms): sled recovers a prefix of the write order, and the dispatch
+//! cursor is written after the records it depends on, so after a crash the
+//! scheduler re-dispatches every event past the surviving cursor.
 
 mod backend;
 pub mod codec;

@@ -204,8 +204,11 @@ impl SledLog {
         let keys = db.open_tree("event_keys")?;
         let index = db.open_tree(INDEX_TREE)?;
         let segments = Segments::open(segments_dir)?;
-        let keep = recover_newest_segment(&tree, &[&index, &keys], &segments)?;
-        segments.truncate_active(keep)?;
+        let horizon = match db.open_tree("meta")?.get(crate::keys::META_LOG_HORIZON)? {
+            Some(v) => seq_of(&v)?,
+            None => 0,
+        };
+        recover_newest_segment(&tree, &index, &keys, &segments, horizon)?;
         // Index entries are written after their chunk's place, so the last
         // chunks may lack one after a crash (sled keeps a prefix of the
         // write order), and logs written before the index existed lack them
@@ -358,58 +361,94 @@ pub(crate) fn chunk_head(v: &[u8]) -> Result<codec::ChunkHead, StoreError> {
     }
 }
 
-/// After a crash sled may list chunks of the newest segment whose bytes
-/// never reached the disk (see [`crate::segments`]); they were never
-/// acknowledged. Drops the first such chunk and every chunk after it, with
-/// their entries in `beside` (trees keyed like the chunks), and returns the
-/// length the active segment keeps.
+/// After a crash sled may lack the places of the newest segment's last
+/// chunks (they were acknowledged on the segment's fsync, not sled's), or
+/// list chunks whose bytes never reached the disk (never acknowledged). The
+/// segment's frames are the truth: rewrites the entries (place, index,
+/// keys) of every whole frame, drops every entry past the last one, and
+/// cuts the segment there. Chunks at or below `horizon` were removed by
+/// retention and stay removed. See [`crate::segments`].
 fn recover_newest_segment(
     tree: &sled::Tree,
-    beside: &[&sled::Tree],
+    index: &sled::Tree,
+    keys: &sled::Tree,
     segments: &Segments,
-) -> Result<u64, StoreError> {
-    // The chunks of the newest segment that has any, newest first. Earlier
-    // segments were fsynced whole before the next one was created.
-    let mut tail: Vec<(sled::IVec, Loc)> = Vec::new();
+    horizon: Seq,
+) -> Result<(), StoreError> {
+    let active = segments.active_id();
+    let (frames, end) = segments.active_frames()?;
+    // Where the log stands before the active segment: its chunks follow on.
+    let mut next: Option<Seq> = None;
     for item in tree.iter().rev() {
         let (k, v) = item?;
-        // An inline chunk is older than every segment.
-        let Some(loc) = loc_of(&v)? else { break };
-        if tail.first().is_some_and(|(_, l)| l.segment != loc.segment) {
+        if loc_of(&v)?.is_some_and(|l| l.segment >= active) {
+            continue;
+        }
+        next = Some(seq_of(&k)? + chunk_head(&v)?.len);
+        break;
+    }
+    let (mut restored, mut cut_at) = (0usize, end);
+    for frame in frames {
+        if frame.first_seq <= horizon {
+            continue;
+        }
+        if next.is_some_and(|n| n != frame.first_seq) {
+            cut_at = frame.start;
             break;
         }
-        tail.push((k, loc));
-    }
-    tail.reverse();
-    let mut good = tail.len();
-    for (i, (_, loc)) in tail.iter().enumerate() {
-        if !segments.holds(loc)? {
-            good = i;
-            break;
+        let k = frame.first_seq.to_be_bytes();
+        let loc = codec::encode_as(LOC_LAYOUT, &frame.loc);
+        if tree.get(k)?.as_deref() != Some(&loc[..]) {
+            tree.insert(k, loc)?;
+            restored += 1;
         }
-    }
-    if let Some((from, _)) = tail.get(good) {
-        let mut dropped = 0usize;
-        for t in std::iter::once(tree).chain(beside.iter().copied()) {
-            let doomed: Vec<sled::IVec> =
-                t.range(from.clone()..).keys().collect::<Result<_, _>>()?;
-            for k in doomed {
-                t.remove(k)?;
-                dropped += usize::from(std::ptr::eq(t, tree));
+        if !index.contains_key(k)? {
+            if let Some(chunk) = segments.read(&frame.loc)? {
+                let chunk: Chunk = codec::decode(&chunk, "event chunk")?;
+                index.insert(
+                    k,
+                    codec::encode(&ChunkIndex::of(&chunk.events, chunk.appended_at_ms)),
+                )?;
             }
         }
+        if !frame.keys.is_empty() && !keys.contains_key(k)? {
+            keys.insert(k, frame.keys)?;
+        }
+        next = Some(frame.first_seq + frame.loc.len);
+    }
+    // Every entry past the last whole frame: in this segment (bytes that
+    // never reached the disk) or pointing at a segment that is not there.
+    let mut dropped = 0usize;
+    let doomed: Vec<sled::IVec> = match next {
+        Some(n) => tree
+            .range(n.to_be_bytes()..)
+            .keys()
+            .collect::<Result<_, _>>()?,
+        None => tree.iter().keys().collect::<Result<_, _>>()?,
+    };
+    for k in &doomed {
+        tree.remove(k)?;
+        index.remove(k)?;
+        keys.remove(k)?;
+        dropped += 1;
+    }
+    segments.truncate_active(cut_at)?;
+    if restored > 0 || dropped > 0 {
         tree.flush()?;
+    }
+    if restored > 0 {
+        tracing::info!(
+            chunks = restored,
+            "restored the places of acknowledged chunks from the newest segment"
+        );
+    }
+    if dropped > 0 {
         tracing::warn!(
             chunks = dropped,
-            from = seq_of(from)?,
             "dropped unacknowledged chunks whose bytes did not reach the disk before a crash"
         );
     }
-    let active = segments.active_id();
-    Ok(match tail[..good].last() {
-        Some((_, loc)) if loc.segment == active => loc.end(),
-        _ => 0,
-    })
+    Ok(())
 }
 
 fn seq_of(key: &[u8]) -> Result<Seq, StoreError> {
@@ -440,11 +479,26 @@ impl SledLog {
             appended_at_ms,
             events,
         });
+        let keys = if keys.is_empty() {
+            Vec::new()
+        } else {
+            codec::encode(&ChunkKeys {
+                appended_at_ms,
+                keys,
+            })
+        };
         let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
         let first = *next;
-        let loc = self
-            .health
-            .note(self.segments.append(&bytes, appended_at_ms, n))?;
+        // A full segment's places must be durable in sled before the next
+        // segment exists: recovery rebuilds only the newest one's.
+        let loc = self.health.note(self.segments.append(
+            first,
+            &bytes,
+            &keys,
+            appended_at_ms,
+            n,
+            || self.db.flush().map(drop).map_err(StoreError::from),
+        ))?;
         self.health.note(
             self.tree
                 .insert(first.to_be_bytes(), codec::encode_as(LOC_LAYOUT, &loc))
@@ -456,11 +510,7 @@ impl SledLog {
         // Written after the chunk: recovery keeps a prefix of the write
         // order, so a surviving key never points past the log.
         if !keys.is_empty() {
-            let value = codec::encode(&ChunkKeys {
-                appended_at_ms,
-                keys,
-            });
-            self.keys.insert(first.to_be_bytes(), value)?;
+            self.keys.insert(first.to_be_bytes(), keys)?;
         }
         *next = first + n;
         self.appended.store(first + n - 1, Ordering::Release);
@@ -476,16 +526,15 @@ impl SledLog {
         }
         let upto = self.last_seq();
         // Taken after `upto`: every chunk up to it is in this segment or in
-        // one fsynced when it filled. Both syncs run at once; the head moves
-        // when both are done.
+        // one fsynced when it filled. The segment's frames are all an
+        // acknowledged chunk needs (sled's entries for them are rebuilt
+        // from the newest segment at open), so sled is not flushed here.
         let segment = self.segments.active_file();
-        let segment = tokio::task::spawn_blocking(move || segment.sync_data());
-        let (segment, flushed) = tokio::join!(segment, self.db.flush_async());
-        let segment = segment
+        let synced = tokio::task::spawn_blocking(move || segment.sync_data())
+            .await
             .map_err(|e| StoreError::Task(e.to_string()))?
             .map_err(|e| StoreError::Io(sled::Error::Io(e)));
-        self.health.note(segment)?;
-        self.health.note(flushed.map_err(StoreError::from))?;
+        self.health.note(synced)?;
         self.durable.send_if_modified(|d| {
             let moved = upto > *d;
             *d = (*d).max(upto);
@@ -805,49 +854,42 @@ mod tests {
         }
     }
 
-    /// The segment file holding `seq`'s chunk, and where the chunk ends.
-    fn place_of(store: &Store, seq: Seq) -> (std::path::PathBuf, u64) {
-        let v = store
-            .log
-            .tree
-            .get(seq.to_be_bytes())
-            .expect("get")
-            .expect("chunk");
-        let loc = loc_of(&v).expect("decode").expect("a loc");
-        let path = store
-            .log
-            .segments
-            .dir()
-            .join(format!("{:012}.seg", loc.segment));
+    /// The active segment's file and where each of its frames starts.
+    fn frames_of(store: &Store) -> (std::path::PathBuf, Vec<u64>) {
+        let segs = &store.log.segments;
+        let path = segs.dir().join(format!("{:012}.seg", segs.active_id()));
         assert!(path.exists());
-        (path, loc.end())
+        let (frames, _) = segs.active_frames().expect("frames");
+        (path, frames.iter().map(|f| f.start).collect())
     }
 
     #[tokio::test]
     async fn chunks_whose_bytes_missed_the_disk_are_dropped_at_open() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (segment, kept_end) = {
+        let (segment, starts) = {
             let store = Store::open(dir.path()).expect("open");
             let log = &store.log;
             log.insert_chunk((0..3).map(ev).collect(), vec![(11, 0)], 10)
                 .expect("append");
             log.sync().await.expect("sync");
             // Two more chunks whose places reach sled (its own flush timer)
-            // but whose bytes do not reach the segment: a crash between
-            // the two.
+            // but whose bytes do not all reach the segment: a crash
+            // between the two.
             log.insert_chunk((3..5).map(ev).collect(), vec![(12, 1)], 20)
                 .expect("append");
             log.insert_chunk((5..6).map(ev).collect(), vec![], 30)
                 .expect("append");
             store.db.flush().expect("sled flush");
-            place_of(&store, 1)
+            frames_of(&store)
         };
+        assert_eq!(starts.len(), 3);
         // The kernel wrote out the last chunk's page but not the middle one's.
         let file = std::fs::OpenOptions::new()
             .write(true)
             .open(&segment)
             .expect("segment");
-        file.write_all_at(&[0u8; 8], kept_end).expect("scribble");
+        file.write_all_at(&[0u8; 8], starts[1] + 60)
+            .expect("scribble");
         drop(file);
 
         let store = Store::open(dir.path()).expect("reopen");
@@ -860,13 +902,78 @@ mod tests {
         );
         assert_eq!(log.keys_since(0).expect("keys"), vec![(11, 1, 10)]);
         assert_eq!(log.chunk_index_from(1, 10).expect("index").len(), 1);
-        // The log goes on where the good bytes end, with the next sequence.
-        assert_eq!(std::fs::metadata(&segment).expect("meta").len(), kept_end);
+        // The log goes on where the good frames end, with the next sequence.
+        assert_eq!(std::fs::metadata(&segment).expect("meta").len(), starts[1]);
         assert_eq!(log.insert_chunk(vec![ev(9)], vec![], 40).ok(), Some(4));
         log.sync().await.expect("sync");
         let got = log.read_from(1, 100).expect("read");
         assert_eq!(got.len(), 4);
         assert_eq!(got[3].event.id, "evt_9");
+    }
+
+    #[tokio::test]
+    async fn acknowledged_chunks_sled_lost_are_restored_from_their_segment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let log = &store.log;
+            log.insert_chunk((0..2).map(ev).collect(), vec![], 10)
+                .expect("append");
+            log.sync().await.expect("sync");
+            store.db.flush().expect("flush");
+            // Acknowledged on the segment's fsync alone; sled's flush timer
+            // had not written its entries when the process died.
+            log.insert_chunk((2..5).map(ev).collect(), vec![(21, 2)], 20)
+                .expect("append");
+            log.sync().await.expect("sync");
+            for t in [&log.tree, &log.index, &log.keys] {
+                t.remove(3u64.to_be_bytes()).expect("remove");
+            }
+            store.db.flush().expect("flush");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        let log = &store.log;
+        assert_eq!(*log.durable_head(0).borrow(), 5);
+        let got = log.read_from(1, 100).expect("read");
+        assert_eq!(
+            got.iter().map(|e| e.event.id.as_str()).collect::<Vec<_>>(),
+            ["evt_0", "evt_1", "evt_2", "evt_3", "evt_4"]
+        );
+        assert_eq!(log.keys_since(0).expect("keys"), vec![(21, 5, 20)]);
+        assert_eq!(log.chunk_index_from(1, 10).expect("index").len(), 2);
+        assert_eq!(log.insert_chunk(vec![ev(5)], vec![], 30).ok(), Some(6));
+    }
+
+    #[tokio::test]
+    async fn chunks_retention_removed_stay_removed_across_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let log = &store.log;
+            log.insert_chunk(vec![ev(0)], vec![(31, 0)], 10)
+                .expect("append");
+            log.insert_chunk(vec![ev(1)], vec![], 20).expect("append");
+            log.insert_chunk(vec![ev(2)], vec![], 30).expect("append");
+            log.sync().await.expect("sync");
+            store
+                .deliveries
+                .apply(&[crate::DeliveryWrite::Cursor(3)])
+                .expect("cursor");
+            let st = store.compact(25, 10, 10).expect("compact");
+            assert_eq!(st.chunks, 2);
+        }
+        // Their frames are still in the (only) segment.
+        let store = Store::open(dir.path()).expect("reopen");
+        let log = &store.log;
+        let left: Vec<Seq> = log
+            .read_from(1, 10)
+            .expect("read")
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(left, vec![3]);
+        assert_eq!(log.first_seq().expect("first"), Some(3));
+        assert_eq!(log.chunk_index_from(1, 10).expect("index").len(), 1);
     }
 
     #[tokio::test]

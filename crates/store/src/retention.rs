@@ -98,6 +98,11 @@ impl crate::Store {
             horizon = last;
         }
         if stats.chunks > 0 {
+            // Recovery restores the newest segment's chunks from its frames,
+            // but none that retention removed.
+            self.db
+                .open_tree("meta")?
+                .insert(keys::META_LOG_HORIZON, &horizon.to_be_bytes())?;
             // A segment file goes only once no surviving entry can point
             // into it, even after a crash.
             self.db.flush()?;

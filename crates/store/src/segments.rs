@@ -9,22 +9,22 @@
 //! holds what is hot, and sled keeps only a small [`Loc`] per chunk.
 //!
 //! # Layout
-//! `<data dir>/segments/<id>.seg`, ids counting up from 1. A segment is the
-//! chunks' encoded bytes back to back, with no framing: each chunk's
-//! [`Loc`] in sled says where it is, how long, and its CRC-32.
+//! `<data dir>/segments/<id>.seg`, ids counting up from 1. A segment is a
+//! run of frames, one per chunk: a header (magic, first sequence, append
+//! time, event count, lengths, the chunk's CRC-32 and the frame's), the
+//! encoded chunk, then its encoded idempotency keys. Each chunk's [`Loc`]
+//! in sled says where its bytes are.
 //!
 //! # Durability
-//! - A chunk is durable once its segment has been fsynced *and* sled holds
-//!   its [`Loc`]: [`Segments::sync`] and sled's flush both run before the
-//!   log's durable head moves.
-//! - When a segment is full it is fsynced before the next one is created
-//!   (and the directory after it), so every segment but the newest that has
-//!   chunks is complete on disk.
-//! - sled flushes on its own timer too, so after a crash it may hold the
-//!   [`Loc`] of a chunk whose bytes never reached the disk. Such a chunk was
-//!   never acknowledged; [`Segments::open`]'s caller checks the newest
-//!   segment's chunks against their CRCs and drops the first bad one and
-//!   every chunk after it, keeping the log a prefix of what was appended.
+//! - A chunk is durable once its segment is fsynced: the frame carries
+//!   everything sled keeps about it, so sled need not be flushed for an
+//!   append to be acknowledged.
+//! - When a segment is full it is fsynced, sled is flushed (every place in
+//!   it is then durable in sled), and only then is the next one created.
+//! - So after a crash only the newest segment can differ from sled: at open
+//!   its frames are read back, sled's entries for them are rewritten from
+//!   the frames, and everything from the first torn or mismatched frame on
+//!   (never acknowledged) is dropped, in sled and in the file.
 
 use crate::StoreError;
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,65 @@ pub(crate) const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 /// segments (dispatch) or sequential (replay, a backlog's drain).
 const OPEN_READERS: usize = 8;
 
+/// Bytes before a chunk in its frame: magic, first sequence, append time,
+/// event count, chunk length, keys length, the chunk's CRC, the frame's CRC.
+const FRAME_HEADER: usize = 4 + 8 + 8 + 8 + 4 + 4 + 4 + 4;
+
+/// The first bytes of every frame.
+const FRAME_MAGIC: [u8; 4] = *b"HRC1";
+
+/// A chunk's frame read back from a segment.
+pub(crate) struct Frame {
+    /// Where the frame starts in its segment.
+    pub(crate) start: u64,
+    /// Sequence of the chunk's first event.
+    pub(crate) first_seq: u64,
+    /// Where the chunk's bytes are.
+    pub(crate) loc: Loc,
+    /// The chunk's encoded idempotency keys (empty: none).
+    pub(crate) keys: Vec<u8>,
+}
+
+/// The frame at the start of `bytes` (which begin at `offset` in segment
+/// `id`), if it is whole and its checksums match.
+fn parse_frame(bytes: &[u8], id: u64, offset: u64) -> Option<Frame> {
+    let header = bytes.get(..FRAME_HEADER)?;
+    if header[..4] != FRAME_MAGIC {
+        return None;
+    }
+    let u64_at = |i: usize| header[i..i + 8].try_into().ok().map(u64::from_le_bytes);
+    let u32_at = |i: usize| header[i..i + 4].try_into().ok().map(u32::from_le_bytes);
+    let first_seq = u64_at(4)?;
+    let appended_at_ms = i64::from_le_bytes(header[12..20].try_into().ok()?);
+    let events = u64_at(20)?;
+    let size = u32_at(28)?;
+    let keys_size = u32_at(32)?;
+    let crc = u32_at(36)?;
+    let whole = u32_at(40)?;
+    let chunk_end = FRAME_HEADER.checked_add(size as usize)?;
+    let chunk = bytes.get(FRAME_HEADER..chunk_end)?;
+    let keys = bytes.get(chunk_end..chunk_end.checked_add(keys_size as usize)?)?;
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&header[..40]);
+    hasher.update(keys);
+    if hasher.finalize() != whole || crc32fast::hash(chunk) != crc {
+        return None;
+    }
+    Some(Frame {
+        start: offset,
+        first_seq,
+        loc: Loc {
+            appended_at_ms,
+            len: events,
+            segment: id,
+            offset: offset + FRAME_HEADER as u64,
+            bytes: size,
+            crc,
+        },
+        keys: keys.to_vec(),
+    })
+}
+
 /// Where a chunk's bytes are, as its value in sled.
 ///
 /// The first two fields are the chunk's append time and event count in the
@@ -65,13 +124,6 @@ pub(crate) struct Loc {
     pub bytes: u32,
     /// CRC-32 (IEEE) of the encoded chunk.
     pub crc: u32,
-}
-
-impl Loc {
-    /// The offset just past the chunk.
-    pub(crate) fn end(&self) -> u64 {
-        self.offset + u64::from(self.bytes)
-    }
 }
 
 /// The segment being appended to.
@@ -180,21 +232,32 @@ impl Segments {
         Ok(file)
     }
 
-    /// Writes `bytes` (not yet durable) and says where they are. A full
-    /// segment is fsynced and closed first. Callers serialise appends.
+    /// Writes one chunk as a frame (not yet durable) and says where its
+    /// bytes are. `keys` are the chunk's encoded idempotency keys (empty
+    /// when it has none), kept in the frame so that sled's entries for the
+    /// newest segment can be rebuilt from it. A full segment is closed
+    /// first: fsynced, then `before_next` runs (the caller makes the old
+    /// segment's places in sled durable), then the next one is created.
+    /// Callers serialise appends.
     pub(crate) fn append(
         &self,
-        bytes: &[u8],
+        first_seq: u64,
+        chunk: &[u8],
+        keys: &[u8],
         appended_at_ms: i64,
         events: u64,
+        before_next: impl FnOnce() -> Result<(), StoreError>,
     ) -> Result<Loc, StoreError> {
-        let size = u32::try_from(bytes.len()).map_err(|_| StoreError::Limit {
+        let too_big = |_| StoreError::Limit {
             what: "bytes in one chunk",
             max: u32::MAX as usize,
-        })?;
+        };
+        let size = u32::try_from(chunk.len()).map_err(too_big)?;
+        let keys_size = u32::try_from(keys.len()).map_err(too_big)?;
         let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
         if active.len >= SEGMENT_BYTES {
             active.file.sync_data().map_err(io_err)?;
+            before_next()?;
             let id = active.id + 1;
             let file = Self::create(&self.dir, id)?;
             *active = Active {
@@ -203,22 +266,58 @@ impl Segments {
                 len: 0,
             };
         }
+        let crc = crc32fast::hash(chunk);
+        let mut frame = Vec::with_capacity(FRAME_HEADER + chunk.len() + keys.len());
+        frame.extend_from_slice(&FRAME_MAGIC);
+        frame.extend_from_slice(&first_seq.to_le_bytes());
+        frame.extend_from_slice(&appended_at_ms.to_le_bytes());
+        frame.extend_from_slice(&events.to_le_bytes());
+        frame.extend_from_slice(&size.to_le_bytes());
+        frame.extend_from_slice(&keys_size.to_le_bytes());
+        frame.extend_from_slice(&crc.to_le_bytes());
+        let mut whole = crc32fast::Hasher::new();
+        whole.update(&frame);
+        whole.update(keys);
+        frame.extend_from_slice(&whole.finalize().to_le_bytes());
+        debug_assert_eq!(frame.len(), FRAME_HEADER);
+        frame.extend_from_slice(chunk);
+        frame.extend_from_slice(keys);
         // At an explicit offset: a write that fails half-way leaves bytes
         // past `len` that the next chunk overwrites.
         active
             .file
-            .write_all_at(bytes, active.len)
+            .write_all_at(&frame, active.len)
             .map_err(io_err)?;
         let loc = Loc {
             appended_at_ms,
             len: events,
             segment: active.id,
-            offset: active.len,
+            offset: active.len + FRAME_HEADER as u64,
             bytes: size,
-            crc: crc32fast::hash(bytes),
+            crc,
         };
-        active.len = loc.end();
+        active.len += frame.len() as u64;
         Ok(loc)
+    }
+
+    /// The whole frames of the active segment, in order, up to the first
+    /// that is torn or does not check out (nothing after it was
+    /// acknowledged); and where the good ones end.
+    pub(crate) fn active_frames(&self) -> Result<(Vec<Frame>, u64), StoreError> {
+        let (id, file) = {
+            let active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+            (active.id, active.file.clone())
+        };
+        let len = file.metadata().map_err(io_err)?.len();
+        let mut bytes = vec![0; usize::try_from(len).unwrap_or(usize::MAX)];
+        file.read_exact_at(&mut bytes, 0).map_err(io_err)?;
+        let mut frames = Vec::new();
+        let mut at = 0usize;
+        while let Some(frame) = parse_frame(&bytes[at..], id, at as u64) {
+            at += FRAME_HEADER + frame.loc.bytes as usize + frame.keys.len();
+            frames.push(frame);
+        }
+        Ok((frames, at as u64))
     }
 
     /// The segment appends go to now: fsync it to make every chunk appended
@@ -258,6 +357,7 @@ impl Segments {
 
     /// Whether the bytes at `loc` are there and match its CRC; `Err` only
     /// when the disk could not be read.
+    #[cfg(test)]
     pub(crate) fn holds(&self, loc: &Loc) -> Result<bool, StoreError> {
         match self.read(loc) {
             Ok(found) => Ok(found.is_some()),
@@ -324,21 +424,38 @@ impl Segments {
 mod tests {
     use super::*;
 
+    /// Appends `chunk` as the chunk at `seq` with no keys.
+    fn put(segs: &Segments, seq: u64, chunk: &[u8]) -> Loc {
+        segs.append(seq, chunk, &[], seq as i64, 1, || Ok(()))
+            .expect("append")
+    }
+
     #[test]
     fn appends_read_back_and_roll_over_into_new_segments() {
         let dir = tempfile::tempdir().expect("tempdir");
         let segs = Segments::open(dir.path()).expect("open");
         let big = vec![7u8; (SEGMENT_BYTES / 2 + 1) as usize];
-        let a = segs.append(&big, 1, 1).expect("append");
-        let b = segs.append(b"second", 2, 1).expect("append");
-        let c = segs.append(b"third", 3, 2).expect("append");
-        assert_eq!((a.segment, a.offset), (1, 0));
-        assert_eq!((b.segment, b.offset), (1, big.len() as u64));
-        assert_eq!((c.segment, c.offset, c.len), (1, b.end(), 2));
-        let d = segs.append(&big, 4, 1).expect("append");
-        // Segment 1 is full now: the next chunk starts segment 2.
-        let e = segs.append(b"fifth", 5, 1).expect("append");
-        assert_eq!((d.segment, e.segment, e.offset), (1, 2, 0));
+        let a = put(&segs, 1, &big);
+        let b = put(&segs, 2, b"second");
+        let c = put(&segs, 3, b"third");
+        assert_eq!((a.segment, a.offset), (1, FRAME_HEADER as u64));
+        assert_eq!(b.offset, a.offset + big.len() as u64 + FRAME_HEADER as u64);
+        assert_eq!(c.segment, 1);
+        let d = put(&segs, 4, &big);
+        // Segment 1 is full now: the next chunk starts segment 2, once the
+        // caller's hook has run.
+        let mut hooked = false;
+        let e = segs
+            .append(5, b"fifth", &[], 5, 1, || {
+                hooked = true;
+                Ok(())
+            })
+            .expect("append");
+        assert!(hooked);
+        assert_eq!(
+            (d.segment, e.segment, e.offset),
+            (1, 2, FRAME_HEADER as u64)
+        );
         assert_eq!(
             segs.read(&b).expect("read").as_deref(),
             Some(&b"second"[..])
@@ -353,9 +470,9 @@ mod tests {
         };
         assert!(matches!(segs.read(&bad), Err(StoreError::Corrupt { .. })));
         assert!(!segs.holds(&bad).expect("read"));
-        // One past the end of what was written: short.
+        // Past the end of what was written: short.
         let past = Loc {
-            offset: e.end(),
+            offset: e.offset + 100,
             ..e
         };
         assert!(!segs.holds(&past).expect("read"));
@@ -365,28 +482,46 @@ mod tests {
         assert_eq!(segs.read(&e).expect("read").as_deref(), Some(&b"fifth"[..]));
         // The active segment is never removed.
         assert_eq!(segs.remove_before(99).expect("remove"), 0);
-        assert!(segs.size_on_disk() >= e.end());
+        assert!(segs.size_on_disk() > e.offset);
     }
 
     #[test]
-    fn reopening_appends_where_the_kept_chunks_end() {
+    fn frames_read_back_up_to_the_first_torn_one() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (a, b) = {
             let segs = Segments::open(dir.path()).expect("open");
-            let a = segs.append(b"kept", 1, 1).expect("append");
-            let b = segs.append(b"not acknowledged", 2, 1).expect("append");
+            let a = segs
+                .append(7, b"kept", b"keys", 70, 3, || Ok(()))
+                .expect("append");
+            let b = put(&segs, 10, b"torn");
             segs.active_file().sync_data().expect("sync");
             (a, b)
         };
         let segs = Segments::open(dir.path()).expect("reopen");
         assert_eq!(segs.active_id(), 1);
-        assert!(segs.holds(&a).expect("read") && segs.holds(&b).expect("read"));
-        segs.truncate_active(a.end()).expect("truncate");
-        assert!(segs.holds(&a).expect("read"));
-        assert!(!segs.holds(&b).expect("read"));
-        // The next chunk goes where the dropped one was.
-        let c = segs.append(b"next", 3, 1).expect("append");
-        assert_eq!((c.segment, c.offset), (1, a.end()));
+        let (frames, end) = segs.active_frames().expect("frames");
+        assert_eq!(frames.len(), 2);
+        assert_eq!((frames[0].first_seq, frames[0].loc), (7, a));
+        assert_eq!(frames[0].keys, b"keys");
+        assert_eq!((frames[1].first_seq, frames[1].loc), (10, b));
+        assert_eq!(end, b.offset + 4);
+
+        // The second frame loses its last byte: it is not a frame.
+        let file = OpenOptions::new()
+            .write(true)
+            .open(dir.path().join(segment_name(1)))
+            .expect("open");
+        file.set_len(end - 1).expect("truncate");
+        let (frames, good_end) = segs.active_frames().expect("frames");
+        assert_eq!(frames.len(), 1);
+        assert_eq!(good_end, a.offset + 4 + 4);
+        // A flipped byte in the first frame's keys: nothing checks out.
+        file.write_all_at(b"K", a.offset + 4).expect("scribble");
+        assert_eq!(segs.active_frames().expect("frames").0.len(), 0);
+
+        segs.truncate_active(0).expect("truncate");
+        let c = put(&segs, 1, b"next");
+        assert_eq!((c.segment, c.offset), (1, FRAME_HEADER as u64));
         assert_eq!(segs.read(&c).expect("read").as_deref(), Some(&b"next"[..]));
     }
 }
