@@ -577,6 +577,12 @@ impl SledLog {
                 break;
             }
             let Some(chunk) = self.decoded(first, &v)? else {
+                if self.tree.contains_key(&k)? {
+                    // Still in the log, its bytes gone: never skip silently.
+                    return Err(StoreError::Corrupt {
+                        what: "event log (a segment file is missing)",
+                    });
+                }
                 // Removed by retention while this read went on.
                 continue;
             };
@@ -977,6 +983,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_missing_segment_is_an_error_not_a_gap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let big = |i: usize| Event {
+                data: format!("\"{}\"", "x".repeat(1 << 20)),
+                ..ev(i)
+            };
+            for i in 0..17 {
+                store
+                    .log
+                    .insert_chunk(vec![big(i)], vec![], i as i64)
+                    .expect("append");
+            }
+            store.log.sync().await.expect("sync");
+            assert_eq!(store.log.segments.active_id(), 2);
+        }
+        std::fs::remove_file(
+            dir.path()
+                .join(crate::SEGMENTS_DIR)
+                .join("000000000001.seg"),
+        )
+        .expect("remove");
+        let store = Store::open(dir.path()).expect("reopen");
+        assert!(matches!(
+            store.log.read_from(1, 10),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert_eq!(store.log.read_from(17, 10).expect("read").len(), 1);
+    }
+
+    #[tokio::test]
     async fn index_entries_lost_in_a_crash_are_rebuilt_at_open() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
@@ -995,6 +1033,20 @@ mod tests {
         assert_eq!(ix.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(ix[1].1.len, 2);
         assert_eq!(store.log.first_seq_at_ms(15).expect("bisect"), Some(2));
+    }
+
+    /// Opens `dir` once a raw sled handle dropped just before has let go
+    /// of its lock (sled's flusher thread releases it a moment later).
+    fn open_after_raw(dir: &std::path::Path) -> Store {
+        for _ in 0..100 {
+            match Store::open(dir) {
+                Err(StoreError::Open { .. }) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                other => return other.expect("open"),
+            }
+        }
+        Store::open(dir).expect("open")
     }
 
     #[tokio::test]
@@ -1028,7 +1080,7 @@ mod tests {
             db.flush().expect("flush");
         }
         {
-            let store = Store::open(dir.path()).expect("open");
+            let store = open_after_raw(dir.path());
             let log = &store.log;
             assert_eq!(*log.durable_head(0).borrow(), 2);
             assert_eq!(log.insert_chunk(vec![ev(2)], vec![], 20).ok(), Some(3));
