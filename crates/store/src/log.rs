@@ -982,22 +982,26 @@ mod tests {
         assert_eq!(log.chunk_index_from(1, 10).expect("index").len(), 1);
     }
 
+    /// Appends `n` chunks of one 1 MiB event each (appended at `i` ms) and
+    /// makes them durable: a segment fills after 16 of them.
+    async fn append_mib_chunks(log: &SledLog, n: usize) {
+        for i in 0..n {
+            let event = Event {
+                data: format!("\"{}\"", "x".repeat(1 << 20)),
+                ..ev(i)
+            };
+            log.insert_chunk(vec![event], vec![], i as i64)
+                .expect("append");
+        }
+        log.sync().await.expect("sync");
+    }
+
     #[tokio::test]
     async fn a_missing_segment_is_an_error_not_a_gap() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = Store::open(dir.path()).expect("open");
-            let big = |i: usize| Event {
-                data: format!("\"{}\"", "x".repeat(1 << 20)),
-                ..ev(i)
-            };
-            for i in 0..17 {
-                store
-                    .log
-                    .insert_chunk(vec![big(i)], vec![], i as i64)
-                    .expect("append");
-            }
-            store.log.sync().await.expect("sync");
+            append_mib_chunks(&store.log, 17).await;
             assert_eq!(store.log.segments.active_id(), 2);
         }
         std::fs::remove_file(
@@ -1115,16 +1119,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         let log = &store.log;
-        // Events of ~1 MiB: a segment fills after 16 of them.
-        let big = |i: usize| Event {
-            data: format!("\"{}\"", "x".repeat(1 << 20)),
-            ..ev(i)
-        };
-        for i in 0..20 {
-            log.insert_chunk(vec![big(i)], vec![], i as i64)
-                .expect("append");
-        }
-        log.sync().await.expect("sync");
+        append_mib_chunks(log, 20).await;
         let files = || std::fs::read_dir(log.segments.dir()).expect("dir").count();
         assert_eq!(files(), 2);
         store
