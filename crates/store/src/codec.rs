@@ -16,14 +16,19 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 /// Encodes `value` behind `version`: for record kinds whose layout moved on
 /// (their readers dispatch on [`version_of`]).
 pub fn encode_as<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
-    let mut out = vec![version];
+    let mut out = Vec::new();
+    encode_into(&mut out, version, value);
+    out
+}
+
+/// Appends `value` encoded behind `version` to `out` (the bytes
+/// [`encode_as`] returns), for a value written inside a larger buffer.
+pub fn encode_into<T: Serialize>(out: &mut Vec<u8>, version: u8, value: &T) {
+    out.push(version);
     // Encoding our own plain data types into a Vec cannot fail.
-    if let Err(e) =
-        bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard())
-    {
+    if let Err(e) = bincode::serde::encode_into_std_write(value, out, bincode::config::standard()) {
         unreachable!("bincode encoding into a Vec failed: {e}");
     }
-    out
 }
 
 /// Decodes a value written by [`encode`]; `what` names the record in errors.

@@ -3,7 +3,7 @@
 
 use crate::{
     codec,
-    segments::{Loc, Segments},
+    segments::{FrameBuf, Loc, Segments},
     BoxFuture, StoreError,
 };
 use hookrelay_core::{Event, Partition, Seq};
@@ -475,10 +475,6 @@ impl SledLog {
             return Ok(*self.next.lock().unwrap_or_else(|p| p.into_inner()));
         }
         let index = codec::encode(&ChunkIndex::of(&events, appended_at_ms));
-        let bytes = codec::encode(&Chunk {
-            appended_at_ms,
-            events,
-        });
         let keys = if keys.is_empty() {
             Vec::new()
         } else {
@@ -487,18 +483,24 @@ impl SledLog {
                 keys,
             })
         };
+        // The chunk, most of the bytes, is encoded straight into its frame.
+        let chunk = Chunk {
+            appended_at_ms,
+            events,
+        };
+        let frame = FrameBuf::new(
+            |b| codec::encode_into(b, codec::FORMAT_VERSION, &chunk),
+            |b| b.extend_from_slice(&keys),
+        );
         let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
         let first = *next;
         // A full segment's places must be durable in sled before the next
         // segment exists: recovery rebuilds only the newest one's.
-        let loc = self.health.note(self.segments.append(
-            first,
-            &bytes,
-            &keys,
-            appended_at_ms,
-            n,
-            || self.db.flush().map(drop).map_err(StoreError::from),
-        ))?;
+        let loc =
+            self.health
+                .note(self.segments.append(first, frame, appended_at_ms, n, || {
+                    self.db.flush().map(drop).map_err(StoreError::from)
+                }))?;
         self.health.note(
             self.tree
                 .insert(first.to_be_bytes(), codec::encode_as(LOC_LAYOUT, &loc))

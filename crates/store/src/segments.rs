@@ -53,6 +53,27 @@ const FRAME_HEADER: usize = 4 + 8 + 8 + 8 + 4 + 4 + 4 + 4;
 /// The first bytes of every frame.
 const FRAME_MAGIC: [u8; 4] = *b"HRC1";
 
+/// A chunk's frame being built, in the one buffer that is written: room
+/// for the header ([`Segments::append`] fills it in), the encoded chunk,
+/// then its encoded idempotency keys. The chunk is encoded in place, not
+/// copied in.
+pub(crate) struct FrameBuf {
+    buf: Vec<u8>,
+    /// Where the chunk ends and the keys begin.
+    chunk_end: usize,
+}
+
+impl FrameBuf {
+    /// A frame of what `chunk` and then `keys` append to the buffer.
+    pub(crate) fn new(chunk: impl FnOnce(&mut Vec<u8>), keys: impl FnOnce(&mut Vec<u8>)) -> Self {
+        let mut buf = vec![0; FRAME_HEADER];
+        chunk(&mut buf);
+        let chunk_end = buf.len();
+        keys(&mut buf);
+        Self { buf, chunk_end }
+    }
+}
+
 /// A chunk's frame read back from a segment.
 pub(crate) struct Frame {
     /// Where the frame starts in its segment.
@@ -232,28 +253,28 @@ impl Segments {
         Ok(file)
     }
 
-    /// Writes one chunk as a frame (not yet durable) and says where its
-    /// bytes are. `keys` are the chunk's encoded idempotency keys (empty
-    /// when it has none), kept in the frame so that sled's entries for the
-    /// newest segment can be rebuilt from it. A full segment is closed
-    /// first: fsynced, then `before_next` runs (the caller makes the old
-    /// segment's places in sled durable), then the next one is created.
+    /// Writes one chunk's frame (not yet durable) and says where its bytes
+    /// are: [`FrameBuf`] holds the chunk and its encoded idempotency keys,
+    /// kept in the frame so that sled's entries for the newest segment can
+    /// be rebuilt from it; the header is filled in here. A full segment is
+    /// closed first: fsynced, then `before_next` runs (the caller makes the
+    /// old segment's places in sled durable), then the next one is created.
     /// Callers serialise appends.
     pub(crate) fn append(
         &self,
         first_seq: u64,
-        chunk: &[u8],
-        keys: &[u8],
+        frame: FrameBuf,
         appended_at_ms: i64,
         events: u64,
         before_next: impl FnOnce() -> Result<(), StoreError>,
     ) -> Result<Loc, StoreError> {
+        let FrameBuf { mut buf, chunk_end } = frame;
         let too_big = |_| StoreError::Limit {
             what: "bytes in one chunk",
             max: u32::MAX as usize,
         };
-        let size = u32::try_from(chunk.len()).map_err(too_big)?;
-        let keys_size = u32::try_from(keys.len()).map_err(too_big)?;
+        let size = u32::try_from(chunk_end - FRAME_HEADER).map_err(too_big)?;
+        let keys_size = u32::try_from(buf.len() - chunk_end).map_err(too_big)?;
         let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
         if active.len >= SEGMENT_BYTES {
             active.file.sync_data().map_err(io_err)?;
@@ -266,28 +287,23 @@ impl Segments {
                 len: 0,
             };
         }
-        let crc = crc32fast::hash(chunk);
-        let mut frame = Vec::with_capacity(FRAME_HEADER + chunk.len() + keys.len());
-        frame.extend_from_slice(&FRAME_MAGIC);
-        frame.extend_from_slice(&first_seq.to_le_bytes());
-        frame.extend_from_slice(&appended_at_ms.to_le_bytes());
-        frame.extend_from_slice(&events.to_le_bytes());
-        frame.extend_from_slice(&size.to_le_bytes());
-        frame.extend_from_slice(&keys_size.to_le_bytes());
-        frame.extend_from_slice(&crc.to_le_bytes());
+        let crc = crc32fast::hash(&buf[FRAME_HEADER..chunk_end]);
+        let mut header = Vec::with_capacity(FRAME_HEADER);
+        header.extend_from_slice(&FRAME_MAGIC);
+        header.extend_from_slice(&first_seq.to_le_bytes());
+        header.extend_from_slice(&appended_at_ms.to_le_bytes());
+        header.extend_from_slice(&events.to_le_bytes());
+        header.extend_from_slice(&size.to_le_bytes());
+        header.extend_from_slice(&keys_size.to_le_bytes());
+        header.extend_from_slice(&crc.to_le_bytes());
         let mut whole = crc32fast::Hasher::new();
-        whole.update(&frame);
-        whole.update(keys);
-        frame.extend_from_slice(&whole.finalize().to_le_bytes());
-        debug_assert_eq!(frame.len(), FRAME_HEADER);
-        frame.extend_from_slice(chunk);
-        frame.extend_from_slice(keys);
+        whole.update(&header);
+        whole.update(&buf[chunk_end..]);
+        header.extend_from_slice(&whole.finalize().to_le_bytes());
+        buf[..FRAME_HEADER].copy_from_slice(&header);
         // At an explicit offset: a write that fails half-way leaves bytes
         // past `len` that the next chunk overwrites.
-        active
-            .file
-            .write_all_at(&frame, active.len)
-            .map_err(io_err)?;
+        active.file.write_all_at(&buf, active.len).map_err(io_err)?;
         let loc = Loc {
             appended_at_ms,
             len: events,
@@ -296,7 +312,7 @@ impl Segments {
             bytes: size,
             crc,
         };
-        active.len += frame.len() as u64;
+        active.len += buf.len() as u64;
         Ok(loc)
     }
 
@@ -424,9 +440,16 @@ impl Segments {
 mod tests {
     use super::*;
 
+    fn frame(chunk: &[u8], keys: &[u8]) -> FrameBuf {
+        FrameBuf::new(
+            |b| b.extend_from_slice(chunk),
+            |b| b.extend_from_slice(keys),
+        )
+    }
+
     /// Appends `chunk` as the chunk at `seq` with no keys.
     fn put(segs: &Segments, seq: u64, chunk: &[u8]) -> Loc {
-        segs.append(seq, chunk, &[], seq as i64, 1, || Ok(()))
+        segs.append(seq, frame(chunk, b""), seq as i64, 1, || Ok(()))
             .expect("append")
     }
 
@@ -446,7 +469,7 @@ mod tests {
         // caller's hook has run.
         let mut hooked = false;
         let e = segs
-            .append(5, b"fifth", &[], 5, 1, || {
+            .append(5, frame(b"fifth", b""), 5, 1, || {
                 hooked = true;
                 Ok(())
             })
@@ -491,7 +514,7 @@ mod tests {
         let (a, b) = {
             let segs = Segments::open(dir.path()).expect("open");
             let a = segs
-                .append(7, b"kept", b"keys", 70, 3, || Ok(()))
+                .append(7, frame(b"kept", b"keys"), 70, 3, || Ok(()))
                 .expect("append");
             let b = put(&segs, 10, b"torn");
             segs.active_file().sync_data().expect("sync");
