@@ -88,6 +88,8 @@ pub struct DeliveryRecord {
     /// Attempts made so far.
     pub attempts: u32,
     /// When the next attempt is due (unix ms); meaningful while pending.
+    /// While an attempt is in flight, when that attempt fell due (the
+    /// record is not rewritten to send it; its lease is in the due index).
     pub next_attempt_ms: i64,
     /// HTTP status of the last attempt, if it got one.
     pub last_status_code: Option<u16>,

@@ -418,3 +418,139 @@ async fn an_expired_lease_makes_a_hung_attempt_due_again() {
     // Attempt 1's entry holds its real (late) outcome, not the synthetic timeout.
     assert_eq!(log[0].status_code, Some(500));
 }
+
+#[tokio::test]
+async fn due_work_of_another_host_behind_a_full_lane_is_not_starved() {
+    use hookrelay_core::{DeliveryKey, DeliveryRecord};
+    use hookrelay_store::{DeliveryWrite, DueEntry, DueKind};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    for (id, url) in [("wh_a", "https://a.example"), ("wh_b", "https://b.example")] {
+        let mut w = webhook(id, &["message.*"]);
+        w.url = url.into();
+        store.config.put_webhook(w).await.expect("wh");
+    }
+    let events = (1..=21).map(|i| event(i, "message.received")).collect();
+    store.log.insert_chunk(events, vec![], 1).expect("append");
+    store.log.sync().await.expect("sync");
+    // Twenty retries of host a are due, and one of host b falls due once
+    // a's lane is full.
+    let b_due = hookrelay_core::now_ms() + 300;
+    let mut writes = Vec::new();
+    for seq in 1..=21u64 {
+        let (wh, at) = if seq <= 20 {
+            ("wh_a", seq as i64)
+        } else {
+            ("wh_b", b_due)
+        };
+        let key = DeliveryKey {
+            seq,
+            generation: 0,
+            webhook_id: WebhookId::from(wh),
+        };
+        let record = DeliveryRecord {
+            status: DeliveryStatus::Pending,
+            attempts: 1,
+            next_attempt_ms: at,
+            last_status_code: Some(500),
+            last_error: None,
+            event_type: "message.received".into(),
+            event_id: format!("evt_{seq}"),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        };
+        writes.push(DeliveryWrite::Record(key.clone(), record));
+        writes.push(DeliveryWrite::Due(DueEntry {
+            at_ms: at,
+            key,
+            kind: DueKind::Scheduled,
+        }));
+    }
+    writes.push(DeliveryWrite::Cursor(21));
+    store.deliveries.apply(&writes).expect("apply");
+    // Host a takes one attempt at a time (never answered here) and its
+    // lane holds two: every shallow read of the due index (two batches of
+    // four) finds only a's full lane; b's entry is within the full depth
+    // (eight batches).
+    let mut r = start_with(
+        &store,
+        SchedulerConfig {
+            tick: Duration::from_millis(5),
+            due_batch: 4,
+            lane_queue: 2,
+            ..SchedulerConfig::default()
+        },
+        DeliveryConfig {
+            lease_margin: Duration::from_secs(1),
+            per_host_concurrency: 1,
+            per_host_concurrency_min: 1,
+            adaptive_concurrency: false,
+            ..DeliveryConfig::default()
+        },
+    );
+    let mut from_a = 0;
+    loop {
+        let t = next(&mut r).await;
+        if t.key.webhook_id.as_str() == "wh_b" {
+            assert_eq!(t.key.seq, 21);
+            break;
+        }
+        from_a += 1;
+    }
+    assert_eq!(from_a, 1, "host a has one attempt in flight at a time");
+    r.stop.cancel();
+    r.handle.await.expect("join");
+}
+
+#[tokio::test]
+async fn a_retry_in_flight_leaves_its_record_and_comes_back_through_its_lease() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    store
+        .config
+        .put_webhook(webhook("wh_a", &["*"]))
+        .await
+        .expect("wh");
+    log_one_event(&store).await;
+    let mut r = start(&store);
+    let first = next(&mut r).await;
+    r.reports.send(report(&first, false)).await.expect("send");
+    // The retry goes out (its record says when it fell due) and is never
+    // answered: the scheduler stops as if the process died mid-attempt.
+    let second = next(&mut r).await;
+    assert_eq!((second.key.clone(), second.attempt), (first.key.clone(), 2));
+    r.stop.cancel();
+    r.handle.await.expect("join");
+    let rec = store
+        .deliveries
+        .record(&first.key)
+        .expect("record")
+        .expect("a record after a failure");
+    assert_eq!((rec.status, rec.attempts), (DeliveryStatus::Pending, 1));
+
+    let mut r = start(&store);
+    let again = next(&mut r).await;
+    assert_eq!((again.key.clone(), again.attempt), (first.key.clone(), 2));
+    r.reports.send(report(&again, true)).await.expect("send");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let rec = store.deliveries.record(&first.key).expect("record");
+        if rec.as_ref().map(|r| r.status) == Some(DeliveryStatus::Delivered) {
+            assert_eq!(rec.map(|r| r.attempts), Some(2));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{rec:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    r.stop.cancel();
+    r.handle.await.expect("join");
+    assert_eq!(
+        store
+            .deliveries
+            .attempts(&first.key)
+            .expect("attempts")
+            .len(),
+        2,
+        "the unanswered attempt left no entry; its retry did"
+    );
+}

@@ -255,6 +255,9 @@ impl Scheduler {
             updated_at_ms: now,
         };
         self.pending_records += 1;
+        // Pending again: the record says so before the attempt goes out.
+        self.writes
+            .push(DeliveryWrite::Record(key.clone(), rec.clone()));
         self.dispatch_recorded(key, rec, Some(webhook), now).await?;
         Ok(())
     }

@@ -31,7 +31,7 @@ impl Scheduler {
 
     /// Queues a task in its host's lane.
     pub(super) fn enqueue(&mut self, task: DeliveryTask) {
-        let host = host_of(&task.webhook.url);
+        let host = self.hosts.of(&task.webhook.url);
         if let Some(a) = self.active.get_mut(&task.key) {
             a.host = host.clone();
         }
@@ -261,9 +261,11 @@ impl Scheduler {
             self.pending_records -= 1;
             return Ok(());
         };
+        // The record is not rewritten for the attempt (one write less per
+        // retry and per drained delivery): the lease in the due index is
+        // what holds the delivery while it is in flight, and the outcome
+        // writes the record.
         let lease = now + lease_ms(Some(&webhook), self.lease_margin_ms);
-        rec.next_attempt_ms = lease;
-        rec.updated_at_ms = now;
         let ev = &event.event;
         let event_id: Arc<str> = ev.id.as_str().into();
         self.active.insert(
@@ -293,7 +295,6 @@ impl Scheduler {
             webhook,
             occurred_at_ms: ev.occurred_at_ms,
         });
-        self.writes.push(DeliveryWrite::Record(key.clone(), rec));
         self.writes.push(DeliveryWrite::Due(DueEntry {
             at_ms: lease,
             key,

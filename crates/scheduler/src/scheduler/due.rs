@@ -4,6 +4,10 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// Every this many scans of the due index, one reads the full depth
+/// whatever the shallow read found (see [`Scheduler::scan_due`]).
+const DEEP_SCAN_EVERY: u32 = 8;
+
 impl Scheduler {
     /// After a restart nothing is in flight: every lease is stale, so those
     /// deliveries are due now.
@@ -56,85 +60,118 @@ impl Scheduler {
         }
         let now = now_ms();
         // Scan past the entries of lanes that are already full (they stay
-        // due, untouched) so other hosts are not starved, within a bound.
+        // due, untouched) so other hosts are not starved, within a bound:
+        // two batches first, and eight when the second still found work or
+        // on every `DEEP_SCAN_EVERY`th scan. One host's backlog, whose lane
+        // fills from the first batch, then costs about three batches a scan
+        // instead of eight, and another host's entries behind it wait at
+        // most a few ticks longer.
+        self.scans = self.scans.wrapping_add(1);
+        let deep = self.scans.is_multiple_of(DEEP_SCAN_EVERY);
+        let batch = self.cfg.due_batch;
         let mut taken = 0;
-        let due = self
-            .store
-            .due(self.partition, now, self.cfg.due_batch * 8)
-            .await?;
-        for e in due {
-            if taken >= self.cfg.due_batch || self.lanes.len() >= self.cfg.max_queued {
-                break;
-            }
-            let webhook = self.config.webhook(&e.key.webhook_id);
-            if !self.active.contains_key(&e.key) {
-                if let Some(w) = webhook.as_deref() {
-                    if self.lanes.lane_len(&host_of(&w.url)) >= self.cfg.lane_queue {
-                        continue;
-                    }
+        let mut depth = batch * 2;
+        let mut seen = 0;
+        loop {
+            // Nothing is written between the reads (writes wait in
+            // `self.writes`), so the deeper read starts with what was seen.
+            let due = self.store.due(self.partition, now, depth).await?;
+            let read = due.len();
+            let taken_before = taken;
+            for e in due.into_iter().skip(seen) {
+                if taken >= batch || self.lanes.len() >= self.cfg.max_queued {
+                    return Ok(());
                 }
-                taken += 1;
+                self.scan_entry(e, now, &mut taken).await?;
             }
-            if let Some(a) = self.active.get_mut(&e.key) {
-                if e.kind == DueKind::Lease && a.lease_at == Some(e.at_ms) {
-                    if let Some(sent) = a.sent_at_ms {
-                        // Handed to a worker and unanswered past timeout +
-                        // margin: the attempt is lost (a hung worker); it
-                        // counts as a timeout and the policy decides what next.
-                        let report = AttemptReport {
-                            key: e.key.clone(),
-                            attempt: Attempt {
-                                attempt: a.attempt,
-                                started_at_ms: sent,
-                                duration_ms: u32::try_from(now - sent).unwrap_or(u32::MAX),
-                                status_code: None,
-                                error: Some(ErrorKind::Timeout),
-                                response_body: Some("lease expired without an answer".into()),
-                            },
-                            result: AttemptResult::Failed {
-                                retry_after_ms: None,
-                            },
-                            elapsed: Duration::from_millis(u64::try_from(now - sent).unwrap_or(0)),
-                        };
-                        warn!(delivery = %e.key.id(), attempt = a.attempt, "lease expired in flight; counted as a timeout");
-                        self.on_report(report);
-                        continue;
-                    }
+            let found_work = taken > taken_before;
+            if read < depth || depth >= batch * 8 || !(found_work || deep) {
+                return Ok(());
+            }
+            seen = read;
+            depth = batch * 8;
+        }
+    }
+
+    /// One due entry of [`Self::scan_due`]: dispatched (counted in
+    /// `taken`), left for later (its lane is full), or settled as stale.
+    async fn scan_entry(
+        &mut self,
+        e: DueEntry,
+        now: i64,
+        taken: &mut usize,
+    ) -> Result<(), StoreError> {
+        let webhook = self.config.webhook(&e.key.webhook_id);
+        if !self.active.contains_key(&e.key) {
+            if let Some(w) = webhook.as_deref() {
+                if self.lanes.lane_len(&self.hosts.of(&w.url)) >= self.cfg.lane_queue {
+                    return Ok(());
                 }
-                // Still queued here (not yet handed to a worker): the lease is
-                // extended. A stale scheduled entry is dropped.
-                self.writes
-                    .push(DeliveryWrite::Undue(e.at_ms, e.key.clone()));
-                if e.kind == DueKind::Lease {
-                    let lease = now + lease_ms(webhook.as_deref(), self.lease_margin_ms);
-                    a.lease_at = Some(lease);
-                    self.writes.push(DeliveryWrite::Due(DueEntry {
-                        at_ms: lease,
+            }
+            *taken += 1;
+        }
+        if let Some(a) = self.active.get_mut(&e.key) {
+            if e.kind == DueKind::Lease && a.lease_at == Some(e.at_ms) {
+                if let Some(sent) = a.sent_at_ms {
+                    // Handed to a worker and unanswered past timeout +
+                    // margin: the attempt is lost (a hung worker); it
+                    // counts as a timeout and the policy decides what next.
+                    let report = AttemptReport {
                         key: e.key.clone(),
-                        kind: DueKind::Lease,
-                    }));
-                } else {
-                    self.pending_records -= 1;
+                        attempt: Attempt {
+                            attempt: a.attempt,
+                            started_at_ms: sent,
+                            duration_ms: u32::try_from(now - sent).unwrap_or(u32::MAX),
+                            status_code: None,
+                            error: Some(ErrorKind::Timeout),
+                            response_body: Some("lease expired without an answer".into()),
+                        },
+                        result: AttemptResult::Failed {
+                            retry_after_ms: None,
+                        },
+                        elapsed: Duration::from_millis(u64::try_from(now - sent).unwrap_or(0)),
+                    };
+                    warn!(delivery = %e.key.id(), attempt = a.attempt, "lease expired in flight; counted as a timeout");
+                    self.on_report(report);
+                    return Ok(());
                 }
-                continue;
             }
+            // Still queued here (not yet handed to a worker): the lease is
+            // extended. A stale scheduled entry is dropped.
             self.writes
                 .push(DeliveryWrite::Undue(e.at_ms, e.key.clone()));
-            let rec = match self.store.record(&e.key).await? {
-                Some(rec)
-                    if rec.status == DeliveryStatus::Pending && rec.next_attempt_ms == e.at_ms =>
-                {
-                    rec
-                }
-                // A stale entry (superseded schedule): just drop it.
-                _ => {
-                    self.pending_records -= 1;
-                    continue;
-                }
-            };
-            self.dispatch_recorded(e.key, rec, webhook, now).await?;
+            if e.kind == DueKind::Lease {
+                let lease = now + lease_ms(webhook.as_deref(), self.lease_margin_ms);
+                a.lease_at = Some(lease);
+                self.writes.push(DeliveryWrite::Due(DueEntry {
+                    at_ms: lease,
+                    key: e.key.clone(),
+                    kind: DueKind::Lease,
+                }));
+            } else {
+                self.pending_records -= 1;
+            }
+            return Ok(());
         }
-        Ok(())
+        self.writes
+            .push(DeliveryWrite::Undue(e.at_ms, e.key.clone()));
+        // A lease found here outlived the attempt it held (whose record
+        // keeps the time it fell due); a scheduled entry must carry its
+        // record's time.
+        let rec = match self.store.record(&e.key).await? {
+            Some(rec)
+                if rec.status == DeliveryStatus::Pending
+                    && (rec.next_attempt_ms == e.at_ms || e.kind == DueKind::Lease) =>
+            {
+                rec
+            }
+            // A stale entry (superseded schedule): just drop it.
+            _ => {
+                self.pending_records -= 1;
+                return Ok(());
+            }
+        };
+        self.dispatch_recorded(e.key, rec, webhook, now).await
     }
 
     /// Writes records for the oldest event's unsettled deliveries when it has

@@ -10,7 +10,7 @@ mod replay;
 pub use commands::SchedulerHandle;
 
 use crate::{
-    lanes::{host_of, Lanes},
+    lanes::{HostMemo, Lanes},
     limit::{LimitBounds, Signal},
     window::{Window, WindowEvent},
     SchedulerConfig,
@@ -91,6 +91,10 @@ pub struct Scheduler {
     /// Events up to here may have records from before the last restart.
     recovery_horizon: Seq,
     lanes: Lanes,
+    /// The lane of each webhook URL seen, parsed once.
+    hosts: HostMemo,
+    /// Scans of the due index so far (every few reads deeper).
+    scans: u32,
     active: HashMap<DeliveryKey, Active>,
     commands: tokio::sync::mpsc::Receiver<Command>,
     handle: SchedulerHandle,
@@ -179,6 +183,8 @@ impl Scheduler {
                 board,
                 busiest,
             ),
+            hosts: HostMemo::default(),
+            scans: 0,
             active: HashMap::new(),
             commands,
             handle,
