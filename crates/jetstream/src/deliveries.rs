@@ -42,6 +42,7 @@ use hookrelay_store::{
 use serde::{Deserialize, Serialize};
 use std::{
     collections::{hash_map::Entry, BTreeMap, BTreeSet, HashMap},
+    ops::RangeInclusive,
     sync::Mutex,
 };
 
@@ -618,6 +619,7 @@ impl DeliveryStore for JsDeliveries {
     fn recovery_scan(
         &self,
         partition: Partition,
+        leases_in: RangeInclusive<i64>,
     ) -> BoxFuture<'_, Result<(usize, Vec<DueEntry>), StoreError>> {
         Box::pin(async move {
             // A node taking a partition reads its state afresh: whatever it
@@ -630,7 +632,7 @@ impl DeliveryStore for JsDeliveries {
             let leases = o
                 .due
                 .iter()
-                .filter(|(_, kind)| **kind == DueKind::Lease)
+                .filter(|((at, _), kind)| **kind == DueKind::Lease && leases_in.contains(at))
                 .map(due_entry)
                 .collect();
             Ok((o.due.len(), leases))

@@ -331,7 +331,15 @@ async fn a_spilled_delivery_in_flight_comes_back_through_its_lease() {
     assert_eq!(rec.attempts, 0);
     r.stop.cancel();
     r.handle.await.expect("join");
-    assert_eq!(store.deliveries.recovery_scan().expect("scan").1.len(), 1);
+    assert_eq!(
+        store
+            .deliveries
+            .recovery_scan(i64::MIN..=i64::MAX)
+            .expect("scan")
+            .1
+            .len(),
+        1
+    );
 
     // Restart: the lease is released at once and the same delivery is retried.
     let mut r = start(&store);
@@ -352,7 +360,12 @@ async fn a_spilled_delivery_in_flight_comes_back_through_its_lease() {
     }
     r.stop.cancel();
     r.handle.await.expect("join");
-    assert!(store.deliveries.recovery_scan().expect("scan").1.is_empty());
+    assert!(store
+        .deliveries
+        .recovery_scan(i64::MIN..=i64::MAX)
+        .expect("scan")
+        .1
+        .is_empty());
 }
 
 #[tokio::test]
@@ -552,5 +565,75 @@ async fn a_retry_in_flight_leaves_its_record_and_comes_back_through_its_lease() 
             .len(),
         2,
         "the unanswered attempt left no entry; its retry did"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_lease_already_due_at_start_is_sent_by_the_due_scan() {
+    use hookrelay_core::{DeliveryKey, DeliveryRecord};
+    use hookrelay_store::{DeliveryWrite, DueEntry, DueKind};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    store
+        .config
+        .put_webhook(webhook("wh_a", &["*"]))
+        .await
+        .expect("wh");
+    log_one_event(&store).await;
+    // A retry was in flight when the process died, long enough ago that
+    // its lease is due: the recovery's window leaves it to the due scan.
+    let key = DeliveryKey {
+        seq: 1,
+        generation: 0,
+        webhook_id: WebhookId::from("wh_a"),
+    };
+    let now = hookrelay_core::now_ms();
+    let record = DeliveryRecord {
+        status: DeliveryStatus::Pending,
+        attempts: 1,
+        next_attempt_ms: now - 70_000,
+        last_status_code: Some(500),
+        last_error: None,
+        event_type: "message.received".into(),
+        event_id: "evt_1".into(),
+        created_at_ms: 0,
+        updated_at_ms: 0,
+    };
+    store
+        .deliveries
+        .apply(&[
+            DeliveryWrite::Record(key.clone(), record),
+            DeliveryWrite::Due(DueEntry {
+                at_ms: now - 1_000,
+                key: key.clone(),
+                kind: DueKind::Lease,
+            }),
+            DeliveryWrite::Cursor(1),
+        ])
+        .expect("apply");
+    let mut r = start(&store);
+    let t = next(&mut r).await;
+    assert_eq!((t.key.clone(), t.attempt), (key.clone(), 2));
+    r.reports.send(report(&t, true)).await.expect("send");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store
+        .deliveries
+        .record(&key)
+        .expect("record")
+        .map(|r| r.status)
+        != Some(DeliveryStatus::Delivered)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never delivered");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    r.stop.cancel();
+    r.handle.await.expect("join");
+    assert_eq!(
+        store
+            .deliveries
+            .recovery_scan(i64::MIN..=i64::MAX)
+            .expect("scan")
+            .0,
+        0
     );
 }

@@ -11,6 +11,7 @@
 
 use crate::{codec, keys, BoxFuture, StoreError};
 use hookrelay_core::{Attempt, DeliveryKey, DeliveryRecord, Partition, Seq, WebhookId};
+use std::{collections::HashMap, ops::RangeInclusive, sync::Mutex};
 
 /// Why a due entry exists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,12 +78,16 @@ pub trait DeliveryStore: Send + Sync + 'static {
         until_ms: i64,
         max: usize,
     ) -> BoxFuture<'_, Result<Vec<DueEntry>, StoreError>>;
-    /// One pass over a partition's due index when its scheduler starts: how
-    /// many entries it holds, and every lease among them (nothing of the
-    /// partition is in flight on the node that just took it).
+    /// What a partition's scheduler needs of its due index when it starts:
+    /// how many entries it holds, and the leases among the entries due in
+    /// `leases_in` (nothing of the partition is in flight on the node that
+    /// just took it, so every lease is stale; those due before the window
+    /// are due now anyway, and none is due after it). The sled backend
+    /// keeps the count, so this reads only the window, not the index.
     fn recovery_scan(
         &self,
         partition: Partition,
+        leases_in: RangeInclusive<i64>,
     ) -> BoxFuture<'_, Result<(usize, Vec<DueEntry>), StoreError>>;
     /// The attempt log of one delivery, in order.
     fn attempts<'a>(
@@ -137,6 +142,10 @@ pub struct Recent {
 pub(crate) const REC: u8 = b'r';
 /// Key prefix of due entries in the `state` tree.
 const DUE: u8 = b'd';
+/// Key of the due index's size in the `state` tree, rewritten in every
+/// batch that changes the index: a restart then knows how many deliveries
+/// are pending without reading a million entries (u64, big-endian).
+const DUE_COUNT: &[u8] = b"c";
 
 pub(crate) fn record_key(k: &DeliveryKey) -> Vec<u8> {
     let mut out = vec![REC];
@@ -162,6 +171,8 @@ pub struct SledDeliveries {
     /// Records (`r` ++ delivery key) and due entries (`d` ++ due key).
     state: sled::Tree,
     attempts: sled::Tree,
+    /// The due index's size as last written (`None` until first needed).
+    due_count: Mutex<Option<u64>>,
     /// Delivery writes may use the free-space reserve, but an I/O failure
     /// is noted (it is sticky in sled).
     health: crate::StoreHealth,
@@ -177,8 +188,40 @@ impl SledDeliveries {
             meta,
             state: db.open_tree("state")?,
             attempts: db.open_tree("attempts")?,
+            due_count: Mutex::new(None),
             health,
         })
+    }
+
+    /// The due index's size: as written with the index, or counted once
+    /// (a directory written before the count was kept) and written.
+    fn due_count(&self) -> Result<u64, StoreError> {
+        let mut known = self.due_count.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = *known {
+            return Ok(n);
+        }
+        let n = match self.state.get(DUE_COUNT)? {
+            Some(v) => u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt { what: "due count" })?,
+            ),
+            None => {
+                let mut n = 0u64;
+                for item in self.state.scan_prefix([DUE]) {
+                    item?;
+                    n += 1;
+                }
+                self.health.note(
+                    self.state
+                        .insert(DUE_COUNT, &n.to_be_bytes())
+                        .map_err(StoreError::from),
+                )?;
+                n
+            }
+        };
+        *known = Some(n);
+        Ok(n)
     }
 
     /// Writes one flush of the scheduler. Records and due entries go in one
@@ -226,6 +269,9 @@ impl SledDeliveries {
         let mut state = sled::Batch::default();
         let mut attempts = Vec::new();
         let mut cursor = None;
+        // The due index's size moves with the batch, by what each change
+        // finds (an entry written twice or removed twice counts once).
+        let mut index = IndexChanges::default();
         for w in writes {
             match w {
                 DeliveryWrite::Record(k, r) => {
@@ -241,20 +287,37 @@ impl SledDeliveries {
                     } else {
                         SCHEDULED
                     };
-                    state.insert(due_key(e.at_ms, &e.key), &[v]);
+                    let key = due_key(e.at_ms, &e.key);
+                    index.set(&self.state, &key, true)?;
+                    state.insert(key, &[v]);
                 }
-                DeliveryWrite::Undue(at, k) => state.remove(due_key(*at, k)),
+                DeliveryWrite::Undue(at, k) => {
+                    let key = due_key(*at, k);
+                    index.set(&self.state, &key, false)?;
+                    state.remove(key);
+                }
                 DeliveryWrite::Attempt(k, a) => {
                     attempts.push((keys::attempt(k, a.attempt), codec::encode(a)));
                 }
                 DeliveryWrite::Cursor(s) => cursor = Some(cursor.unwrap_or(0).max(*s)),
             }
         }
+        let count = if index.seen.is_empty() {
+            None
+        } else {
+            let n = self.due_count()?.saturating_add_signed(index.delta);
+            state.insert(DUE_COUNT, &n.to_be_bytes());
+            Some(n)
+        };
         let state = writes.iter().any(DeliveryWrite::is_state).then_some(state);
         self.health.note(
             self.write(state, attempts, cursor)
                 .map_err(StoreError::from),
-        )
+        )?;
+        if let Some(n) = count {
+            *self.due_count.lock().unwrap_or_else(|p| p.into_inner()) = Some(n);
+        }
+        Ok(())
     }
 
     /// See [`DeliveryStore`].
@@ -279,14 +342,25 @@ impl SledDeliveries {
     }
 
     /// See [`DeliveryStore`].
-    pub fn recovery_scan(&self) -> Result<(usize, Vec<DueEntry>), StoreError> {
-        let mut count = 0;
+    pub fn recovery_scan(
+        &self,
+        leases_in: RangeInclusive<i64>,
+    ) -> Result<(usize, Vec<DueEntry>), StoreError> {
+        let count = usize::try_from(self.due_count()?).unwrap_or(usize::MAX);
+        let bound = |ms: i64| {
+            let mut k = vec![DUE];
+            k.extend_from_slice(&(ms.max(0) as u64).to_be_bytes());
+            k
+        };
+        let (from, to) = leases_in.into_inner();
         let mut leases = Vec::new();
-        for item in self.state.scan_prefix([DUE]) {
-            let (k, v) = item?;
-            count += 1;
-            if v.first() == Some(&LEASE) {
-                leases.push(Self::parse_due_entry(&k[1..], &v)?);
+        if from <= to {
+            let end = bound(to.saturating_add(1).max(0));
+            for item in self.state.range(bound(from)..end) {
+                let (k, v) = item?;
+                if v.first() == Some(&LEASE) {
+                    leases.push(Self::parse_due_entry(&k[1..], &v)?);
+                }
             }
         }
         Ok((count, leases))
@@ -443,6 +517,27 @@ impl SledDeliveries {
     }
 }
 
+/// The due-index changes of one batch: whether each key touched is there
+/// after it, and by how much the index grows.
+#[derive(Default)]
+struct IndexChanges {
+    seen: HashMap<Vec<u8>, bool>,
+    delta: i64,
+}
+
+impl IndexChanges {
+    /// Notes that `key` is (`present`) or is not there after this change.
+    fn set(&mut self, tree: &sled::Tree, key: &[u8], present: bool) -> Result<(), StoreError> {
+        let was = match self.seen.get(key) {
+            Some(&p) => p,
+            None => tree.contains_key(key)?,
+        };
+        self.delta += i64::from(present) - i64::from(was);
+        self.seen.insert(key.to_vec(), present);
+        Ok(())
+    }
+}
+
 /// sled's reads are quick in-memory or page-cache lookups, done on the
 /// calling task; there is one partition.
 impl DeliveryStore for SledDeliveries {
@@ -469,8 +564,9 @@ impl DeliveryStore for SledDeliveries {
     fn recovery_scan(
         &self,
         _partition: Partition,
+        leases_in: RangeInclusive<i64>,
     ) -> BoxFuture<'_, Result<(usize, Vec<DueEntry>), StoreError>> {
-        Box::pin(async move { SledDeliveries::recovery_scan(self) })
+        Box::pin(async move { SledDeliveries::recovery_scan(self, leases_in) })
     }
 
     fn attempts<'a>(
@@ -516,7 +612,71 @@ impl DeliveryStore for SledDeliveries {
 
 #[cfg(test)]
 mod tests {
-    use crate::Store;
+    use super::{DueEntry, DueKind, DUE_COUNT};
+    use crate::{DeliveryWrite, Store};
+    use hookrelay_core::{DeliveryKey, WebhookId};
+
+    const ALL: std::ops::RangeInclusive<i64> = i64::MIN..=i64::MAX;
+
+    fn key(seq: u64) -> DeliveryKey {
+        DeliveryKey {
+            seq,
+            generation: 0,
+            webhook_id: WebhookId::from("wh_count"),
+        }
+    }
+
+    fn due(seq: u64, at_ms: i64) -> DeliveryWrite {
+        DeliveryWrite::Due(DueEntry {
+            at_ms,
+            key: key(seq),
+            kind: DueKind::Scheduled,
+        })
+    }
+
+    /// Opens `dir` again once sled's lock from an earlier open is free.
+    fn reopen(dir: &std::path::Path) -> Store {
+        let mut tries = 0;
+        loop {
+            match Store::open(dir) {
+                Ok(s) => return s,
+                Err(_) if tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("reopen: {e}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_due_count_survives_a_restart_and_is_counted_once_when_missing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let s = Store::open(dir.path()).expect("open");
+            s.deliveries
+                .apply(&(1..=5).map(|n| due(n, 100 + n as i64)).collect::<Vec<_>>())
+                .expect("apply");
+            assert_eq!(s.deliveries.recovery_scan(ALL).expect("scan").0, 5);
+            s.flush().await.expect("flush");
+        }
+        let s = reopen(dir.path());
+        assert_eq!(s.deliveries.recovery_scan(ALL).expect("scan").0, 5);
+        // A directory written before the count was kept: counted, then kept.
+        s.deliveries.state.remove(DUE_COUNT).expect("remove");
+        s.flush().await.expect("flush");
+        drop(s);
+        let s = reopen(dir.path());
+        assert_eq!(s.deliveries.recovery_scan(ALL).expect("scan").0, 5);
+        assert!(s.deliveries.state.contains_key(DUE_COUNT).expect("get"));
+        s.deliveries
+            .apply(&[DeliveryWrite::Undue(101, key(1))])
+            .expect("apply");
+        s.flush().await.expect("flush");
+        drop(s);
+        let s = reopen(dir.path());
+        assert_eq!(s.deliveries.recovery_scan(ALL).expect("scan").0, 4);
+    }
 
     #[tokio::test]
     async fn passes_the_delivery_store_checks() {

@@ -23,6 +23,7 @@
 //! | `chunk_index` | first seq of the chunk | [`ChunkIndex`]: devices and event types |
 //! | `state` | `r` ++ seq ++ generation ++ webhook id | `DeliveryRecord` |
 //! | `state` | `d` ++ due ms (u64) ++ delivery key | 1 byte: 0 scheduled, 1 lease |
+//! | `state` | `c` | how many `d` entries there are (u64), written with them |
 //! | `attempts` | webhook id ++ 0 ++ seq ++ generation ++ attempt | `Attempt` |
 //! | `orgs`, `apps`, `webhooks` | id | record |
 //! | `bound` | device id | organization id (kept after the app is deleted) |
@@ -74,8 +75,10 @@ pub use retention::CompactStats;
 use std::{future::Future, path::Path, pin::Pin, sync::Arc};
 
 /// The data directory's format: 2 since the event log's chunks moved to
-/// segment files (directories of format 1 are read and upgraded).
-const DIR_FORMAT: u8 = 2;
+/// segment files, 3 since the due index's size is kept beside it (a build
+/// that did not keep it up to date must not write the directory again).
+/// Directories of formats 1 and 2 are read and upgraded.
+const DIR_FORMAT: u8 = 3;
 
 /// The directory of the event log's segment files, inside the data directory.
 const SEGMENTS_DIR: &str = "segments";
@@ -124,9 +127,11 @@ impl Store {
         match meta.get(keys::META_FORMAT)?.as_deref() {
             Some([DIR_FORMAT]) => {}
             // Format 1 holds its chunks inline; they are read as they are
-            // and go with retention. Marking the directory 2 keeps builds
-            // that know only inline chunks from misreading it.
-            None | Some([1]) => {
+            // and go with retention. Format 2 has no count of the due index;
+            // it is counted once when first needed. Marking the directory
+            // keeps older builds from misreading it or letting the count go
+            // stale.
+            None | Some([1 | 2]) => {
                 meta.insert(keys::META_FORMAT, &[DIR_FORMAT])?;
                 db.flush()?;
             }

@@ -20,8 +20,16 @@ impl Scheduler {
         // the watch may not have caught up with what other runs appended.
         self.recovery_horizon = self.log.head_bound(self.partition).await?;
         let now = now_ms();
-        // One pass over the due index: its size and the stale leases.
-        let (mut pending, leases) = self.store.recovery_scan(self.partition).await?;
+        // The due index's size, and the stale leases that are not due yet
+        // (a lease is due at most a timeout and the margin after it was
+        // written, so before now plus that; the ones already due are the
+        // due scan's like any due entry). Were the clock set back since,
+        // a lease past the window is taken when due: later, never lost.
+        let longest_lease = lease_ms(None, self.lease_margin_ms);
+        let (mut pending, leases) = self
+            .store
+            .recovery_scan(self.partition, now..=now.saturating_add(longest_lease))
+            .await?;
         for lease in &leases {
             self.writes
                 .push(DeliveryWrite::Undue(lease.at_ms, lease.key.clone()));

@@ -128,8 +128,10 @@ enum Health {
     Disable,
 }
 
+/// How long an attempt of `w` (of the longest timeout without one) holds
+/// its delivery before it counts as lost.
 fn lease_ms(w: Option<&Webhook>, margin_ms: i64) -> i64 {
-    let timeout_s = w.map_or(60, |w| i64::from(w.timeout_secs));
+    let timeout_s = i64::from(w.map_or(hookrelay_core::MAX_TIMEOUT_SECS, |w| w.timeout_secs));
     timeout_s * 1000 + margin_ms
 }
 

@@ -395,12 +395,18 @@ fn due(at_ms: i64, key: DeliveryKey, kind: DueKind) -> DeliveryWrite {
     DeliveryWrite::Due(DueEntry { at_ms, key, kind })
 }
 
+/// Every lease, for [`DeliveryStore::recovery_scan`].
+const ALL_TIME: std::ops::RangeInclusive<i64> = i64::MIN..=i64::MAX;
+
 /// Runs every delivery-state check on `d`, empty in partition `p`.
 pub async fn check_deliveries(d: &dyn DeliveryStore, p: Partition) {
     let key = |n| delivery(p, n);
     let seqs = |v: Vec<DueEntry>| v.into_iter().map(|e| e.key.seq).collect::<Vec<_>>();
     assert_eq!(d.cursor(p).await.expect("cursor"), 0);
-    assert_eq!(d.recovery_scan(p).await.expect("scan"), (0, Vec::new()));
+    assert_eq!(
+        d.recovery_scan(p, ALL_TIME).await.expect("scan"),
+        (0, Vec::new())
+    );
     d.apply(&[
         DeliveryWrite::Record(key(1), record(1)),
         due(300, key(1), DueKind::Scheduled),
@@ -420,9 +426,14 @@ pub async fn check_deliveries(d: &dyn DeliveryStore, p: Partition) {
         "earliest first, up to the time asked"
     );
     assert_eq!(d.due(p, 1000, 1).await.expect("due").len(), 1);
-    let (count, leases) = d.recovery_scan(p).await.expect("scan");
+    let (count, leases) = d.recovery_scan(p, ALL_TIME).await.expect("scan");
     assert_eq!(count, 3);
     assert_eq!(seqs(leases), vec![key(2).seq]);
+    let (count, leases) = d.recovery_scan(p, 100..=100).await.expect("scan");
+    assert_eq!((count, seqs(leases)), (3, vec![key(2).seq]));
+    let (count, leases) = d.recovery_scan(p, 101..=1000).await.expect("scan");
+    assert_eq!(count, 3, "the count is the whole index's");
+    assert!(leases.is_empty(), "only leases due in the window");
     assert_eq!(d.record(&key(1)).await.expect("rec"), Some(record(1)));
     assert_eq!(d.record(&key(9)).await.expect("rec"), None);
     assert_eq!(
@@ -514,10 +525,25 @@ pub async fn check_deliveries(d: &dyn DeliveryStore, p: Partition) {
     .await
     .expect("apply");
     assert_eq!(d.record(&key(1)).await.expect("rec"), Some(done));
-    let (count, leases) = d.recovery_scan(p).await.expect("scan");
+    let (count, leases) = d.recovery_scan(p, ALL_TIME).await.expect("scan");
     assert_eq!(count, 3);
     assert!(leases.is_empty());
     assert_eq!(d.cursor(p).await.expect("cursor"), partition_seq(p, 9));
+    // An entry written again counts once; removing one that is not there
+    // changes nothing; a batch that adds and removes one is even.
+    d.apply(&[
+        due(500, key(4), DueKind::Scheduled),
+        DeliveryWrite::Undue(999, key(9)),
+        due(600, key(5), DueKind::Lease),
+        DeliveryWrite::Undue(600, key(5)),
+    ])
+    .await
+    .expect("apply");
+    assert_eq!(d.recovery_scan(p, ALL_TIME).await.expect("scan").0, 3);
+    d.apply(&[DeliveryWrite::Undue(200, key(3))])
+        .await
+        .expect("apply");
+    assert_eq!(d.recovery_scan(p, ALL_TIME).await.expect("scan").0, 2);
     check_recent_attempts(d, p).await;
 }
 
