@@ -637,3 +637,58 @@ async fn a_stale_lease_already_due_at_start_is_sent_by_the_due_scan() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_hung_retry_held_by_its_scheduled_entry_counts_as_a_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let mut w = webhook("wh_a", &["*"]);
+    w.timeout_secs = 1;
+    store.config.put_webhook(w).await.expect("wh");
+    log_one_event(&store).await;
+    let mut r = start_with(
+        &store,
+        SchedulerConfig {
+            tick: Duration::from_millis(5),
+            ..SchedulerConfig::default()
+        },
+        DeliveryConfig {
+            // Lease = timeout (1 s) + no margin.
+            lease_margin: Duration::ZERO,
+            ..DeliveryConfig::default()
+        },
+    );
+    let first = next(&mut r).await;
+    r.reports.send(report(&first, false)).await.expect("send");
+    // The retry goes out from its scheduled entry and is never answered:
+    // once its timeout has passed it counts as one, and the next goes out.
+    let second = next(&mut r).await;
+    assert_eq!((second.key.clone(), second.attempt), (first.key.clone(), 2));
+    let third = next(&mut r).await;
+    assert_eq!((third.key.clone(), third.attempt), (first.key.clone(), 3));
+    r.reports.send(report(&third, true)).await.expect("send");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store
+        .deliveries
+        .record(&first.key)
+        .expect("rec")
+        .map(|r| r.status)
+        != Some(DeliveryStatus::Delivered)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never delivered");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    r.stop.cancel();
+    r.handle.await.expect("join");
+    let log = store.deliveries.attempts(&first.key).expect("attempts");
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[1].error, Some(hookrelay_core::ErrorKind::Timeout));
+    assert_eq!(
+        store
+            .deliveries
+            .recovery_scan(i64::MIN..=i64::MAX)
+            .expect("scan")
+            .0,
+        0
+    );
+}

@@ -258,7 +258,8 @@ impl Scheduler {
         // Pending again: the record says so before the attempt goes out.
         self.writes
             .push(DeliveryWrite::Record(key.clone(), rec.clone()));
-        self.dispatch_recorded(key, rec, Some(webhook), now).await?;
+        self.dispatch_recorded(key, rec, Some(webhook), now, None)
+            .await?;
         Ok(())
     }
 }

@@ -237,15 +237,21 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Queues the next attempt of a delivery that has a record, under a lease.
+    /// Queues the next attempt of a delivery that has a record. It is held
+    /// while attempted by the due entry at `held` (the scheduled one it
+    /// fell due by), or else by a new lease.
     pub(super) async fn dispatch_recorded(
         &mut self,
         key: DeliveryKey,
         mut rec: DeliveryRecord,
         webhook: Option<Arc<Webhook>>,
         now: i64,
+        held: Option<i64>,
     ) -> Result<(), StoreError> {
         let Some(webhook) = webhook.filter(|w| w.active) else {
+            if let Some(at) = held {
+                self.writes.push(DeliveryWrite::Undue(at, key.clone()));
+            }
             rec.status = DeliveryStatus::Cancelled;
             rec.updated_at_ms = now;
             self.writes.push(DeliveryWrite::Record(key, rec));
@@ -253,6 +259,9 @@ impl Scheduler {
             return Ok(());
         };
         let Some(event) = self.log.event(key.seq).await? else {
+            if let Some(at) = held {
+                self.writes.push(DeliveryWrite::Undue(at, key.clone()));
+            }
             error!(delivery = %key.id(), "event no longer in the log; delivery failed");
             rec.status = DeliveryStatus::Failed;
             rec.last_error = Some("event_missing".into());
@@ -261,11 +270,22 @@ impl Scheduler {
             self.pending_records -= 1;
             return Ok(());
         };
-        // The record is not rewritten for the attempt (one write less per
-        // retry and per drained delivery): the lease in the due index is
-        // what holds the delivery while it is in flight, and the outcome
-        // writes the record.
-        let lease = now + lease_ms(Some(&webhook), self.lease_margin_ms);
+        // Neither the record nor the due index is rewritten to send a
+        // delivery that fell due (no write per retry or drained delivery):
+        // its entry holds it while it is attempted, and the outcome writes
+        // the record.
+        let lease = match held {
+            Some(at) => at,
+            None => {
+                let lease = now + lease_ms(Some(&webhook), self.lease_margin_ms);
+                self.writes.push(DeliveryWrite::Due(DueEntry {
+                    at_ms: lease,
+                    key: key.clone(),
+                    kind: DueKind::Lease,
+                }));
+                lease
+            }
+        };
         let ev = &event.event;
         let event_id: Arc<str> = ev.id.as_str().into();
         self.active.insert(
@@ -295,11 +315,6 @@ impl Scheduler {
             webhook,
             occurred_at_ms: ev.occurred_at_ms,
         });
-        self.writes.push(DeliveryWrite::Due(DueEntry {
-            at_ms: lease,
-            key,
-            kind: DueKind::Lease,
-        }));
         Ok(())
     }
 }

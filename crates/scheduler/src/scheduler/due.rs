@@ -4,6 +4,18 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// What the due scan did with one entry.
+enum Scanned {
+    /// Its delivery was queued for an attempt.
+    Taken,
+    /// Its lane is full: it stays due.
+    LaneFull,
+    /// It holds a delivery already queued or in flight: it stays.
+    Held,
+    /// Dropped as stale, or its attempt settled as lost.
+    Settled,
+}
+
 /// Every this many scans of the due index, one reads the full depth
 /// whatever the shallow read found (see [`Scheduler::scan_due`]).
 const DEEP_SCAN_EVERY: u32 = 8;
@@ -69,11 +81,13 @@ impl Scheduler {
         let now = now_ms();
         // Scan past the entries of lanes that are already full (they stay
         // due, untouched) so other hosts are not starved, within a bound:
-        // two batches first, and eight when the second still found work or
-        // on every `DEEP_SCAN_EVERY`th scan. One host's backlog, whose lane
-        // fills from the first batch, then costs about three batches a scan
-        // instead of eight, and another host's entries behind it wait at
-        // most a few ticks longer.
+        // two batches first, and eight when those found work behind a full
+        // lane or on every `DEEP_SCAN_EVERY`th scan. One host's backlog,
+        // whose lane fills from the first batch, then costs about three
+        // batches a scan instead of eight, and another host's entries
+        // behind it wait at most a few ticks longer. Entries that hold
+        // deliveries in flight (see `Scanned::Held`) are read again each
+        // scan and skipped.
         self.scans = self.scans.wrapping_add(1);
         let deep = self.scans.is_multiple_of(DEEP_SCAN_EVERY);
         let batch = self.cfg.due_batch;
@@ -85,15 +99,24 @@ impl Scheduler {
             // `self.writes`), so the deeper read starts with what was seen.
             let due = self.store.due(self.partition, now, depth).await?;
             let read = due.len();
-            let taken_before = taken;
+            // Whether this read found work behind a full lane: then more
+            // may be further on.
+            let mut lane_full = false;
+            let mut work_behind = false;
             for e in due.into_iter().skip(seen) {
                 if taken >= batch || self.lanes.len() >= self.cfg.max_queued {
                     return Ok(());
                 }
-                self.scan_entry(e, now, &mut taken).await?;
+                match self.scan_entry(e, now).await? {
+                    Scanned::Taken => {
+                        taken += 1;
+                        work_behind |= lane_full;
+                    }
+                    Scanned::LaneFull => lane_full = true,
+                    Scanned::Held | Scanned::Settled => {}
+                }
             }
-            let found_work = taken > taken_before;
-            if read < depth || depth >= batch * 8 || !(found_work || deep) {
+            if read < depth || depth >= batch * 8 || !(work_behind || deep) {
                 return Ok(());
             }
             seen = read;
@@ -101,85 +124,102 @@ impl Scheduler {
         }
     }
 
-    /// One due entry of [`Self::scan_due`]: dispatched (counted in
-    /// `taken`), left for later (its lane is full), or settled as stale.
-    async fn scan_entry(
-        &mut self,
-        e: DueEntry,
-        now: i64,
-        taken: &mut usize,
-    ) -> Result<(), StoreError> {
+    /// One due entry of [`Self::scan_due`]: dispatched, left for later (its
+    /// lane is full), or settled.
+    async fn scan_entry(&mut self, e: DueEntry, now: i64) -> Result<Scanned, StoreError> {
         let webhook = self.config.webhook(&e.key.webhook_id);
-        if !self.active.contains_key(&e.key) {
+        let Some(a) = self.active.get_mut(&e.key) else {
             if let Some(w) = webhook.as_deref() {
                 if self.lanes.lane_len(&self.hosts.of(&w.url)) >= self.cfg.lane_queue {
-                    return Ok(());
+                    return Ok(Scanned::LaneFull);
                 }
             }
-            *taken += 1;
-        }
-        if let Some(a) = self.active.get_mut(&e.key) {
-            if e.kind == DueKind::Lease && a.lease_at == Some(e.at_ms) {
-                if let Some(sent) = a.sent_at_ms {
-                    // Handed to a worker and unanswered past timeout +
-                    // margin: the attempt is lost (a hung worker); it
-                    // counts as a timeout and the policy decides what next.
-                    let report = AttemptReport {
-                        key: e.key.clone(),
-                        attempt: Attempt {
-                            attempt: a.attempt,
-                            started_at_ms: sent,
-                            duration_ms: u32::try_from(now - sent).unwrap_or(u32::MAX),
-                            status_code: None,
-                            error: Some(ErrorKind::Timeout),
-                            response_body: Some("lease expired without an answer".into()),
-                        },
-                        result: AttemptResult::Failed {
-                            retry_after_ms: None,
-                        },
-                        elapsed: Duration::from_millis(u64::try_from(now - sent).unwrap_or(0)),
-                    };
-                    warn!(delivery = %e.key.id(), attempt = a.attempt, "lease expired in flight; counted as a timeout");
-                    self.on_report(report);
-                    return Ok(());
+            // A lease found here outlived the attempt it held (whose record
+            // keeps the time it fell due); a scheduled entry must carry its
+            // record's time.
+            let rec = match self.store.record(&e.key).await? {
+                Some(rec)
+                    if rec.status == DeliveryStatus::Pending
+                        && (rec.next_attempt_ms == e.at_ms || e.kind == DueKind::Lease) =>
+                {
+                    rec
                 }
+                // A stale entry (superseded schedule): just drop it.
+                _ => {
+                    self.writes
+                        .push(DeliveryWrite::Undue(e.at_ms, e.key.clone()));
+                    self.pending_records -= 1;
+                    return Ok(Scanned::Settled);
+                }
+            };
+            // A scheduled entry holds its delivery while it is attempted (no
+            // write to send it); a stale lease gives way to a fresh one.
+            let held = match e.kind {
+                DueKind::Scheduled => Some(e.at_ms),
+                DueKind::Lease => {
+                    self.writes
+                        .push(DeliveryWrite::Undue(e.at_ms, e.key.clone()));
+                    None
+                }
+            };
+            self.dispatch_recorded(e.key, rec, webhook, now, held)
+                .await?;
+            return Ok(Scanned::Taken);
+        };
+        if a.lease_at == Some(e.at_ms) {
+            // The entry that holds the delivery: a lease is up when it is
+            // due, a scheduled entry once the attempt sent from it has had
+            // its timeout and the margin.
+            let lease = lease_ms(webhook.as_deref(), self.lease_margin_ms);
+            let expired = match (e.kind, a.sent_at_ms) {
+                (DueKind::Lease, _) => true,
+                (DueKind::Scheduled, Some(sent)) => now - sent >= lease,
+                (DueKind::Scheduled, None) => false,
+            };
+            if !expired {
+                return Ok(Scanned::Held);
+            }
+            if let Some(sent) = a.sent_at_ms {
+                // Handed to a worker and unanswered past timeout + margin:
+                // the attempt is lost (a hung worker); it counts as a
+                // timeout and the policy decides what next.
+                let report = AttemptReport {
+                    key: e.key.clone(),
+                    attempt: Attempt {
+                        attempt: a.attempt,
+                        started_at_ms: sent,
+                        duration_ms: u32::try_from(now - sent).unwrap_or(u32::MAX),
+                        status_code: None,
+                        error: Some(ErrorKind::Timeout),
+                        response_body: Some("lease expired without an answer".into()),
+                    },
+                    result: AttemptResult::Failed {
+                        retry_after_ms: None,
+                    },
+                    elapsed: Duration::from_millis(u64::try_from(now - sent).unwrap_or(0)),
+                };
+                warn!(delivery = %e.key.id(), attempt = a.attempt, "lease expired in flight; counted as a timeout");
+                self.on_report(report);
+                return Ok(Scanned::Settled);
             }
             // Still queued here (not yet handed to a worker): the lease is
-            // extended. A stale scheduled entry is dropped.
+            // extended.
+            let at_ms = now + lease;
+            a.lease_at = Some(at_ms);
             self.writes
                 .push(DeliveryWrite::Undue(e.at_ms, e.key.clone()));
-            if e.kind == DueKind::Lease {
-                let lease = now + lease_ms(webhook.as_deref(), self.lease_margin_ms);
-                a.lease_at = Some(lease);
-                self.writes.push(DeliveryWrite::Due(DueEntry {
-                    at_ms: lease,
-                    key: e.key.clone(),
-                    kind: DueKind::Lease,
-                }));
-            } else {
-                self.pending_records -= 1;
-            }
-            return Ok(());
+            self.writes.push(DeliveryWrite::Due(DueEntry {
+                at_ms,
+                key: e.key,
+                kind: DueKind::Lease,
+            }));
+            return Ok(Scanned::Held);
         }
+        // Another entry of a delivery held by its own: stale, dropped.
         self.writes
             .push(DeliveryWrite::Undue(e.at_ms, e.key.clone()));
-        // A lease found here outlived the attempt it held (whose record
-        // keeps the time it fell due); a scheduled entry must carry its
-        // record's time.
-        let rec = match self.store.record(&e.key).await? {
-            Some(rec)
-                if rec.status == DeliveryStatus::Pending
-                    && (rec.next_attempt_ms == e.at_ms || e.kind == DueKind::Lease) =>
-            {
-                rec
-            }
-            // A stale entry (superseded schedule): just drop it.
-            _ => {
-                self.pending_records -= 1;
-                return Ok(());
-            }
-        };
-        self.dispatch_recorded(e.key, rec, webhook, now).await
+        self.pending_records -= 1;
+        Ok(Scanned::Settled)
     }
 
     /// Writes records for the oldest event's unsettled deliveries when it has

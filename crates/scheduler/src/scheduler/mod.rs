@@ -63,8 +63,9 @@ pub struct SchedulerChannels {
 struct Active {
     /// Number of the attempt queued or in flight.
     attempt: u32,
-    /// The lease's due time once the delivery has a record; `None` while it
-    /// is a first attempt held only by the window.
+    /// Once the delivery has a record, the due time of the entry that holds
+    /// it while it is attempted: its lease, or the scheduled entry it fell
+    /// due by. `None` while it is a first attempt held only by the window.
     lease_at: Option<i64>,
     /// When the attempt was handed to the workers (`None` while queued here).
     sent_at_ms: Option<i64>,
