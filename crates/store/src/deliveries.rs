@@ -11,7 +11,11 @@
 
 use crate::{codec, keys, BoxFuture, StoreError};
 use hookrelay_core::{Attempt, DeliveryKey, DeliveryRecord, Partition, Seq, WebhookId};
-use std::{collections::HashMap, ops::RangeInclusive, sync::Mutex};
+use std::{
+    collections::{HashMap, HashSet},
+    ops::RangeInclusive,
+    sync::Mutex,
+};
 
 /// Why a due entry exists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,14 +276,25 @@ impl SledDeliveries {
         // The due index's size moves with the batch, by what each change
         // finds (an entry written twice or removed twice counts once).
         let mut index = IndexChanges::default();
+        let attempted: HashSet<&DeliveryKey> = writes
+            .iter()
+            .filter_map(|w| match w {
+                DeliveryWrite::Attempt(k, _) => Some(k),
+                _ => None,
+            })
+            .collect();
         for w in writes {
             match w {
                 DeliveryWrite::Record(k, r) => {
                     state.insert(record_key(k), codec::encode(r));
                     // A listing marker (attempt 0, empty): the webhook's
                     // delivery list shows deliveries with no attempt yet
-                    // (replayed, deferred) too.
-                    attempts.push((keys::attempt(k, LISTED), Vec::new()));
+                    // (replayed, deferred) too. An attempt written with the
+                    // record lists it already (an outcome: the record of a
+                    // failure or of a retry's success).
+                    if !attempted.contains(k) {
+                        attempts.push((keys::attempt(k, LISTED), Vec::new()));
+                    }
                 }
                 DeliveryWrite::Due(e) => {
                     let v = if e.kind == DueKind::Lease {
@@ -647,6 +662,35 @@ mod tests {
                 Err(e) => panic!("reopen: {e}"),
             }
         }
+    }
+
+    #[test]
+    fn a_record_written_with_its_attempt_needs_no_listing_marker() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("open");
+        let record = crate::conformance::record(1);
+        let attempt = hookrelay_core::Attempt {
+            attempt: 1,
+            started_at_ms: 1,
+            duration_ms: 1,
+            status_code: Some(500),
+            error: None,
+            response_body: None,
+        };
+        s.deliveries
+            .apply(&[
+                DeliveryWrite::Attempt(key(1), attempt),
+                DeliveryWrite::Record(key(1), record.clone()),
+                DeliveryWrite::Record(key(2), record),
+            ])
+            .expect("apply");
+        // One attempt, and one marker for the record written without one.
+        assert_eq!(s.deliveries.attempts.len(), 2);
+        let listed = s
+            .deliveries
+            .webhook_deliveries(&key(1).webhook_id, None, 10)
+            .expect("list");
+        assert_eq!(listed, vec![key(1), key(2)]);
     }
 
     #[tokio::test]
