@@ -178,8 +178,8 @@ pub struct SledLog {
     /// First sequence of each chunk → its [`Loc`] (or, written by builds
     /// before segment files, the chunk itself).
     tree: sled::Tree,
-    /// The chunks' bytes.
-    segments: Segments,
+    /// The chunks' bytes (shared with rolls on the blocking pool).
+    segments: Arc<Segments>,
     keys: sled::Tree,
     index: sled::Tree,
     /// Recently decoded chunks by first sequence: retries and listings read
@@ -246,7 +246,7 @@ impl SledLog {
             db: db.clone(),
             health,
             tree,
-            segments,
+            segments: Arc::new(segments),
             keys,
             index,
             cache: Mutex::new(Vec::with_capacity(CHUNK_CACHE)),
@@ -713,6 +713,21 @@ impl EventLog for SledLog {
             if n == 0 {
                 return Ok(Vec::new());
             }
+            // A full segment is closed (fsync, sled's flush, a directory
+            // fsync: milliseconds) on the blocking pool, not on the
+            // committer's runtime thread. The chunk then goes to a segment
+            // with room; a rare append racing this one (the scheduler's
+            // `webhook.disabled`) waits for the roll or rolls itself.
+            if self.segments.full() {
+                let segments = self.segments.clone();
+                let db = self.db.clone();
+                let rolled = tokio::task::spawn_blocking(move || {
+                    segments.roll(|| db.flush().map(drop).map_err(StoreError::from))
+                })
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))?;
+                self.health.note(rolled)?;
+            }
             // One process owns a sled directory: the caller's window is the
             // whole idempotency window, so every event here is new.
             let first = self.insert_chunk(events, keys, appended_at_ms)?;
@@ -984,18 +999,19 @@ mod tests {
         assert_eq!(log.chunk_index_from(1, 10).expect("index").len(), 1);
     }
 
-    /// Appends `n` chunks of one 1 MiB event each (appended at `i` ms) and
-    /// makes them durable: a segment fills after 16 of them.
+    /// Appends `n` chunks of one 1 MiB event each (appended at `i` ms) the
+    /// way ingest does, each durable when it returns: a segment fills after
+    /// 16 of them, and the next append rolls it on the blocking pool.
     async fn append_mib_chunks(log: &SledLog, n: usize) {
         for i in 0..n {
             let event = Event {
                 data: format!("\"{}\"", "x".repeat(1 << 20)),
                 ..ev(i)
             };
-            log.insert_chunk(vec![event], vec![], i as i64)
+            EventLog::append(log, vec![event], vec![], i as i64, 0)
+                .await
                 .expect("append");
         }
-        log.sync().await.expect("sync");
     }
 
     #[tokio::test]

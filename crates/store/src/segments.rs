@@ -253,6 +253,45 @@ impl Segments {
         Ok(file)
     }
 
+    /// Whether the active segment is full: the next append closes it first
+    /// (see [`Segments::roll`]).
+    pub(crate) fn full(&self) -> bool {
+        self.active.lock().unwrap_or_else(|p| p.into_inner()).len >= SEGMENT_BYTES
+    }
+
+    /// Closes the active segment if it is full: fsyncs it, runs
+    /// `before_next` (the caller makes the old segment's places in sled
+    /// durable), then creates the next one. Blocking (an fsync, sled's
+    /// flush, a directory fsync): callers on an async runtime run it on the
+    /// blocking pool before appending, so an append does not roll.
+    pub(crate) fn roll(
+        &self,
+        before_next: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        if active.len >= SEGMENT_BYTES {
+            self.roll_locked(&mut active, before_next)?;
+        }
+        Ok(())
+    }
+
+    fn roll_locked(
+        &self,
+        active: &mut Active,
+        before_next: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        active.file.sync_data().map_err(io_err)?;
+        before_next()?;
+        let id = active.id + 1;
+        let file = Self::create(&self.dir, id)?;
+        *active = Active {
+            id,
+            file: Arc::new(file),
+            len: 0,
+        };
+        Ok(())
+    }
+
     /// Writes one chunk's frame (not yet durable) and says where its bytes
     /// are: [`FrameBuf`] holds the chunk and its encoded idempotency keys,
     /// kept in the frame so that sled's entries for the newest segment can
@@ -277,15 +316,7 @@ impl Segments {
         let keys_size = u32::try_from(buf.len() - chunk_end).map_err(too_big)?;
         let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
         if active.len >= SEGMENT_BYTES {
-            active.file.sync_data().map_err(io_err)?;
-            before_next()?;
-            let id = active.id + 1;
-            let file = Self::create(&self.dir, id)?;
-            *active = Active {
-                id,
-                file: Arc::new(file),
-                len: 0,
-            };
+            self.roll_locked(&mut active, before_next)?;
         }
         let crc = crc32fast::hash(&buf[FRAME_HEADER..chunk_end]);
         let mut header = Vec::with_capacity(FRAME_HEADER);
