@@ -432,30 +432,14 @@ async fn an_expired_lease_makes_a_hung_attempt_due_again() {
     assert_eq!(log[0].status_code, Some(500));
 }
 
-#[tokio::test]
-async fn due_work_of_another_host_behind_a_full_lane_is_not_starved() {
+/// Writes pending retries (one failed attempt each) of logged events: a
+/// record and a scheduled due entry per `(seq, webhook, due ms)`, and the
+/// cursor past them.
+fn pending_retries(store: &Store, retries: &[(u64, &str, i64)]) {
     use hookrelay_core::{DeliveryKey, DeliveryRecord};
     use hookrelay_store::{DeliveryWrite, DueEntry, DueKind};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("open");
-    for (id, url) in [("wh_a", "https://a.example"), ("wh_b", "https://b.example")] {
-        let mut w = webhook(id, &["message.*"]);
-        w.url = url.into();
-        store.config.put_webhook(w).await.expect("wh");
-    }
-    let events = (1..=21).map(|i| event(i, "message.received")).collect();
-    store.log.insert_chunk(events, vec![], 1).expect("append");
-    store.log.sync().await.expect("sync");
-    // Twenty retries of host a are due, and one of host b falls due once
-    // a's lane is full.
-    let b_due = hookrelay_core::now_ms() + 300;
     let mut writes = Vec::new();
-    for seq in 1..=21u64 {
-        let (wh, at) = if seq <= 20 {
-            ("wh_a", seq as i64)
-        } else {
-            ("wh_b", b_due)
-        };
+    for &(seq, wh, at) in retries {
         let key = DeliveryKey {
             seq,
             generation: 0,
@@ -479,8 +463,34 @@ async fn due_work_of_another_host_behind_a_full_lane_is_not_starved() {
             kind: DueKind::Scheduled,
         }));
     }
-    writes.push(DeliveryWrite::Cursor(21));
+    let last = retries.iter().map(|r| r.0).max().unwrap_or(0);
+    writes.push(DeliveryWrite::Cursor(last));
     store.deliveries.apply(&writes).expect("apply");
+}
+
+/// Logs `n` events of type `message.received`, numbered from 1.
+async fn log_events(store: &Store, n: u32) {
+    let events = (1..=n).map(|i| event(i, "message.received")).collect();
+    store.log.insert_chunk(events, vec![], 1).expect("append");
+    store.log.sync().await.expect("sync");
+}
+
+#[tokio::test]
+async fn due_work_of_another_host_behind_a_full_lane_is_not_starved() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    for (id, url) in [("wh_a", "https://a.example"), ("wh_b", "https://b.example")] {
+        let mut w = webhook(id, &["message.*"]);
+        w.url = url.into();
+        store.config.put_webhook(w).await.expect("wh");
+    }
+    log_events(&store, 21).await;
+    // Twenty retries of host a are due, and one of host b falls due once
+    // a's lane is full.
+    let b_due = hookrelay_core::now_ms() + 300;
+    let mut retries: Vec<_> = (1..=20).map(|seq| (seq, "wh_a", seq as i64)).collect();
+    retries.push((21, "wh_b", b_due));
+    pending_retries(&store, &retries);
     // Host a takes one attempt at a time (never answered here) and its
     // lane holds two: every shallow read of the due index (two batches of
     // four) finds only a's full lane; b's entry is within the full depth
@@ -511,6 +521,41 @@ async fn due_work_of_another_host_behind_a_full_lane_is_not_starved() {
         from_a += 1;
     }
     assert_eq!(from_a, 1, "host a has one attempt in flight at a time");
+    r.stop.cancel();
+    r.handle.await.expect("join");
+}
+
+#[tokio::test]
+async fn a_due_backlog_larger_than_a_batch_is_taken_without_waiting_a_tick_per_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    store
+        .config
+        .put_webhook(webhook("wh_a", &["message.*"]))
+        .await
+        .expect("wh");
+    log_events(&store, 12).await;
+    let retries: Vec<_> = (1..=12).map(|seq| (seq, "wh_a", seq as i64)).collect();
+    pending_retries(&store, &retries);
+    // Three batches of four are due; a tick is a second.
+    let mut r = start_with(
+        &store,
+        SchedulerConfig {
+            tick: Duration::from_secs(1),
+            due_batch: 4,
+            ..SchedulerConfig::default()
+        },
+        DeliveryConfig::default(),
+    );
+    let started = tokio::time::Instant::now();
+    for _ in 0..12 {
+        next(&mut r).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "the three batches took {:?}",
+        started.elapsed()
+    );
     r.stop.cancel();
     r.handle.await.expect("join");
 }

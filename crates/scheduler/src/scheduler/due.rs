@@ -74,9 +74,11 @@ impl Scheduler {
         Ok(())
     }
 
-    pub(super) async fn scan_due(&mut self) -> Result<(), StoreError> {
+    /// Takes due entries into the lanes; `true` when it stopped at
+    /// `scheduler.due_batch` with room left in the lanes (more may be due).
+    pub(super) async fn scan_due(&mut self) -> Result<bool, StoreError> {
         if self.lanes.len() >= self.cfg.max_queued {
-            return Ok(());
+            return Ok(false);
         }
         let now = now_ms();
         // Scan past the entries of lanes that are already full (they stay
@@ -91,8 +93,15 @@ impl Scheduler {
         self.scans = self.scans.wrapping_add(1);
         let deep = self.scans.is_multiple_of(DEEP_SCAN_EVERY);
         let batch = self.cfg.due_batch;
+        // Entries that hold deliveries already queued or in flight come
+        // first among those due and are skipped: the depths count past them.
+        let held = self
+            .active
+            .values()
+            .filter(|a| a.lease_at.is_some_and(|at| at <= now))
+            .count();
         let mut taken = 0;
-        let mut depth = batch * 2;
+        let mut depth = held + batch * 2;
         let mut seen = 0;
         loop {
             // Nothing is written between the reads (writes wait in
@@ -104,8 +113,11 @@ impl Scheduler {
             let mut lane_full = false;
             let mut work_behind = false;
             for e in due.into_iter().skip(seen) {
-                if taken >= batch || self.lanes.len() >= self.cfg.max_queued {
-                    return Ok(());
+                if self.lanes.len() >= self.cfg.max_queued {
+                    return Ok(false);
+                }
+                if taken >= batch {
+                    return Ok(true);
                 }
                 match self.scan_entry(e, now).await? {
                     Scanned::Taken => {
@@ -116,11 +128,11 @@ impl Scheduler {
                     Scanned::Held | Scanned::Settled => {}
                 }
             }
-            if read < depth || depth >= batch * 8 || !(work_behind || deep) {
-                return Ok(());
+            if read < depth || depth >= held + batch * 8 || !(work_behind || deep) {
+                return Ok(false);
             }
             seen = read;
-            depth = batch * 8;
+            depth = held + batch * 8;
         }
     }
 

@@ -319,12 +319,16 @@ impl Scheduler {
         if tokio::time::Instant::now() >= *next_tick {
             // The scan reads the due index: it must see every change made.
             self.write(true).await?;
-            self.scan_due().await?;
+            let more = self.scan_due().await?;
             self.spill();
             self.defer_overflow();
             self.lanes.wake_throttled();
             self.lanes.housekeep(Instant::now());
-            *next_tick = tokio::time::Instant::now() + self.cfg.tick;
+            // A scan that stopped at its batch left due work behind: the
+            // next one comes at the loop's next turn, not a tick later (a
+            // backlog would otherwise drain at most a batch per tick).
+            *next_tick =
+                tokio::time::Instant::now() + if more { Duration::ZERO } else { self.cfg.tick };
         }
         self.advance_cursor();
         self.try_flush().await
