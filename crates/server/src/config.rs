@@ -150,6 +150,10 @@ pub(crate) struct StoreConfig {
     /// (default 64 MiB): below it, publishing answers UNAVAILABLE until space
     /// returns. 0 disables the check.
     pub(crate) min_free_bytes: u64,
+    /// sled's page cache, bytes (default 24 MiB, at least 1 MiB). Each MiB
+    /// costs about three of memory once sled holds much state; less makes a
+    /// large backlog drain slower (docs/benchmarks.md).
+    pub(crate) cache_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -160,6 +164,7 @@ impl Default for StoreConfig {
             retention: Duration::from_secs(7 * 24 * 3600),
             compact_interval: Duration::from_secs(30),
             min_free_bytes: 64 * 1024 * 1024,
+            cache_bytes: hookrelay_store::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -509,6 +514,9 @@ pub(crate) fn check(c: &Config) -> Vec<String> {
     if c.ingest.max_request_events == 0 {
         p.push("ingest.max_request_events: must be at least 1".to_owned());
     }
+    if c.store.cache_bytes < 1 << 20 {
+        p.push("store.cache_bytes: must be at least 1048576 (1 MiB)".to_owned());
+    }
     for (section, cert, key) in [
         ("http", &c.http.tls_cert, &c.http.tls_key),
         ("grpc", &c.grpc.tls_cert, &c.grpc.tls_key),
@@ -792,6 +800,18 @@ mod tests {
         let c = parse("[ingest]\ncommit_interval = \"0s\"\n", &[]).expect("parse");
         assert!(check(&c).is_empty(), "{:?}", check(&c));
         assert_eq!(Config::default().ingest.commit_interval, Duration::ZERO);
+    }
+
+    #[test]
+    fn the_store_cache_has_a_floor() {
+        let c = parse("[store]\ncache_bytes = 4096\n", &[]).expect("parse");
+        assert_eq!(
+            check(&c),
+            ["store.cache_bytes: must be at least 1048576 (1 MiB)"]
+        );
+        let c = parse("[store]\ncache_bytes = 1048576\n", &[]).expect("parse");
+        assert!(check(&c).is_empty(), "{:?}", check(&c));
+        assert_eq!(Config::default().store.cache_bytes, 24 << 20);
     }
 
     #[test]

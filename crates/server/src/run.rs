@@ -58,13 +58,15 @@ pub(crate) async fn serve(
         StoreBackend::Sled => {
             let path = config.store.path.clone();
             let reserve = config.store.min_free_bytes;
-            let store = tokio::task::spawn_blocking(move || Store::open_with(&path, reserve))
-                .await
-                .context("store open task failed")?
-                .with_context(|| {
-                    format!("cannot open the store at {}", config.store.path.display())
-                })?
-                .backend();
+            let cache = config.store.cache_bytes;
+            let store =
+                tokio::task::spawn_blocking(move || Store::open_with(&path, reserve, cache))
+                    .await
+                    .context("store open task failed")?
+                    .with_context(|| {
+                        format!("cannot open the store at {}", config.store.path.display())
+                    })?
+                    .backend();
             (store, None)
         }
         StoreBackend::Jetstream => {
