@@ -268,7 +268,11 @@ async fn killing_a_node_and_a_nats_server_under_load_loses_nothing_acknowledged(
             Err(e) => refused.push(format!("#{i}: {}", e.message())),
         }
     }
-    let seen = eventually(60, "every acknowledged event delivered", || async {
+    // Alone this takes under 40 s. Beside the rest of the suite on a
+    // two-core machine it once went past 60 s (not seen again alone, with
+    // its module or with the whole suite): the budget is a ceiling, not a
+    // pace.
+    let seen = eventually(120, "every acknowledged event delivered", || async {
         let seen = tally(&receiver);
         acked.iter().all(|id| seen.contains_key(id)).then_some(seen)
     })
