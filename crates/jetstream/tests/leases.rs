@@ -97,7 +97,11 @@ async fn partitions_are_shared_taken_over_and_never_doubled() {
     late.engine.abort();
     let took = settle(&[&a, &b], vec![3, 3], TAKEOVER * 3).await;
     eprintln!("a dead node's partitions were taken over in {took:?}");
-    assert!(took <= TAKEOVER + TAKEOVER / 2, "takeover took {took:?}");
+    // By design within `takeover` (a lease's max_age is ¾ of it, a tick ¼).
+    // Timers run late on a loaded two-core CI machine: 3.03 s against a
+    // 3 s allowance failed a local CI run once. Twice the design bound
+    // still fails a takeover that waits for anything but the lease.
+    assert!(took <= TAKEOVER * 2, "takeover took {took:?}");
 
     // node-b stops cleanly: it releases, node-a takes everything.
     b.stop.cancel();
