@@ -136,6 +136,16 @@ async fn log_one_event(store: &Store) {
     store.log.sync().await.expect("sync");
 }
 
+/// A fresh store holding `w` and event 1 (`message.received`), durable;
+/// the directory lives as long as the first of the pair.
+async fn store_with(w: Webhook) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    store.config.put_webhook(w).await.expect("wh");
+    log_one_event(&store).await;
+    (dir, store)
+}
+
 async fn next(r: &mut Running) -> DeliveryTask {
     tokio::time::timeout(Duration::from_secs(5), r.tasks.recv())
         .await
@@ -256,14 +266,7 @@ async fn a_retry_right_after_a_failure_sees_it_though_its_write_waits_for_its_tu
 
 #[tokio::test]
 async fn unanswered_first_attempts_are_dispatched_again_after_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("open");
-    store
-        .config
-        .put_webhook(webhook("wh_a", &["*"]))
-        .await
-        .expect("wh");
-    log_one_event(&store).await;
+    let (_dir, store) = store_with(webhook("wh_a", &["*"])).await;
     let mut r = start(&store);
     let first = next(&mut r).await;
     // Stop without answering: as if the process died mid-attempt.
@@ -289,14 +292,7 @@ async fn unanswered_first_attempts_are_dispatched_again_after_restart() {
 
 #[tokio::test]
 async fn a_spilled_delivery_in_flight_comes_back_through_its_lease() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("open");
-    store
-        .config
-        .put_webhook(webhook("wh_a", &["*"]))
-        .await
-        .expect("wh");
-    log_one_event(&store).await;
+    let (_dir, store) = store_with(webhook("wh_a", &["*"])).await;
     // The report sender stays alive but silent: the attempt is never answered.
     let mut r = start_with(
         &store,
@@ -370,12 +366,9 @@ async fn a_spilled_delivery_in_flight_comes_back_through_its_lease() {
 
 #[tokio::test]
 async fn an_expired_lease_makes_a_hung_attempt_due_again() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("open");
     let mut w = webhook("wh_a", &["*"]);
     w.timeout_secs = 1;
-    store.config.put_webhook(w).await.expect("wh");
-    log_one_event(&store).await;
+    let (_dir, store) = store_with(w).await;
     // The report sender stays alive but silent: the attempt is never answered.
     let mut r = start_with(
         &store,
@@ -562,14 +555,7 @@ async fn a_due_backlog_larger_than_a_batch_is_taken_without_waiting_a_tick_per_b
 
 #[tokio::test]
 async fn a_retry_in_flight_leaves_its_record_and_comes_back_through_its_lease() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("open");
-    store
-        .config
-        .put_webhook(webhook("wh_a", &["*"]))
-        .await
-        .expect("wh");
-    log_one_event(&store).await;
+    let (_dir, store) = store_with(webhook("wh_a", &["*"])).await;
     let mut r = start(&store);
     let first = next(&mut r).await;
     r.reports.send(report(&first, false)).await.expect("send");
@@ -617,14 +603,7 @@ async fn a_retry_in_flight_leaves_its_record_and_comes_back_through_its_lease() 
 async fn a_stale_lease_already_due_at_start_is_sent_by_the_due_scan() {
     use hookrelay_core::{DeliveryKey, DeliveryRecord};
     use hookrelay_store::{DeliveryWrite, DueEntry, DueKind};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("open");
-    store
-        .config
-        .put_webhook(webhook("wh_a", &["*"]))
-        .await
-        .expect("wh");
-    log_one_event(&store).await;
+    let (_dir, store) = store_with(webhook("wh_a", &["*"])).await;
     // A retry was in flight when the process died, long enough ago that
     // its lease is due: the recovery's window leaves it to the due scan.
     let key = DeliveryKey {
@@ -685,12 +664,9 @@ async fn a_stale_lease_already_due_at_start_is_sent_by_the_due_scan() {
 
 #[tokio::test]
 async fn a_hung_retry_held_by_its_scheduled_entry_counts_as_a_timeout() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("open");
     let mut w = webhook("wh_a", &["*"]);
     w.timeout_secs = 1;
-    store.config.put_webhook(w).await.expect("wh");
-    log_one_event(&store).await;
+    let (_dir, store) = store_with(w).await;
     let mut r = start_with(
         &store,
         SchedulerConfig {

@@ -276,13 +276,23 @@ impl SledDeliveries {
         // The due index's size moves with the batch, by what each change
         // finds (an entry written twice or removed twice counts once).
         let mut index = IndexChanges::default();
-        let attempted: HashSet<&DeliveryKey> = writes
+        // Deliveries with an attempt in this batch, gathered only when a
+        // record is written: the happy path's flushes (attempts and the
+        // cursor) build nothing.
+        let attempted: HashSet<&DeliveryKey> = if writes
             .iter()
-            .filter_map(|w| match w {
-                DeliveryWrite::Attempt(k, _) => Some(k),
-                _ => None,
-            })
-            .collect();
+            .any(|w| matches!(w, DeliveryWrite::Record(..)))
+        {
+            writes
+                .iter()
+                .filter_map(|w| match w {
+                    DeliveryWrite::Attempt(k, _) => Some(k),
+                    _ => None,
+                })
+                .collect()
+        } else {
+            HashSet::new()
+        };
         for w in writes {
             match w {
                 DeliveryWrite::Record(k, r) => {
