@@ -10,14 +10,17 @@
 //! the first ids in order). A dead node's partitions
 //! are therefore taken within `takeover`. A node that cannot renew a lease
 //! for ½ of `takeover` stops driving that partition before the lease can
-//! expire, so two nodes never drive one partition. A node above its share
+//! expire, so two nodes never drive one partition: the ½ counts from when
+//! the last renewal was sent, and a tick still waiting on JetStream then is
+//! cut short for it (JetStream's own request timeout is longer than the
+//! lease). A node above its share
 //! (because another joined) stops its extra partitions first and releases
 //! their leases only once they stopped.
 
 use crate::{unavailable, JetStreamError};
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{future::join_all, TryStreamExt};
 use hookrelay_core::Partition;
 use hookrelay_store::StoreError;
 use std::{
@@ -31,6 +34,7 @@ use tracing::{info, warn};
 /// A lease this node holds.
 struct Held {
     revision: u64,
+    /// When the last renewal that succeeded (or the take) was sent.
     renewed: Instant,
     /// Given up: released once the partition stopped.
     releasing: bool,
@@ -102,8 +106,17 @@ impl Leases {
                 _ = tick.tick() => {}
                 () = stop.cancelled() => break,
             }
-            if let Err(e) = self.tick().await {
-                warn!(error = %e, "partition leases: JetStream did not answer");
+            // A tick waiting on a slow JetStream must not keep this node
+            // driving a partition whose lease may lapse meanwhile: it is
+            // cut at the first fencing deadline, and the fence runs then.
+            // A cut tick may leave a renewal applied whose revision this
+            // node never learnt: its next renewal fails and it lets the
+            // partition go, which is safe.
+            let cut = self.fence_deadline();
+            match tokio::time::timeout_at(cut, self.tick()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(error = %e, "partition leases: JetStream did not answer"),
+                Err(_) => warn!("partition leases: JetStream answered too slowly to renew in time"),
             }
             self.fence();
         }
@@ -116,13 +129,32 @@ impl Leases {
         info!(node = %self.node, "partition leases released");
     }
 
+    /// When the first held lease must be given up unless renewed first.
+    /// With nothing held, a tick may take until the next one is due.
+    fn fence_deadline(&self) -> Instant {
+        self.held
+            .values()
+            .map(|h| h.renewed + self.fence_after())
+            .min()
+            .unwrap_or_else(|| Instant::now() + self.takeover / 4)
+    }
+
+    /// How long after a renewal was sent this node stops driving its
+    /// partition. The lease lapses ¾ of `takeover` after the servers wrote
+    /// it, which is after it was sent: the last ¼ is the margin for the
+    /// engine to stop, and for timers that run late.
+    fn fence_after(&self) -> Duration {
+        self.takeover / 2
+    }
+
     /// Stops driving partitions whose lease could not be renewed in time.
     fn fence(&mut self) {
-        let limit = self.takeover / 2;
+        let now = Instant::now();
+        let limit = self.fence_after();
         let lost: Vec<Partition> = self
             .held
             .iter()
-            .filter(|(_, h)| h.renewed.elapsed() > limit)
+            .filter(|(_, h)| now.saturating_duration_since(h.renewed) >= limit)
             .map(|(p, _)| *p)
             .collect();
         for p in lost {
@@ -151,30 +183,41 @@ impl Leases {
 
     async fn tick(&mut self) -> Result<(), StoreError> {
         let me = Bytes::from(self.node.clone());
-        self.bucket
-            .put(format!("node.{}", self.node), me.clone())
-            .await
-            .map_err(|e| unavailable("heartbeat", e))?;
-        // Renew what we hold; release what stopped running.
+        // Renew what we hold, all at once and beside the heartbeat: a tick
+        // is as slow as its slowest answer, not the sum of them. A lease is
+        // counted from when its renewal was sent, never from the answer:
+        // the servers start its `max_age` somewhere in between.
         let running = self.running.borrow().clone();
+        let renewals = self
+            .held
+            .iter()
+            .filter(|(p, h)| !h.releasing || running.contains(p))
+            .map(|(p, h)| {
+                let (p, revision, me) = (*p, h.revision, me.clone());
+                let bucket = &self.bucket;
+                async move {
+                    let sent = Instant::now();
+                    (p, sent, bucket.update(part_key(p), me, revision).await)
+                }
+            });
+        let (heartbeat, renewed) = tokio::join!(
+            self.bucket.put(format!("node.{}", self.node), me.clone()),
+            join_all(renewals)
+        );
         let mut lost = Vec::new();
-        for (p, h) in &mut self.held {
-            if h.releasing && !running.contains(p) {
-                continue;
-            }
-            match self
-                .bucket
-                .update(part_key(*p), me.clone(), h.revision)
-                .await
-            {
-                Ok(rev) => {
-                    h.revision = rev;
-                    h.renewed = Instant::now();
+        let mut failed = None;
+        for (p, sent, answer) in renewed {
+            match answer {
+                Ok(revision) => {
+                    if let Some(h) = self.held.get_mut(&p) {
+                        h.revision = revision;
+                        h.renewed = sent;
+                    }
                 }
                 // Someone else holds it: it expired while we could not
                 // renew. Stop it at once.
-                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => lost.push(*p),
-                Err(e) => return Err(unavailable("renewing a lease", e)),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => lost.push(p),
+                Err(e) => failed = Some(unavailable("renewing a lease", e)),
             }
         }
         for p in lost {
@@ -183,6 +226,10 @@ impl Leases {
                 "partition lease taken by another node; stopping it"
             );
             self.held.remove(&p);
+        }
+        heartbeat.map_err(|e| unavailable("heartbeat", e))?;
+        if let Some(e) = failed {
+            return Err(e);
         }
         let released: Vec<Partition> = self
             .held
@@ -248,13 +295,14 @@ impl Leases {
             if taken.contains(&p) || self.held.contains_key(&p) {
                 continue;
             }
+            let sent = Instant::now();
             match self.bucket.create(part_key(p), me.clone()).await {
                 Ok(revision) => {
                     self.held.insert(
                         p,
                         Held {
                             revision,
-                            renewed: Instant::now(),
+                            renewed: sent,
                             releasing: false,
                         },
                     );
@@ -290,12 +338,13 @@ impl Leases {
             let Some(entry) = entry.filter(|e| e.value == *me) else {
                 continue;
             };
+            let sent = Instant::now();
             if let Ok(revision) = self.bucket.update(key, me.clone(), entry.revision).await {
                 self.held.insert(
                     p,
                     Held {
                         revision,
-                        renewed: Instant::now(),
+                        renewed: sent,
                         releasing: false,
                     },
                 );

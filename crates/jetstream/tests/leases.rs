@@ -1,7 +1,8 @@
 //! Partition leases against a real three-node cluster: nodes share the
 //! partitions out, a node joining later takes its share, a node that dies
-//! loses its partitions to the others within the takeover time, and no
-//! partition is ever driven by two nodes at once.
+//! loses its partitions to the others within the takeover time, a node cut
+//! off from JetStream stops its partitions before anyone may take them, and
+//! no partition is ever driven by two nodes at once.
 
 use hookrelay_core::Partition;
 use hookrelay_jetstream::testkit::Cluster;
@@ -10,7 +11,12 @@ use std::{
     collections::BTreeSet,
     time::{Duration, Instant},
 };
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{tcp, TcpListener, TcpStream},
+    sync::watch,
+    task::JoinHandle,
+};
 use tokio_util::sync::CancellationToken;
 
 const P: u32 = 6;
@@ -24,8 +30,12 @@ struct Node {
 }
 
 async fn node(c: &Cluster, id: &str) -> Node {
+    node_via(c.urls(), id).await
+}
+
+async fn node_via(urls: Vec<String>, id: &str) -> Node {
     let cfg = JetStreamConfig {
-        urls: c.urls(),
+        urls,
         replicas: 3,
         partitions: P,
         takeover: TAKEOVER,
@@ -110,4 +120,77 @@ async fn partitions_are_shared_taken_over_and_never_doubled() {
     a.stop.cancel();
     a.task.await.expect("leases task");
     assert!(a.owned.borrow().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_jetstream_stops_before_its_leases_lapse() {
+    let c = Cluster::start(3).await;
+    let a = node(&c, "node-a").await;
+    settle(&[&a], vec![6], TAKEOVER * 2).await;
+    // node-b reaches the cluster through a link that can stall: its
+    // requests then wait for answers that do not come (a partition, a
+    // server frozen), the longest JetStream lets a request wait.
+    let link = Link::to(&c.urls()[0]).await;
+    let b = node_via(vec![link.url()], "node-b").await;
+    settle(&[&a, &b], vec![3, 3], TAKEOVER * 4).await;
+    link.stall();
+    // node-b must have stopped its partitions before node-a can take them:
+    // `settle` fails the moment a partition has two owners.
+    let took = settle(&[&a, &b], vec![0, 6], TAKEOVER * 3).await;
+    eprintln!("a stalled node's partitions were taken over in {took:?}");
+    assert!(b.owned.borrow().is_empty());
+}
+
+/// A TCP link to a NATS server that can be stalled: once stalled, bytes
+/// are held in both directions and the connection stays open.
+struct Link {
+    port: u16,
+    stalled: watch::Sender<bool>,
+}
+
+impl Link {
+    async fn to(url: &str) -> Self {
+        let upstream = url.trim_start_matches("nats://").to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let stalled = watch::Sender::new(false);
+        let gate = stalled.subscribe();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pipe(cr, sw, gate.clone()));
+                tokio::spawn(pipe(sr, cw, gate.clone()));
+            }
+        });
+        Self { port, stalled }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn stall(&self) {
+        self.stalled.send_replace(true);
+    }
+}
+
+async fn pipe(
+    mut from: tcp::OwnedReadHalf,
+    mut to: tcp::OwnedWriteHalf,
+    mut stalled: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if stalled.wait_for(|s| !*s).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
