@@ -4,7 +4,7 @@
 //! `<ns>.cfg.app.<id>` (ids hex-encoded), with `max_msgs_per_subject = 1`:
 //! the stream holds exactly the current records.
 //!
-//! Every node follows the stream with an ordered consumer into its
+//! Every node follows the stream (see `crate::follow`) into its
 //! [`SharedMirror`], so a change made on one node reaches the others as fast
 //! as JetStream delivers it (milliseconds). Writes are serialised across the
 //! cluster: a commit is published with `Nats-Expected-Last-Sequence` set to
@@ -261,29 +261,32 @@ struct Tail {
 
 impl Tail {
     async fn run(self) {
-        crate::follow_forever("configuration stream".into(), || self.follow()).await;
+        crate::follow::follow_forever("configuration stream".into(), || self.follow()).await;
     }
 
     async fn follow(&self) -> Result<(), String> {
-        let stream = self
-            .js
-            .get_stream(self.names.config_stream())
-            .await
-            .map_err(|e| e.to_string())?;
+        let stream = crate::follow::setup(async {
+            self.js
+                .get_stream(self.names.config_stream())
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await?;
         let from = *self.applied.borrow() + 1;
-        let consumer = stream
-            .create_consumer(OrderedConfig {
+        let messages = crate::follow::tail(
+            &stream,
+            OrderedConfig {
                 deliver_policy: DeliverPolicy::ByStartSequence {
                     start_sequence: from,
                 },
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+            },
+        )
+        .await?;
+        let mut messages = std::pin::pin!(messages);
         info!(from, "following the configuration stream");
         while let Some(m) = messages.next().await {
-            let m = m.map_err(|e| e.to_string())?;
+            let m = m?;
             let seq = m.info().map_err(|e| e.to_string())?.stream_sequence;
             self.apply(&m.subject, &m.payload);
             self.applied.send_replace(seq);

@@ -31,6 +31,7 @@ mod commands;
 mod config;
 mod deliveries;
 mod failover;
+mod follow;
 mod leases;
 mod log;
 pub mod names;
@@ -97,27 +98,6 @@ pub enum JetStreamError {
 /// A store error for JetStream being unreachable or refusing.
 pub(crate) fn unavailable(what: &str, e: impl std::fmt::Display) -> hookrelay_store::StoreError {
     hookrelay_store::StoreError::Unavailable(format!("{what}: {e}"))
-}
-
-/// Runs `follow` again and again with backoff (50 ms doubling to 1.6 s)
-/// while it fails, and at once when it ends cleanly: the followers of the
-/// log and the configuration stream end only when their owner is dropped.
-pub(crate) async fn follow_forever<F, Fut>(what: String, mut follow: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let mut failures = 0u32;
-    loop {
-        match follow().await {
-            Ok(()) => failures = 0,
-            Err(e) => {
-                failures += 1;
-                tracing::warn!(error = %e, failures, "following the {what} failed; retrying");
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50 << failures.min(5))).await;
-    }
 }
 
 /// The client and its JetStream context.

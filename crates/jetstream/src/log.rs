@@ -511,10 +511,10 @@ fn insert(cache: &ChunkCache, key: (Partition, u64), chunk: Arc<DecodedChunk>) {
     cache.push((key, chunk));
 }
 
-/// Follows one partition's stream with an ordered consumer (no server-side
-/// state): moves the durable head as messages are stored and caches them
-/// for the scheduler's reads. Reconnects with backoff; ends only when the
-/// log is dropped.
+/// Follows one partition's stream through an ephemeral consumer (see
+/// [`crate::follow`]): moves the durable head as messages are stored and
+/// caches them for the scheduler's reads. Reads again from the head with
+/// backoff when the read fails or stalls; ends only when the log is dropped.
 struct Tail {
     js: jetstream::Context,
     stream: String,
@@ -527,7 +527,7 @@ struct Tail {
 impl Tail {
     async fn run(self) {
         let what = format!("event stream of partition {}", self.partition);
-        crate::follow_forever(what, || self.follow()).await;
+        crate::follow::follow_forever(what, || self.follow()).await;
     }
 
     fn note(&self, msg: u64, chunk: &DecodedChunk) {
@@ -540,46 +540,51 @@ impl Tail {
     }
 
     async fn follow(&self) -> Result<(), String> {
-        let mut stream = self
-            .js
-            .get_stream(&self.stream)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut next, _) = split(*self.head.borrow());
-        if next == 0 {
-            // Start at the end: the head is the last stored message.
-            let last = stream
-                .info()
+        let (stream, next) = crate::follow::setup(async {
+            let mut stream = self
+                .js
+                .get_stream(&self.stream)
                 .await
-                .map_err(|e| e.to_string())?
-                .state
-                .last_sequence;
-            if last > 0 {
-                let m = stream.direct_get(last).await.map_err(|e| e.to_string())?;
-                let chunk = decode(&m.payload).map_err(|e| e.to_string())?;
-                self.note(last, &chunk);
-                insert(&self.cache, (self.partition, last), chunk);
+                .map_err(|e| e.to_string())?;
+            let (mut next, _) = split(*self.head.borrow());
+            if next == 0 {
+                // Start at the end: the head is the last stored message.
+                let last = stream
+                    .info()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .state
+                    .last_sequence;
+                if last > 0 {
+                    let m = stream.direct_get(last).await.map_err(|e| e.to_string())?;
+                    let chunk = decode(&m.payload).map_err(|e| e.to_string())?;
+                    self.note(last, &chunk);
+                    insert(&self.cache, (self.partition, last), chunk);
+                }
+                next = last;
             }
-            next = last;
-        }
-        let consumer = stream
-            .create_consumer(OrderedConfig {
+            Ok((stream, next))
+        })
+        .await?;
+        let messages = crate::follow::tail(
+            &stream,
+            OrderedConfig {
                 filter_subject: self.subject.clone(),
                 deliver_policy: DeliverPolicy::ByStartSequence {
                     start_sequence: next + 1,
                 },
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+            },
+        )
+        .await?;
+        let mut messages = std::pin::pin!(messages);
         info!(
             partition = self.partition,
             from = next + 1,
             "following the event stream"
         );
         while let Some(m) = messages.next().await {
-            let m = m.map_err(|e| e.to_string())?;
+            let m = m?;
             let seq = m.info().map_err(|e| e.to_string())?.stream_sequence;
             let chunk = decode(&m.payload).map_err(|e| e.to_string())?;
             self.note(seq, &chunk);

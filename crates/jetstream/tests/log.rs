@@ -1,5 +1,6 @@
 //! The JetStream event log against a real three-node cluster with R3.
 
+use futures_util::TryStreamExt;
 use hookrelay_core::{partition_of, seq_partition, Event};
 use hookrelay_jetstream::testkit::Cluster;
 use hookrelay_jetstream::{connect, open_log, JetStreamConfig, JsLog};
@@ -237,4 +238,64 @@ async fn an_append_waits_out_the_election_after_its_streams_leader_dies() {
         .await
         .expect("append");
     assert_eq!(again, [Appended::Duplicate(read[2].seq)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_head_moves_on_within_seconds_after_the_server_its_tail_read_from_dies() {
+    let mut c = Cluster::start(3).await;
+    let cfg = config(&c, "t8", 1);
+    let (client, js) = connect(&cfg).await.expect("connect");
+    let log = open_log(&client, js.clone(), &cfg).await.expect("open log");
+    let mut head = log.durable_head(0);
+    // Appends through another node, which follows nothing: the head moves
+    // only through the tail.
+    let writer = log_on(&cfg).await;
+    let first = writer
+        .append(vec![ev("dev-t", 0)], vec![], 1_000, 0)
+        .await
+        .expect("append");
+    let Appended::New(seq) = first[0] else {
+        panic!("new")
+    };
+    tokio::time::timeout(Duration::from_secs(5), head.wait_for(|h| *h >= seq))
+        .await
+        .expect("the head moves")
+        .expect("watch");
+
+    // The server holding the tail's consumer (the stream's only one) dies.
+    let names = hookrelay_jetstream::names::Names::new("t8");
+    let stream = js.get_stream(names.event_stream(0)).await.expect("stream");
+    let mut consumers = Vec::new();
+    for _ in 0..100 {
+        consumers = stream.consumers().try_collect().await.expect("consumers");
+        if !consumers.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(consumers.len(), 1, "one tail");
+    let host = consumers[0]
+        .cluster
+        .as_ref()
+        .and_then(|c| c.leader.clone())
+        .expect("the consumer's server");
+    c.kill(host.trim_start_matches('n').parse().expect("server index"));
+
+    // An event stored after that reaches the head within seconds: 4–7 s
+    // here, the JetStream API's election included. (async-nats's ordered
+    // consumer waited for two missed 15 s heartbeats, and was seen to wait
+    // over a minute.)
+    let next = writer
+        .append(vec![ev("dev-t", 1)], vec![], 2_000, 0)
+        .await
+        .expect("an append after a server died");
+    let Appended::New(seq) = next[0] else {
+        panic!("new")
+    };
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(15), head.wait_for(|h| *h >= seq))
+        .await
+        .expect("the head moves on within 15 s of the append")
+        .expect("watch");
+    eprintln!("the head moved {:?} after the append", started.elapsed());
 }
