@@ -204,7 +204,7 @@ impl Leases {
             self.bucket.put(format!("node.{}", self.node), me.clone()),
             join_all(renewals)
         );
-        let mut lost = Vec::new();
+        let mut stale = Vec::new();
         let mut failed = None;
         for (p, sent, answer) in renewed {
             match answer {
@@ -214,16 +214,15 @@ impl Leases {
                         h.renewed = sent;
                     }
                 }
-                // Someone else holds it: it expired while we could not
-                // renew. Stop it at once.
-                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => lost.push(p),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => stale.push(p),
                 Err(e) => failed = Some(unavailable("renewing a lease", e)),
             }
         }
+        let lost = self.sort_out(stale, &me).await?;
         for p in lost {
             warn!(
                 partition = p,
-                "partition lease taken by another node; stopping it"
+                "partition lease expired or taken by another node; stopping it"
             );
             self.held.remove(&p);
         }
@@ -319,6 +318,34 @@ impl Leases {
 }
 
 impl Leases {
+    /// Of leases whose renewal found another revision than the one this
+    /// node knows, those it lost. A lease still holding this node's id was
+    /// renewed by a try whose answer never came (a tick cut short): its
+    /// revision is taken, and it counts from the last renewal known sent.
+    /// Any other lease expired while this node could not renew it, and
+    /// another node may hold it: it is stopped at once.
+    async fn sort_out(
+        &mut self,
+        stale: Vec<Partition>,
+        me: &Bytes,
+    ) -> Result<Vec<Partition>, StoreError> {
+        let mut lost = Vec::new();
+        for p in stale {
+            let entry = self
+                .bucket
+                .entry(part_key(p))
+                .await
+                .map_err(|e| unavailable("reading a lease", e))?;
+            match (entry, self.held.get_mut(&p)) {
+                (Some(e), Some(h)) if e.operation == kv::Operation::Put && e.value == *me => {
+                    h.revision = e.revision;
+                }
+                _ => lost.push(p),
+            }
+        }
+        Ok(lost)
+    }
+
     /// A node restarted under the same id (`jetstream.node_id`) takes back
     /// the leases its earlier life still holds, at once, instead of waiting
     /// for them to expire: nothing of that life runs any more.

@@ -194,3 +194,33 @@ async fn pipe(
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_whose_answer_was_lost_does_not_cost_the_lease() {
+    let c = Cluster::start(3).await;
+    let a = node(&c, "node-a").await;
+    settle(&[&a], vec![6], TAKEOVER * 2).await;
+    // A renewal the servers applied but whose answer node-a never saw (its
+    // tick cut short): the lease moves to a revision node-a does not know,
+    // still holding its id.
+    let client = async_nats::connect(c.urls()[0].as_str())
+        .await
+        .expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let bucket = js
+        .get_key_value(hookrelay_jetstream::names::Names::new("lease1").lease_bucket())
+        .await
+        .expect("lease bucket");
+    bucket
+        .put("part.0", "node-a".into())
+        .await
+        .expect("renew behind node-a's back");
+    // node-a keeps every partition through its next renewals.
+    let until = Instant::now() + TAKEOVER * 2;
+    while Instant::now() < until {
+        assert_eq!(a.owned.borrow().len(), 6, "node-a let a partition go");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.stop.cancel();
+    a.task.await.expect("leases task");
+}
