@@ -659,21 +659,6 @@ mod tests {
         })
     }
 
-    /// Opens `dir` again once sled's lock from an earlier open is free.
-    fn reopen(dir: &std::path::Path) -> Store {
-        let mut tries = 0;
-        loop {
-            match Store::open(dir) {
-                Ok(s) => return s,
-                Err(_) if tries < 100 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => panic!("reopen: {e}"),
-            }
-        }
-    }
-
     #[test]
     fn a_record_written_with_its_attempt_needs_no_listing_marker() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -714,13 +699,13 @@ mod tests {
             assert_eq!(s.deliveries.recovery_scan(ALL).expect("scan").0, 5);
             s.flush().await.expect("flush");
         }
-        let s = reopen(dir.path());
+        let s = crate::reopen(dir.path());
         assert_eq!(s.deliveries.recovery_scan(ALL).expect("scan").0, 5);
         // A directory written before the count was kept: counted, then kept.
         s.deliveries.state.remove(DUE_COUNT).expect("remove");
         s.flush().await.expect("flush");
         drop(s);
-        let s = reopen(dir.path());
+        let s = crate::reopen(dir.path());
         assert_eq!(s.deliveries.recovery_scan(ALL).expect("scan").0, 5);
         assert!(s.deliveries.state.contains_key(DUE_COUNT).expect("get"));
         s.deliveries
@@ -728,7 +713,7 @@ mod tests {
             .expect("apply");
         s.flush().await.expect("flush");
         drop(s);
-        let s = reopen(dir.path());
+        let s = crate::reopen(dir.path());
         assert_eq!(s.deliveries.recovery_scan(ALL).expect("scan").0, 4);
     }
 

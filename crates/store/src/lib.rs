@@ -187,3 +187,19 @@ impl Store {
         Ok(())
     }
 }
+
+/// Opens `dir` again in a test that dropped its [`Store`] just before:
+/// sled's background threads let go of the directory's lock a moment after
+/// the last handle, so an open at once can fail with `WouldBlock`.
+#[cfg(test)]
+pub(crate) fn reopen(dir: &Path) -> Store {
+    for _ in 0..100 {
+        match Store::open(dir) {
+            Err(StoreError::Open { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            other => return other.expect("reopen"),
+        }
+    }
+    Store::open(dir).expect("reopen")
+}

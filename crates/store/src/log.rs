@@ -826,7 +826,7 @@ mod tests {
             assert_eq!(few.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
             assert!(log.read_from(8, 10).expect("read").is_empty());
         }
-        let store = Store::open(dir.path()).expect("reopen");
+        let store = crate::reopen(dir.path());
         assert_eq!(*store.log.durable_head(0).borrow(), 7);
         assert_eq!(
             store.log.keys_since(0).expect("keys"),
@@ -915,7 +915,7 @@ mod tests {
             .expect("scribble");
         drop(file);
 
-        let store = Store::open(dir.path()).expect("reopen");
+        let store = crate::reopen(dir.path());
         let log = &store.log;
         assert_eq!(*log.durable_head(0).borrow(), 3);
         assert_eq!(
@@ -954,7 +954,7 @@ mod tests {
             }
             store.db.flush().expect("flush");
         }
-        let store = Store::open(dir.path()).expect("reopen");
+        let store = crate::reopen(dir.path());
         let log = &store.log;
         assert_eq!(*log.durable_head(0).borrow(), 5);
         let got = log.read_from(1, 100).expect("read");
@@ -986,7 +986,7 @@ mod tests {
             assert_eq!(st.chunks, 2);
         }
         // Their frames are still in the (only) segment.
-        let store = Store::open(dir.path()).expect("reopen");
+        let store = crate::reopen(dir.path());
         let log = &store.log;
         let left: Vec<Seq> = log
             .read_from(1, 10)
@@ -1028,7 +1028,7 @@ mod tests {
                 .join("000000000001.seg"),
         )
         .expect("remove");
-        let store = Store::open(dir.path()).expect("reopen");
+        let store = crate::reopen(dir.path());
         assert!(matches!(
             store.log.read_from(1, 10),
             Err(StoreError::Corrupt { .. })
@@ -1050,25 +1050,11 @@ mod tests {
             log.index.remove(2u64.to_be_bytes()).expect("remove");
             store.db.flush().expect("flush");
         }
-        let store = Store::open(dir.path()).expect("reopen");
+        let store = crate::reopen(dir.path());
         let ix = store.log.chunk_index_from(1, 10).expect("index");
         assert_eq!(ix.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(ix[1].1.len, 2);
         assert_eq!(store.log.first_seq_at_ms(15).expect("bisect"), Some(2));
-    }
-
-    /// Opens `dir` once a raw sled handle dropped just before has let go
-    /// of its lock (sled's flusher thread releases it a moment later).
-    fn open_after_raw(dir: &std::path::Path) -> Store {
-        for _ in 0..100 {
-            match Store::open(dir) {
-                Err(StoreError::Open { .. }) => {
-                    std::thread::sleep(std::time::Duration::from_millis(20))
-                }
-                other => return other.expect("open"),
-            }
-        }
-        Store::open(dir).expect("open")
     }
 
     #[tokio::test]
@@ -1102,13 +1088,13 @@ mod tests {
             db.flush().expect("flush");
         }
         {
-            let store = open_after_raw(dir.path());
+            let store = crate::reopen(dir.path());
             let log = &store.log;
             assert_eq!(*log.durable_head(0).borrow(), 2);
             assert_eq!(log.insert_chunk(vec![ev(2)], vec![], 20).ok(), Some(3));
             log.sync().await.expect("sync");
         }
-        let store = Store::open(dir.path()).expect("reopen");
+        let store = crate::reopen(dir.path());
         let ids: Vec<String> = store
             .log
             .read_from(1, 10)

@@ -197,7 +197,7 @@ mod tests {
                 .await
                 .expect("wh");
         }
-        let s = Store::open(dir.path()).expect("reopen");
+        let s = crate::reopen(dir.path());
         let c = &s.config;
         assert_eq!(c.org(&OrgId::from("org_1")), Some(org("org_1")));
         assert!(matches!(
@@ -237,7 +237,7 @@ mod tests {
                 .expect("insert");
         }
         let number = {
-            let s = Store::open(dir.path()).expect("reopen");
+            let s = crate::reopen(dir.path());
             let old = s
                 .config
                 .webhook(&WebhookId::from("wh_old"))
@@ -256,7 +256,7 @@ mod tests {
             );
             old.number
         };
-        let s = Store::open(dir.path()).expect("reopen");
+        let s = crate::reopen(dir.path());
         let c = &s.config;
         let old = c.webhook(&WebhookId::from("wh_old")).expect("kept");
         assert_eq!(old.number, number);
@@ -314,7 +314,7 @@ mod tests {
                 Err(StoreError::Conflict { .. })
             ));
         }
-        let s = Store::open(dir.path()).expect("reopen");
+        let s = crate::reopen(dir.path());
         assert!(matches!(
             s.config.create_app(app("dev-1", "org_1"), 10).await,
             Err(StoreError::Conflict { .. })
