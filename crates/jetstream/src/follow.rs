@@ -43,6 +43,8 @@ pub(crate) async fn setup<T>(
 /// Runs `follow` again and again with backoff (50 ms doubling to 1.6 s)
 /// while it fails, and at once when it ends cleanly: the followers of the
 /// log and the configuration stream end only when their owner is dropped.
+/// A read that ran for [`EXPIRES`] or longer before it failed starts the
+/// backoff over: a heartbeat missed now and then is not a failing cluster.
 pub(crate) async fn follow_forever<F, Fut>(what: String, mut follow: F)
 where
     F: FnMut() -> Fut,
@@ -50,9 +52,13 @@ where
 {
     let mut failures = 0u32;
     loop {
+        let started = tokio::time::Instant::now();
         match follow().await {
             Ok(()) => failures = 0,
             Err(e) => {
+                if started.elapsed() >= EXPIRES {
+                    failures = 0;
+                }
                 failures += 1;
                 tracing::warn!(error = %e, failures, "following the {what} failed; retrying");
             }
@@ -94,4 +100,44 @@ pub(crate) async fn tail(
         expected += 1;
         Ok(m)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tokio::time::Instant;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_that_ran_a_while_is_tried_again_without_the_backoff_of_earlier_failures() {
+        // When each read started; the 7th runs for EXPIRES, then fails.
+        let starts: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let seen = starts.clone();
+        let task = tokio::spawn(follow_forever("test stream".into(), move || {
+            let starts = seen.clone();
+            async move {
+                let n = {
+                    let mut s = starts.lock().expect("lock");
+                    s.push(Instant::now());
+                    s.len()
+                };
+                match n {
+                    1..=6 => Err("refused".to_owned()),
+                    7 => {
+                        tokio::time::sleep(EXPIRES).await;
+                        Err("missed idle heartbeat".to_owned())
+                    }
+                    _ => std::future::pending().await,
+                }
+            }
+        }));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        task.abort();
+        let s = starts.lock().expect("lock");
+        assert_eq!(s.len(), 8);
+        // Six quick failures backed off to 1.6 s ...
+        assert_eq!(s[6] - s[5], Duration::from_millis(1600));
+        // ... and the long read that failed is tried again after 100 ms.
+        assert_eq!(s[7] - (s[6] + EXPIRES), Duration::from_millis(100));
+    }
 }
