@@ -6,6 +6,7 @@
 mod support;
 
 mod abuse;
+mod availability;
 mod cluster;
 mod console;
 mod crash;

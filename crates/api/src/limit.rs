@@ -30,9 +30,7 @@ use std::{
 /// Keys tracked by one limiter before the idle ones are forgotten.
 const MAX_TRACKED: usize = 50_000;
 
-/// The client address of a REST connection, inserted by the server.
-#[derive(Clone, Copy, Debug)]
-pub struct ClientAddr(pub IpAddr);
+pub use hookrelay_core::ClientAddr;
 
 /// Sustained rate and burst of one kind of bucket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

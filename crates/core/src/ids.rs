@@ -3,6 +3,11 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// The address a request came from, in its extensions: the server's
+/// listeners put it there for the per-address limits of REST and gRPC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
 /// Position of an event in the log. Sequences start at 1 and never repeat.
 pub type Seq = u64;
 

@@ -42,7 +42,7 @@ pub use delivery::{
 pub use event::{validate_event, Event, EventError, RawEvent};
 pub use ids::{
     new_device_id, new_event_id, new_ingest_key_id, new_org_id, new_request_id, new_token_id,
-    new_webhook_id, DeviceId, OrgId, Seq, WebhookId,
+    new_webhook_id, ClientAddr, DeviceId, OrgId, Seq, WebhookId,
 };
 pub use json::canonical_json_object;
 pub use names::{header, metric};

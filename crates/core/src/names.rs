@@ -34,6 +34,13 @@ pub mod metric {
     /// Gauge: log partitions this node drives (all of them on sled; its
     /// leased share on a JetStream cluster).
     pub const PARTITIONS_OWNED: &str = "hookrelay_partitions_owned";
+    /// Gauge `{listener}`: client connections open.
+    pub const CONNECTIONS_OPEN: &str = "hookrelay_connections_open";
+    /// Counter `{listener,reason}`: client connections closed at accept
+    /// (`listener_full`, `address_full`).
+    pub const CONNECTIONS_REFUSED: &str = "hookrelay_connections_refused_total";
+    /// Counter: client connections closed for sending no request in time.
+    pub const CONNECTIONS_IDLE_CLOSED: &str = "hookrelay_connections_idle_closed_total";
 }
 
 /// Header names of a delivery request.

@@ -70,6 +70,25 @@ pub(crate) struct HttpConfig {
     pub(crate) header_read_timeout: Duration,
     /// Serve the web console at `/console` (default true).
     pub(crate) console: bool,
+    /// Most client connections open at once, on this listener and on each
+    /// profile's (default 4096; lowered at start to fit the process's
+    /// descriptor limit). A full listener closes its oldest connection that
+    /// has not sent a request yet, else refuses the new one.
+    pub(crate) max_connections: usize,
+    /// Most connections of one client address (default 256; 0: no cap,
+    /// e.g. behind a reverse proxy that is the only client).
+    pub(crate) max_connections_per_address: usize,
+    /// Longest a connection may stay open without a request in flight
+    /// (default 60s).
+    #[serde(with = "humantime_serde")]
+    pub(crate) idle_timeout: Duration,
+    /// A request body gets this long (default 10s), plus a second for each
+    /// `min_body_bytes_per_second` it has sent: a client that trickles its
+    /// body is answered 408 and disconnected.
+    #[serde(with = "humantime_serde")]
+    pub(crate) body_read_timeout: Duration,
+    /// The slowest body transfer kept up (default 16384 bytes/s).
+    pub(crate) min_body_bytes_per_second: u32,
 }
 
 impl Default for HttpConfig {
@@ -80,6 +99,11 @@ impl Default for HttpConfig {
             tls_key: None,
             header_read_timeout: Duration::from_secs(10),
             console: true,
+            max_connections: 4096,
+            max_connections_per_address: 256,
+            idle_timeout: Duration::from_secs(60),
+            body_read_timeout: Duration::from_secs(10),
+            min_body_bytes_per_second: 16 * 1024,
         }
     }
 }
@@ -105,6 +129,27 @@ pub(crate) struct GrpcConfig {
     /// a `PublishStream` answers at once and then streams).
     #[serde(with = "humantime_serde")]
     pub(crate) request_timeout: Duration,
+    /// Most producer connections open at once (default 4096; lowered at
+    /// start to fit the process's descriptor limit). A full listener closes
+    /// its oldest connection that has not sent a request yet, else refuses
+    /// the new one.
+    pub(crate) max_connections: usize,
+    /// Most connections of one client address (default 128; 0: no cap).
+    pub(crate) max_connections_per_address: usize,
+    /// A connection that sends no request this long after it opened is
+    /// closed (default 5s).
+    #[serde(with = "humantime_serde")]
+    pub(crate) first_request_timeout: Duration,
+    /// Longest a connection may stay open without a call in flight (default
+    /// 5m; a client's channel reconnects when it next publishes).
+    #[serde(with = "humantime_serde")]
+    pub(crate) idle_timeout: Duration,
+    /// HTTP/2 pings on a connection quiet this long (default 30s) ...
+    #[serde(with = "humantime_serde")]
+    pub(crate) keepalive_interval: Duration,
+    /// ... close it when not answered within this (default 10s).
+    #[serde(with = "humantime_serde")]
+    pub(crate) keepalive_timeout: Duration,
 }
 
 impl Default for GrpcConfig {
@@ -117,6 +162,12 @@ impl Default for GrpcConfig {
             max_concurrent_streams: 128,
             concurrency_per_connection: 256,
             request_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            max_connections_per_address: 128,
+            first_request_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(300),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -513,6 +564,45 @@ pub(crate) fn check(c: &Config) -> Vec<String> {
     }
     if c.ingest.max_request_events == 0 {
         p.push("ingest.max_request_events: must be at least 1".to_owned());
+    }
+    for (key, d, least) in [
+        (
+            "grpc.first_request_timeout",
+            c.grpc.first_request_timeout,
+            Duration::from_millis(100),
+        ),
+        (
+            "grpc.idle_timeout",
+            c.grpc.idle_timeout,
+            Duration::from_secs(1),
+        ),
+        (
+            "grpc.keepalive_interval",
+            c.grpc.keepalive_interval,
+            Duration::from_secs(1),
+        ),
+        (
+            "grpc.keepalive_timeout",
+            c.grpc.keepalive_timeout,
+            Duration::from_millis(100),
+        ),
+        (
+            "http.idle_timeout",
+            c.http.idle_timeout,
+            Duration::from_secs(1),
+        ),
+        (
+            "http.body_read_timeout",
+            c.http.body_read_timeout,
+            Duration::from_millis(100),
+        ),
+    ] {
+        if d < least {
+            p.push(format!("{key}: must be at least {least:?}"));
+        }
+    }
+    if c.http.min_body_bytes_per_second == 0 {
+        p.push("http.min_body_bytes_per_second: must be at least 1".to_owned());
     }
     if c.store.cache_bytes < 1 << 20 {
         p.push("store.cache_bytes: must be at least 1048576 (1 MiB)".to_owned());

@@ -1,14 +1,17 @@
-//! Serving the REST router: plain TCP or TLS connections, each through
-//! hyper's HTTP/1 with a header-read timeout (a client that trickles its
-//! request head — slowloris — is cut off), and a graceful shutdown.
+//! Serving the REST router: plain TCP or TLS connections under the
+//! listener's connection caps and idle timer (`conn`), each through hyper's
+//! HTTP/1 with a header-read timeout (a client that trickles its request
+//! head — slowloris — is cut off), and a graceful shutdown. Request bodies
+//! have their own deadline (the API's body middleware).
 
+use crate::conn::{Gate, Guarded, TrackLayer};
 use axum::Router;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpListener,
@@ -19,10 +22,10 @@ use tracing::{debug, warn};
 
 /// Where connections come from.
 pub(crate) enum Connections<T> {
-    /// Plain TCP.
-    Tcp(TcpListener),
-    /// Already TLS-handshaken streams (see `tls::accept`).
-    Tls(mpsc::Receiver<(T, SocketAddr)>),
+    /// Plain TCP, admitted by the listener's gate.
+    Tcp(TcpListener, Arc<Gate>),
+    /// Already admitted and TLS-handshaken streams (see `tls::accept`).
+    Tls(mpsc::Receiver<(Guarded<T>, SocketAddr)>),
 }
 
 /// Serves `app` until `stop`, then lets open requests finish for at most
@@ -56,30 +59,22 @@ pub(crate) async fn serve<T>(
 }
 
 enum Conn<T> {
-    Tcp(tokio::net::TcpStream, SocketAddr),
-    Tls(T, SocketAddr),
+    Tcp(Guarded<tokio::net::TcpStream>, SocketAddr),
+    Tls(Guarded<T>, SocketAddr),
 }
 
 async fn next_conn<T>(conns: &mut Connections<T>) -> Option<Conn<T>> {
     match conns {
-        Connections::Tcp(listener) => loop {
-            match listener.accept().await {
-                Ok((io, peer)) => {
-                    let _ = io.set_nodelay(true);
-                    return Some(Conn::Tcp(io, peer));
-                }
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        },
+        Connections::Tcp(listener, gate) => {
+            let (io, peer, permit) = crate::conn::accept(listener, gate).await;
+            Some(Conn::Tcp(Guarded::new(io, peer, permit), peer))
+        }
         Connections::Tls(rx) => rx.recv().await.map(|(io, peer)| Conn::Tls(io, peer)),
     }
 }
 
 fn spawn_conn<I>(
-    io: I,
+    io: Guarded<I>,
     peer: SocketAddr,
     app: &Router,
     header_read_timeout: Duration,
@@ -92,15 +87,16 @@ fn spawn_conn<I>(
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
         .keep_alive(true);
-    // The client address, for the failed-authentication limit.
-    let addr = hookrelay_api::ClientAddr(peer.ip());
-    let svc = tower::ServiceExt::map_request(
-        app.clone(),
-        move |mut req: hyper::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(addr);
+    // Who the connection is (its address, for the per-address limits; its
+    // activity, for its idle timer), as tonic gives it to gRPC calls.
+    let info = io.peer();
+    let svc = tower::ServiceBuilder::new()
+        .map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(info.clone());
             req
-        },
-    );
+        })
+        .layer(TrackLayer)
+        .service(app.clone());
     let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(svc));
     let conn = graceful.watch(conn);
     tokio::spawn(async move {

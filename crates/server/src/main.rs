@@ -5,6 +5,7 @@
 
 mod cluster;
 mod config;
+mod conn;
 mod dev;
 mod http;
 mod notify;

@@ -30,7 +30,6 @@ use hookrelay_store::{Housekeeping, Store};
 use hookrelay_worker::WorkerPool;
 use std::{convert::Infallible, sync::Arc, time::Duration};
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{error, info, warn};
 
@@ -215,7 +214,11 @@ pub(crate) async fn serve(
             .max_decoding_message_size(config.ingest.max_message_bytes()),
         ingest.interceptor(),
     );
+    let listener_limits = crate::conn::fit_to_descriptors(&config);
     let grpc = tonic::transport::Server::builder()
+        // A quiet connection is pinged; one that does not answer is closed.
+        .http2_keepalive_interval(Some(config.grpc.keepalive_interval))
+        .http2_keepalive_timeout(Some(config.grpc.keepalive_timeout))
         // A span per call with its request id (the producer's
         // `x-request-id` metadata, or a new one).
         .trace_fn(|req| {
@@ -230,6 +233,8 @@ pub(crate) async fn serve(
         .max_concurrent_streams(Some(config.grpc.max_concurrent_streams))
         .concurrency_limit_per_connection(config.grpc.concurrency_per_connection)
         .timeout(config.grpc.request_timeout)
+        // Calls keep their connection's idle timer at bay (see `conn`).
+        .layer(crate::conn::TrackLayer)
         .add_service(ingest_svc)
         .add_service(health_svc)
         .add_service(reflection);
@@ -246,9 +251,16 @@ pub(crate) async fn serve(
         )),
         _ => None,
     };
+    let grpc_gate = crate::conn::Gate::new("grpc", listener_limits.grpc);
     let grpc_task = match &grpc_tls {
         Some(tls) => {
-            let conns = tls::accept(grpc_listener, tls.clone(), grpc_stop.clone(), &tasks);
+            let conns = tls::accept(
+                grpc_listener,
+                tls.clone(),
+                grpc_gate,
+                grpc_stop.clone(),
+                &tasks,
+            );
             tasks.spawn(
                 sup.watch("gRPC listener", shutting_down.clone(), async move {
                     grpc.serve_with_incoming_shutdown(tls::incoming(conns), grpc_stop.cancelled())
@@ -258,7 +270,7 @@ pub(crate) async fn serve(
         }
         None => tasks.spawn(
             sup.watch("gRPC listener", shutting_down.clone(), async move {
-                let incoming = TcpListenerStream::new(grpc_listener);
+                let incoming = crate::conn::incoming(grpc_listener, grpc_gate);
                 grpc.serve_with_incoming_shutdown(incoming, grpc_stop.cancelled())
                     .await
             }),
@@ -345,15 +357,20 @@ pub(crate) async fn serve(
         _ => None,
     };
     // The main listener and each vendor profile's, served alike.
-    let spawn_rest = |listener: tokio::net::TcpListener, app: Router, what: &'static str| {
+    let spawn_rest = |listener: tokio::net::TcpListener,
+                      app: Router,
+                      what: &'static str,
+                      label: &'static str| {
+        let gate = crate::conn::Gate::new(label, listener_limits.http);
         let conns = match &http_tls {
             Some(tls) => crate::http::Connections::Tls(tls::accept(
                 listener,
                 tls.clone(),
+                gate,
                 http_stop.clone(),
                 &tasks,
             )),
-            None => crate::http::Connections::Tcp(listener),
+            None => crate::http::Connections::Tcp(listener, gate),
         };
         let serve = crate::http::serve(
             conns,
@@ -367,7 +384,7 @@ pub(crate) async fn serve(
             Ok::<(), Infallible>(())
         }))
     };
-    let http_task = spawn_rest(http_listener, app, "REST listener");
+    let http_task = spawn_rest(http_listener, app, "REST listener", "rest");
     let mut profile_addrs = Vec::new();
     let mut profile_tasks = Vec::new();
     for p in &config.profiles {
@@ -377,7 +394,7 @@ pub(crate) async fn serve(
             .await
             .with_context(|| format!("cannot listen on the {} profile's {}", p.name, p.listen))?;
         profile_addrs.push(format!("profile:{}={}", p.name, listener.local_addr()?));
-        profile_tasks.push(spawn_rest(listener, app, "profile listener"));
+        profile_tasks.push(spawn_rest(listener, app, "profile listener", "profile"));
     }
 
     tasks.spawn(sup.watch(

@@ -5,6 +5,7 @@
 //! takes it in `http::serve`, tonic through [`incoming`]. The rustls config
 //! lives behind a lock, so a reload applies to the next connection.
 
+use crate::conn::{self, Gate, Guarded};
 use anyhow::{bail, Context};
 use rustls::{server::WebPkiClientVerifier, RootCertStore, ServerConfig};
 use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
@@ -20,7 +21,7 @@ use tokio::{
 };
 use tokio_rustls::{server::TlsStream, TlsAcceptor};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tracing::{debug, warn};
+use tracing::debug;
 
 /// Longest TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -109,26 +110,20 @@ impl Reloadable {
     }
 }
 
-/// Accepts and handshakes connections until `stop`.
+/// Accepts connections that `gate` admits and handshakes them until `stop`.
 pub(crate) fn accept(
     listener: TcpListener,
     tls: Arc<Reloadable>,
+    gate: Arc<Gate>,
     stop: CancellationToken,
     tasks: &TaskTracker,
-) -> mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)> {
+) -> mpsc::Receiver<(Guarded<TlsStream<TcpStream>>, SocketAddr)> {
     let (tx, rx) = mpsc::channel(BACKLOG);
     let handshakes = tasks.clone();
     tasks.spawn(async move {
         loop {
-            let (tcp, peer) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(c) => c,
-                    Err(e) => {
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+            let (tcp, peer, permit) = tokio::select! {
+                c = conn::accept(&listener, &gate) => c,
                 () = stop.cancelled() => break,
             };
             let acceptor = tls.acceptor();
@@ -136,7 +131,7 @@ pub(crate) fn accept(
             handshakes.spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let _ = tx.send((stream, peer)).await;
+                        let _ = tx.send((Guarded::new(stream, peer, permit), peer)).await;
                     }
                     Ok(Err(e)) => debug!(peer = %peer, error = %e, "TLS handshake failed"),
                     Err(_) => debug!(peer = %peer, "TLS handshake timed out"),
@@ -149,8 +144,8 @@ pub(crate) fn accept(
 
 /// The gRPC listener over TLS, for `serve_with_incoming_shutdown`.
 pub(crate) fn incoming(
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-) -> impl tokio_stream::Stream<Item = std::io::Result<TlsStream<TcpStream>>> {
+    rx: mpsc::Receiver<(Guarded<TlsStream<TcpStream>>, SocketAddr)>,
+) -> impl tokio_stream::Stream<Item = std::io::Result<Guarded<TlsStream<TcpStream>>>> {
     use tokio_stream::StreamExt;
     tokio_stream::wrappers::ReceiverStream::new(rx).map(|(s, _)| Ok(s))
 }

@@ -17,6 +17,7 @@ pub struct ServerBuilder {
     grpc_port: u16,
     logs: Option<PathBuf>,
     profiles: Vec<String>,
+    nofile: Option<u64>,
 }
 
 /// The NATS cluster the suite runs on (`HOOKRELAY_E2E_NATS`), if any.
@@ -88,7 +89,15 @@ impl ServerBuilder {
             grpc_port: 0,
             logs: None,
             profiles: Vec::new(),
+            nofile: None,
         }
+    }
+
+    /// Starts the server with this descriptor limit (soft and hard), through
+    /// util-linux's `prlimit`.
+    pub fn nofile(mut self, limit: u64) -> Self {
+        self.nofile = Some(limit);
+        self
     }
 
     /// Fixed ports, kept across restarts.
@@ -205,7 +214,15 @@ timeout = "5s"
         // older release, to see a regression test fail there).
         let bin = std::env::var_os("HOOKRELAY_E2E_BIN")
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_hookrelay").into());
-        let mut child = Command::new(bin)
+        let mut command = match self.nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = command
             .arg("serve")
             .arg("--config")
             .arg(&config_path)

@@ -1,0 +1,176 @@
+//! Availability under attack (docs/security.md, "Availability"): no
+//! client, authenticated or not, and no tenant can take the engine away
+//! from the others. Each test attacks the real binary the way the finding
+//! it guards against was reproduced.
+
+use crate::support::*;
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    time::{Duration, Instant},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpSocket, TcpStream},
+};
+
+/// The client preface of HTTP/2 and an empty SETTINGS frame: all an idle
+/// attacker sends.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+/// A connection to `to` from the loopback address `from` (the whole of
+/// 127.0.0.0/8 is this machine's), that sent `hello`; `None` when the
+/// connect failed.
+async fn open_from(from: Ipv4Addr, to: SocketAddr, hello: &[u8]) -> Option<TcpStream> {
+    let socket = TcpSocket::new_v4().ok()?;
+    socket.bind(SocketAddr::from((from, 0))).ok()?;
+    let mut stream = tokio::time::timeout(Duration::from_secs(2), socket.connect(to))
+        .await
+        .ok()?
+        .ok()?;
+    stream.write_all(hello).await.ok()?;
+    Some(stream)
+}
+
+/// Whether the server has closed `stream` (end of stream or a reset),
+/// reading what it sent meanwhile.
+async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    let mut buf = [0u8; 512];
+    tokio::time::timeout(wait, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// The test process opens more connections than the server may hold.
+fn raise_own_descriptor_limit() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+}
+
+#[tokio::test]
+async fn idle_http2_connections_cannot_exhaust_the_descriptors() {
+    raise_own_descriptor_limit();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = dir.path().join("server.log");
+    let server = ServerBuilder::new(&dir.path().join("data"))
+        .nofile(1024)
+        .logs_to(&logs)
+        .start();
+    let t = bootstrap(&server, "dev-idle").await;
+    let rx = Receiver::start().await;
+    let (status, _) = configure(
+        &server,
+        &t.token,
+        serde_json::json!({"url": rx.url("/hook"), "events": ["*"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // 1,050 connections that send only the preface, from 21 addresses (50
+    // each, under the per-address cap): together past the descriptors.
+    let mut attack = Vec::new();
+    for i in 0..1050u32 {
+        let from = Ipv4Addr::new(127, 0, 1, 2 + (i % 21) as u8);
+        if let Some(s) = open_from(from, server.grpc_addr, H2_PREFACE).await {
+            attack.push(s);
+        }
+    }
+    // Everyone else is served meanwhile: REST, and gRPC on a new channel.
+    let started = Instant::now();
+    let health = reqwest::Client::new()
+        .get(server.url("/healthz"))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .expect("REST answers under the flood");
+    assert_eq!(health.status(), 200);
+    let mut client = tokio::time::timeout(Duration::from_secs(3), grpc(&server))
+        .await
+        .expect("a new gRPC channel connects under the flood");
+    let published = tokio::time::timeout(
+        Duration::from_secs(3),
+        publish(
+            &mut client,
+            event("dev-idle", "message.received", "{\"n\":1}"),
+        ),
+    )
+    .await
+    .expect("Publish answers under the flood");
+    assert!(published.is_ok(), "{published:?}");
+    rx.wait_for(1, 10).await;
+    assert!(started.elapsed() < Duration::from_secs(8));
+    // The idle ones are all closed within the first-request timeout (5 s).
+    let mut still_open = 0;
+    for s in &mut attack {
+        if !closed_within(s, Duration::from_millis(50)).await {
+            still_open += 1;
+        }
+    }
+    // (Those read above had 50 ms each; the last ones may still be young.)
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut lingering = 0;
+    for s in &mut attack {
+        if !closed_within(s, Duration::from_millis(20)).await {
+            lingering += 1;
+        }
+    }
+    assert_eq!(
+        lingering, 0,
+        "{lingering} preface-only connections still open after the first-request timeout ({still_open} were before)"
+    );
+    let log = std::fs::read_to_string(&logs).unwrap_or_default();
+    assert!(
+        !log.contains("Too many open files"),
+        "the server ran out of descriptors"
+    );
+}
+
+#[tokio::test]
+async fn one_address_holds_at_most_its_share_of_connections() {
+    raise_own_descriptor_limit();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data"))
+        .set("grpc", "max_connections_per_address", "20")
+        .set("http", "max_connections_per_address", "20")
+        .start();
+    let from = Ipv4Addr::new(127, 0, 2, 9);
+    for (what, addr, hello) in [
+        ("gRPC", server.grpc_addr, H2_PREFACE),
+        (
+            "REST",
+            server.http_addr,
+            b"GET /healthz HTTP/1.1\r\n".as_slice(),
+        ),
+    ] {
+        let mut held = Vec::new();
+        for _ in 0..20 {
+            held.push(open_from(from, addr, hello).await.expect("connect"));
+        }
+        // Give the server time to take them all.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut extra = open_from(from, addr, hello).await.expect("connect");
+        assert!(
+            closed_within(&mut extra, Duration::from_secs(1)).await,
+            "{what}: a 21st connection of one address was kept"
+        );
+        // Another address is not affected.
+        let mut other = open_from(Ipv4Addr::new(127, 0, 2, 10), addr, hello)
+            .await
+            .expect("connect");
+        assert!(
+            !closed_within(&mut other, Duration::from_millis(300)).await,
+            "{what}: another address was refused"
+        );
+        drop(held);
+    }
+    let refused = metric(
+        &server,
+        "hookrelay_connections_refused_total{listener=\"grpc\",reason=\"address_full\"}",
+    )
+    .await;
+    assert_eq!(refused, Some(1.0));
+}
