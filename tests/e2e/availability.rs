@@ -174,3 +174,127 @@ async fn one_address_holds_at_most_its_share_of_connections() {
     .await;
     assert_eq!(refused, Some(1.0));
 }
+
+/// `POST /v1/webhooks/{id}/replay` of everything since the epoch.
+async fn replay(server: &Server, token: &str, webhook_id: &str) -> (u16, serde_json::Value) {
+    let resp = reqwest::Client::new()
+        .post(server.url(&format!("/v1/webhooks/{webhook_id}/replay")))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"since": "2020-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .expect("replay");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn one_tenants_replays_fill_only_its_own_share_of_pending_deliveries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Shares small enough to fill in a test; the engine-wide limit far off.
+    let server = ServerBuilder::new(&dir.path().join("data"))
+        .set("ingest", "max_pending_per_organization", "300")
+        .set("ingest", "max_pending_per_webhook", "10000")
+        .start();
+    let a = bootstrap(&server, "dev-tenant-a").await;
+    let b = bootstrap(&server, "dev-tenant-b").await;
+    let rx_a = Receiver::start().await;
+    // B's endpoint never answers: its deliveries stay pending.
+    let rx_b = Receiver::start().await;
+    rx_b.hold();
+    let (s, _) = configure(
+        &server,
+        &a.token,
+        serde_json::json!({"url": rx_a.url("/a"), "events": ["*"]}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, wb) = call(
+        &server,
+        reqwest::Method::POST,
+        "/v1/webhooks",
+        &b.token,
+        Some(serde_json::json!({"url": rx_b.url("/b"), "events": ["*"]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{wb}");
+    let wb_id = wb["id"].as_str().expect("webhook id").to_owned();
+    let mut client = grpc(&server).await;
+    let events: Vec<_> = (0..200)
+        .map(|i| {
+            event(
+                "dev-tenant-b",
+                "message.received",
+                &format!("{{\"n\":{i}}}"),
+            )
+        })
+        .collect();
+    publish_batch(&mut client, events)
+        .await
+        .expect("B publishes");
+    // Three replays: the first fits B's share, then B is at it.
+    let (s, r) = replay(&server, &b.token, &wb_id).await;
+    assert_eq!(s, 202, "{r}");
+    let mut refused = None;
+    for _ in 0..2 {
+        let (s, r) = eventually(10, "B's replay to be refused", || async {
+            let (s, r) = replay(&server, &b.token, &wb_id).await;
+            (s != 202).then_some((s, r))
+        })
+        .await;
+        refused = Some((s, r));
+    }
+    let (s, r) = refused.expect("refused");
+    assert_eq!(s, 429, "{r}");
+    assert_eq!(r["error"]["code"], "RATE_LIMITED", "{r}");
+    // B's own ingest is refused...
+    let b_publish = eventually(10, "B's publish to be refused", || async {
+        let mut c = grpc(&server).await;
+        publish(&mut c, event("dev-tenant-b", "message.received", "{}"))
+            .await
+            .err()
+    })
+    .await;
+    assert_eq!(
+        b_publish.code(),
+        tonic::Code::ResourceExhausted,
+        "{b_publish:?}"
+    );
+    let b_http = reqwest::Client::new()
+        .post(server.url("/v1/events"))
+        .bearer_auth(INGEST_KEY)
+        .json(&serde_json::json!({"device_id": "dev-tenant-b", "event": "message.received", "data": {}}))
+        .send()
+        .await
+        .expect("POST /v1/events");
+    assert_eq!(b_http.status(), 429);
+    assert!(b_http.headers().contains_key("retry-after"));
+    // ... while A publishes and is delivered as if B were not there.
+    for i in 0..5 {
+        publish(
+            &mut client,
+            event(
+                "dev-tenant-a",
+                "message.received",
+                &format!("{{\"n\":{i}}}"),
+            ),
+        )
+        .await
+        .expect("A publishes while B is over its share");
+    }
+    rx_a.wait_for(5, 10).await;
+    let a_http = reqwest::Client::new()
+        .post(server.url("/v1/events"))
+        .bearer_auth(INGEST_KEY)
+        .json(&serde_json::json!({"device_id": "dev-tenant-a", "event": "message.received", "data": {}}))
+        .send()
+        .await
+        .expect("POST /v1/events");
+    assert!(a_http.status().is_success(), "{}", a_http.status());
+    // B's replays queued within its share: it never went far past it.
+    let pending = metric(&server, "hookrelay_deliveries_pending")
+        .await
+        .unwrap_or(0.0);
+    assert!(pending <= 300.0 + 6.0 + 1024.0, "pending {pending}");
+    let _ = a.org_id;
+}

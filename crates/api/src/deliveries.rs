@@ -35,6 +35,7 @@ impl From<ControlError> for ApiError {
         match e {
             ControlError::NotFound(m) => Self::NotFound(m),
             ControlError::Conflict(m) => Self::Conflict(m),
+            ControlError::OverShare(m) => Self::OverShare(m),
             ControlError::Unavailable => Self::Unavailable("delivery scheduler unavailable".into()),
             ControlError::Store(e) => e.into(),
         }

@@ -39,8 +39,13 @@ pub(crate) enum ApiError {
     UnsupportedMediaType,
     Unavailable(String),
     RateLimited,
+    /// The tenant holds its share of the pending deliveries.
+    OverShare(String),
     Internal,
 }
+
+/// Seconds a tenant over its pending share is told to wait.
+const OVER_SHARE_RETRY_AFTER: &str = "5";
 
 impl ApiError {
     pub(crate) fn validation(message: impl Into<String>, details: Vec<FieldError>) -> Self {
@@ -80,6 +85,7 @@ impl ApiError {
                 "RATE_LIMITED",
                 "too many requests for this token; retry after the Retry-After delay".to_owned(),
             ),
+            Self::OverShare(m) => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", m.clone()),
             Self::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "INTERNAL",
@@ -121,6 +127,12 @@ impl ApiError {
             }
         }
         let mut resp = (status, Json(body)).into_response();
+        if matches!(self, Self::OverShare(_)) {
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(OVER_SHARE_RETRY_AFTER),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

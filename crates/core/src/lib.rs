@@ -26,6 +26,7 @@ mod json;
 mod names;
 mod partition;
 mod retry;
+mod shares;
 pub mod signing;
 mod time;
 mod token;
@@ -50,6 +51,7 @@ pub use partition::{
     local_seq, partition_of, partition_seq, seq_partition, Partition, MAX_PARTITIONS,
 };
 pub use retry::{Backoff, RetryPolicy};
+pub use shares::{OverShare, PendingShares, ShareLimits};
 pub use time::{now_ms, rfc3339_ms, rfc3339_now};
 pub use token::{
     constant_time_eq, generate_admin_key, generate_ingest_key, generate_secret, hash_token,

@@ -8,7 +8,9 @@
 //! an organization key is looked up again for every append.
 
 use crate::IngestError;
-use hookrelay_core::{constant_time_eq, hash_token, DeviceId, OrgId, TokenHash};
+use hookrelay_core::{
+    constant_time_eq, hash_token, DeviceId, OrgId, OverShare, PendingShares, TokenHash,
+};
 use hookrelay_store::ConfigStore;
 use std::sync::Arc;
 
@@ -32,6 +34,9 @@ pub enum Publisher {
 pub struct IngestKeys {
     hashes: Vec<TokenHash>,
     config: Option<Arc<dyn ConfigStore>>,
+    /// The tenants' pending shares: an organization over its share has its
+    /// own publishes refused.
+    shares: Option<Arc<PendingShares>>,
 }
 
 impl IngestKeys {
@@ -45,7 +50,15 @@ impl IngestKeys {
                 .map(|k| hash_token(k))
                 .collect(),
             config,
+            shares: None,
         }
+    }
+
+    /// Refuses the publishes of an organization over its share of `shares`.
+    #[must_use]
+    pub fn with_shares(mut self, shares: Arc<PendingShares>) -> Self {
+        self.shares = Some(shares);
+        self
     }
 
     /// The publisher an `authorization` header value (`Bearer <key>`)
@@ -70,6 +83,57 @@ impl IngestKeys {
     /// `devices`: `Unauthenticated` when its key was revoked meanwhile,
     /// `Forbidden` when any device is not its organization's.
     pub fn check<'a>(
+        &self,
+        publisher: &Publisher,
+        devices: impl IntoIterator<Item = &'a str> + Clone,
+    ) -> Result<(), IngestError> {
+        self.permitted(publisher, devices.clone())?;
+        // One atomic load while no organization is over its share.
+        match &self.shares {
+            Some(shares) if shares.any_over() => self.within_shares(shares, publisher, devices),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether every organization the events are for is within its share.
+    fn within_shares<'a>(
+        &self,
+        shares: &PendingShares,
+        publisher: &Publisher,
+        devices: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), IngestError> {
+        let over = |org: &OrgId| {
+            shares.check_organization(org).map_err(|e| match e {
+                OverShare::Organization { current, limit }
+                | OverShare::Webhook { current, limit } => IngestError::Overloaded {
+                    what: "pending deliveries of the organization",
+                    current,
+                    limit,
+                },
+            })
+        };
+        match publisher {
+            Publisher::Org { org_id, .. } => over(org_id),
+            Publisher::Operator => {
+                let Some(config) = &self.config else {
+                    return Ok(());
+                };
+                let mut checked: Vec<OrgId> = Vec::new();
+                for device in devices {
+                    let Some(app) = config.app(&DeviceId::from(device)) else {
+                        continue;
+                    };
+                    if !checked.contains(&app.org_id) {
+                        over(&app.org_id)?;
+                        checked.push(app.org_id);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn permitted<'a>(
         &self,
         publisher: &Publisher,
         devices: impl IntoIterator<Item = &'a str>,

@@ -23,6 +23,16 @@ pub struct IngestConfig {
     /// Pending deliveries above which publishing answers RESOURCE_EXHAUSTED
     /// (default 5,000,000).
     pub max_pending_deliveries: u64,
+    /// One organization's share of the pending deliveries (its webhooks'
+    /// together; default 1,000,000; 0: no share, only the engine-wide
+    /// limit). Over it, that organization's publishes answer
+    /// RESOURCE_EXHAUSTED / 429 and its replays and manual retries 429,
+    /// while every other organization goes on. On a cluster, per node.
+    pub max_pending_per_organization: u64,
+    /// One webhook's share (default 500,000; 0: none): a replay or manual
+    /// retry to a webhook at it answers 429, and a running replay waits
+    /// for room.
+    pub max_pending_per_webhook: u64,
     /// Most events in one request: a `PublishBatch` or a `POST /v1/events`
     /// array (default 500). With `max_event_bytes` it sets the largest gRPC
     /// message accepted.
@@ -44,6 +54,14 @@ pub struct IngestConfig {
 }
 
 impl IngestConfig {
+    /// The caps of one tenant's share of the pending deliveries.
+    pub fn share_limits(&self) -> hookrelay_core::ShareLimits {
+        hookrelay_core::ShareLimits {
+            per_organization: self.max_pending_per_organization,
+            per_webhook: self.max_pending_per_webhook,
+        }
+    }
+
     /// The largest gRPC message accepted: a full batch of the largest events,
     /// plus their framing.
     pub fn max_message_bytes(&self) -> usize {
@@ -62,6 +80,8 @@ impl Default for IngestConfig {
             dedup_window: Duration::from_secs(24 * 3600),
             max_backlog: 1_000_000,
             max_pending_deliveries: 5_000_000,
+            max_pending_per_organization: 1_000_000,
+            max_pending_per_webhook: 500_000,
             max_request_events: 500,
             max_batch_events: 4096,
             commit_interval: Duration::ZERO,

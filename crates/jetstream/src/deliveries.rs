@@ -639,6 +639,23 @@ impl DeliveryStore for JsDeliveries {
         })
     }
 
+    fn due_by_webhook(
+        &self,
+        partition: Partition,
+    ) -> BoxFuture<'_, Result<HashMap<WebhookId, u64>, StoreError>> {
+        Box::pin(async move {
+            self.ensure_loaded(partition).await?;
+            let owned = self.owned();
+            let mut counts = HashMap::new();
+            if let Some(o) = owned.get(&partition) {
+                for ((_, key), _) in &o.due {
+                    *counts.entry(key.webhook_id.clone()).or_insert(0u64) += 1;
+                }
+            }
+            Ok(counts)
+        })
+    }
+
     fn attempts<'a>(
         &'a self,
         key: &'a DeliveryKey,

@@ -13,6 +13,10 @@ pub enum ControlError {
     /// The request does not fit the current state.
     #[error("{0}")]
     Conflict(String),
+    /// The webhook or its organization holds its share of the pending
+    /// deliveries: try again once they have drained.
+    #[error("{0}")]
+    OverShare(String),
     /// The scheduler is not running (shutting down).
     #[error("delivery scheduler unavailable")]
     Unavailable,

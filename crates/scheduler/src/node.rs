@@ -45,6 +45,8 @@ pub struct Partitions {
     /// The command servers of running partitions.
     serving: TaskTracker,
     lag: FanoutLag,
+    /// The tenants' pending shares, counted by every scheduler here.
+    shares: Arc<hookrelay_core::PendingShares>,
 }
 
 /// A partition's durable head and its scheduler's progress.
@@ -115,7 +117,16 @@ impl Partitions {
             commands: None,
             serving: TaskTracker::new(),
             lag: FanoutLag::default(),
+            shares: Arc::default(),
         }
+    }
+
+    /// Counts the pending deliveries of every partition driven here into
+    /// `shares` (by default, shares of their own without caps).
+    #[must_use]
+    pub fn sharing(mut self, shares: Arc<hookrelay_core::PendingShares>) -> Self {
+        self.shares = shares;
+        self
     }
 
     /// Serves each partition's commands from other nodes with `server`.
@@ -268,7 +279,8 @@ impl Partitions {
             self.cfg.clone(),
             &self.delivery,
         )
-        .for_partition(p);
+        .for_partition(p)
+        .with_shares(self.shares.clone());
         let handle = scheduler.handle();
         let (reports_tx, reports_rx) = mpsc::channel(self.cfg.report_channel.max(1));
         let progress = progress.unwrap_or_else(|| watch::Sender::new(Progress::default()));

@@ -38,6 +38,8 @@ pub enum RemoteAnswer {
     NotFound(String),
     /// [`ControlError::Conflict`].
     Conflict(String),
+    /// [`ControlError::OverShare`].
+    OverShare(String),
     /// The owner could not run it now.
     Unavailable(String),
 }
@@ -57,6 +59,7 @@ impl RemoteCommand {
             Ok(n) => RemoteAnswer::Done(n),
             Err(ControlError::NotFound(m)) => RemoteAnswer::NotFound(m),
             Err(ControlError::Conflict(m)) => RemoteAnswer::Conflict(m),
+            Err(ControlError::OverShare(m)) => RemoteAnswer::OverShare(m),
             Err(e) => RemoteAnswer::Unavailable(e.to_string()),
         }
     }
@@ -68,6 +71,7 @@ impl From<RemoteAnswer> for Result<u64, ControlError> {
             RemoteAnswer::Done(n) => Ok(n),
             RemoteAnswer::NotFound(m) => Err(ControlError::NotFound(m)),
             RemoteAnswer::Conflict(m) => Err(ControlError::Conflict(m)),
+            RemoteAnswer::OverShare(m) => Err(ControlError::OverShare(m)),
             RemoteAnswer::Unavailable(m) => Err(ControlError::Store(
                 hookrelay_store::StoreError::Unavailable(m),
             )),

@@ -73,6 +73,15 @@ fn start(store: &Store) -> Running {
 }
 
 fn start_with(store: &Store, cfg: SchedulerConfig, delivery: DeliveryConfig) -> Running {
+    start_sharing(store, cfg, delivery, Arc::default())
+}
+
+fn start_sharing(
+    store: &Store,
+    cfg: SchedulerConfig,
+    delivery: DeliveryConfig,
+    shares: Arc<hookrelay_core::PendingShares>,
+) -> Running {
     let (task_tx, tasks) = mpsc::channel(64);
     let (reports, report_rx) = mpsc::channel(64);
     let (progress_tx, progress) = watch::channel(Progress::default());
@@ -83,7 +92,8 @@ fn start_with(store: &Store, cfg: SchedulerConfig, delivery: DeliveryConfig) -> 
         Arc::new(Catalog::builtin()),
         cfg,
         &delivery,
-    );
+    )
+    .with_shares(shares);
     let control = s.handle();
     let stop = CancellationToken::new();
     let token = stop.clone();
@@ -712,4 +722,72 @@ async fn a_hung_retry_held_by_its_scheduled_entry_counts_as_a_timeout() {
             .0,
         0
     );
+}
+
+#[tokio::test]
+async fn tenant_shares_follow_pending_deliveries_and_come_back_after_a_restart() {
+    let (_dir, store) = store_with(webhook("wh_a", &["*"])).await;
+    store
+        .log
+        .insert_chunk(
+            vec![event(2, "message.received"), event(3, "message.received")],
+            vec![],
+            2,
+        )
+        .expect("append");
+    store.log.sync().await.expect("sync");
+    let shares = Arc::new(hookrelay_core::PendingShares::new(
+        hookrelay_core::ShareLimits::default(),
+    ));
+    let cfg = || SchedulerConfig {
+        tick: Duration::from_millis(5),
+        ..SchedulerConfig::default()
+    };
+    let delivery = || DeliveryConfig {
+        lease_margin: Duration::from_secs(1),
+        ..DeliveryConfig::default()
+    };
+    let (wh, org) = (WebhookId::from("wh_a"), OrgId::from("org_1"));
+    let counted = |n: u64| {
+        let shares = shares.clone();
+        let (wh, org) = (wh.clone(), org.clone());
+        async move {
+            tokio::time::timeout(Duration::from_secs(5), async {
+                while (shares.webhook(&wh), shares.organization(&org)) != (n, n) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "expected {n} pending, counted {} for the webhook and {} for its organization",
+                    shares.webhook(&wh),
+                    shares.organization(&org)
+                )
+            });
+        }
+    };
+    let mut r = start_sharing(&store, cfg(), delivery(), shares.clone());
+    let tasks = [next(&mut r).await, next(&mut r).await, next(&mut r).await];
+    counted(3).await;
+    // A success settles one; failures keep theirs pending (retries).
+    r.reports.send(report(&tasks[0], true)).await.expect("send");
+    r.reports
+        .send(report(&tasks[1], false))
+        .await
+        .expect("send");
+    r.reports
+        .send(report(&tasks[2], false))
+        .await
+        .expect("send");
+    counted(2).await;
+    // A stopped scheduler takes its part back out.
+    r.stop.cancel();
+    r.handle.await.expect("join");
+    counted(0).await;
+    // After a restart the count starts from the store.
+    let r = start_sharing(&store, cfg(), delivery(), shares.clone());
+    counted(2).await;
+    r.stop.cancel();
+    r.handle.await.expect("join");
 }

@@ -103,6 +103,11 @@ pub(crate) async fn serve(
         // leaders: ride it out rather than take every node down at once.
         scheduler_cfg.storage_give_up = scheduler_cfg.storage_give_up.max(Duration::from_secs(60));
     }
+    // Each tenant's share of the pending deliveries: counted by the
+    // schedulers, enforced by ingest, replay and manual retry.
+    let shares = Arc::new(hookrelay_core::PendingShares::new(
+        config.ingest.share_limits(),
+    ));
     let mut partitions = Partitions::new(
         store.log.clone(),
         store.config.clone(),
@@ -110,7 +115,8 @@ pub(crate) async fn serve(
         catalog.clone(),
         scheduler_cfg,
         &config.delivery,
-    );
+    )
+    .sharing(shares.clone());
     // Which partitions this node drives: the one of the embedded store for
     // ever, or its leased share of the cluster's.
     let stop_leases = CancellationToken::new();
@@ -190,7 +196,7 @@ pub(crate) async fn serve(
     // gRPC.
     let ingest = IngestGrpc::new(
         committer_handle,
-        IngestKeys::new(&config.ingest.keys, Some(store.config.clone())),
+        IngestKeys::new(&config.ingest.keys, Some(store.config.clone())).with_shares(shares),
         catalog.clone(),
         &config.ingest,
         tasks.clone(),

@@ -93,6 +93,14 @@ pub trait DeliveryStore: Send + Sync + 'static {
         partition: Partition,
         leases_in: RangeInclusive<i64>,
     ) -> BoxFuture<'_, Result<(usize, Vec<DueEntry>), StoreError>>;
+    /// The due index's entries of `partition` counted per webhook (the
+    /// tenants' pending shares start from it): kept beside the index by
+    /// the sled backend, counted in memory by JetStream's. Asked after
+    /// [`Self::recovery_scan`].
+    fn due_by_webhook(
+        &self,
+        partition: Partition,
+    ) -> BoxFuture<'_, Result<HashMap<WebhookId, u64>, StoreError>>;
     /// The attempt log of one delivery, in order.
     fn attempts<'a>(
         &'a self,
@@ -150,6 +158,17 @@ const DUE: u8 = b'd';
 /// batch that changes the index: a restart then knows how many deliveries
 /// are pending without reading a million entries (u64, big-endian).
 const DUE_COUNT: &[u8] = b"c";
+/// Key prefix of the due index's size per webhook in the `state` tree
+/// (`C` ++ webhook id → u64, big-endian; no key for a webhook with none),
+/// rewritten with `c`. The prefix alone is the marker that the counts are
+/// kept: a directory written before them is counted once at first need.
+const DUE_BY_WEBHOOK: &[u8] = b"C";
+
+fn webhook_count_key(id: &WebhookId) -> Vec<u8> {
+    let mut out = DUE_BY_WEBHOOK.to_vec();
+    out.extend_from_slice(id.as_str().as_bytes());
+    out
+}
 
 pub(crate) fn record_key(k: &DeliveryKey) -> Vec<u8> {
     let mut out = vec![REC];
@@ -177,6 +196,8 @@ pub struct SledDeliveries {
     attempts: sled::Tree,
     /// The due index's size as last written (`None` until first needed).
     due_count: Mutex<Option<u64>>,
+    /// Its size per webhook as last written (`None` until first needed).
+    due_by_webhook: Mutex<Option<HashMap<WebhookId, u64>>>,
     /// Delivery writes may use the free-space reserve, but an I/O failure
     /// is noted (it is sticky in sled).
     health: crate::StoreHealth,
@@ -193,6 +214,7 @@ impl SledDeliveries {
             state: db.open_tree("state")?,
             attempts: db.open_tree("attempts")?,
             due_count: Mutex::new(None),
+            due_by_webhook: Mutex::new(None),
             health,
         })
     }
@@ -226,6 +248,55 @@ impl SledDeliveries {
         };
         *known = Some(n);
         Ok(n)
+    }
+
+    /// The due index's size per webhook: as written with the index, or
+    /// counted once (a directory written before the counts were kept) and
+    /// written, with the marker.
+    fn with_due_by_webhook<T>(
+        &self,
+        f: impl FnOnce(&mut HashMap<WebhookId, u64>) -> T,
+    ) -> Result<T, StoreError> {
+        let mut known = self
+            .due_by_webhook
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if known.is_none() {
+            let mut counts = HashMap::new();
+            if self.state.contains_key(DUE_BY_WEBHOOK)? {
+                for item in self.state.scan_prefix(DUE_BY_WEBHOOK) {
+                    let (k, v) = item?;
+                    let Some(id) = k.get(DUE_BY_WEBHOOK.len()..).filter(|id| !id.is_empty()) else {
+                        continue;
+                    };
+                    let id = std::str::from_utf8(id).map_err(|_| StoreError::Corrupt {
+                        what: "due count key",
+                    })?;
+                    let n = u64::from_be_bytes(
+                        v.as_ref()
+                            .try_into()
+                            .map_err(|_| StoreError::Corrupt { what: "due count" })?,
+                    );
+                    counts.insert(WebhookId::from(id), n);
+                }
+            } else {
+                for item in self.state.scan_prefix([DUE]) {
+                    let (k, _) = item?;
+                    let (_, key) =
+                        keys::parse_due(&k[1..]).ok_or(StoreError::Corrupt { what: "due key" })?;
+                    *counts.entry(key.webhook_id).or_insert(0u64) += 1;
+                }
+                let mut batch = sled::Batch::default();
+                for (id, n) in &counts {
+                    batch.insert(webhook_count_key(id), &n.to_be_bytes());
+                }
+                batch.insert(DUE_BY_WEBHOOK, &[]);
+                self.health
+                    .note(self.state.apply_batch(batch).map_err(StoreError::from))?;
+            }
+            *known = Some(counts);
+        }
+        Ok(f(known.get_or_insert_with(HashMap::new)))
     }
 
     /// Writes one flush of the scheduler. Records and due entries go in one
@@ -313,12 +384,12 @@ impl SledDeliveries {
                         SCHEDULED
                     };
                     let key = due_key(e.at_ms, &e.key);
-                    index.set(&self.state, &key, true)?;
+                    index.set(&self.state, &key, &e.key.webhook_id, true)?;
                     state.insert(key, &[v]);
                 }
                 DeliveryWrite::Undue(at, k) => {
                     let key = due_key(*at, k);
-                    index.set(&self.state, &key, false)?;
+                    index.set(&self.state, &key, &k.webhook_id, false)?;
                     state.remove(key);
                 }
                 DeliveryWrite::Attempt(k, a) => {
@@ -334,6 +405,32 @@ impl SledDeliveries {
             state.insert(DUE_COUNT, &n.to_be_bytes());
             Some(n)
         };
+        let per_webhook: Vec<(WebhookId, u64)> = if index.by_webhook.values().any(|d| *d != 0) {
+            self.with_due_by_webhook(|known| {
+                index
+                    .by_webhook
+                    .iter()
+                    .filter(|(_, d)| **d != 0)
+                    .map(|(id, d)| {
+                        let n = known
+                            .get(id)
+                            .copied()
+                            .unwrap_or(0)
+                            .saturating_add_signed(*d);
+                        (id.clone(), n)
+                    })
+                    .collect()
+            })?
+        } else {
+            Vec::new()
+        };
+        for (id, n) in &per_webhook {
+            if *n == 0 {
+                state.remove(webhook_count_key(id));
+            } else {
+                state.insert(webhook_count_key(id), &n.to_be_bytes());
+            }
+        }
         let state = writes.iter().any(DeliveryWrite::is_state).then_some(state);
         self.health.note(
             self.write(state, attempts, cursor)
@@ -341,6 +438,17 @@ impl SledDeliveries {
         )?;
         if let Some(n) = count {
             *self.due_count.lock().unwrap_or_else(|p| p.into_inner()) = Some(n);
+        }
+        if !per_webhook.is_empty() {
+            self.with_due_by_webhook(|known| {
+                for (id, n) in per_webhook {
+                    if n == 0 {
+                        known.remove(&id);
+                    } else {
+                        known.insert(id, n);
+                    }
+                }
+            })?;
         }
         Ok(())
     }
@@ -389,6 +497,11 @@ impl SledDeliveries {
             }
         }
         Ok((count, leases))
+    }
+
+    /// See [`DeliveryStore::due_by_webhook`].
+    pub fn due_by_webhook(&self) -> Result<HashMap<WebhookId, u64>, StoreError> {
+        self.with_due_by_webhook(|known| known.clone())
     }
 
     /// See [`DeliveryStore`].
@@ -548,16 +661,28 @@ impl SledDeliveries {
 struct IndexChanges {
     seen: HashMap<Vec<u8>, bool>,
     delta: i64,
+    by_webhook: HashMap<WebhookId, i64>,
 }
 
 impl IndexChanges {
-    /// Notes that `key` is (`present`) or is not there after this change.
-    fn set(&mut self, tree: &sled::Tree, key: &[u8], present: bool) -> Result<(), StoreError> {
+    /// Notes that `key`, an entry of `webhook`'s, is (`present`) or is not
+    /// there after this change.
+    fn set(
+        &mut self,
+        tree: &sled::Tree,
+        key: &[u8],
+        webhook: &WebhookId,
+        present: bool,
+    ) -> Result<(), StoreError> {
         let was = match self.seen.get(key) {
             Some(&p) => p,
             None => tree.contains_key(key)?,
         };
-        self.delta += i64::from(present) - i64::from(was);
+        let d = i64::from(present) - i64::from(was);
+        self.delta += d;
+        if d != 0 {
+            *self.by_webhook.entry(webhook.clone()).or_insert(0) += d;
+        }
         self.seen.insert(key.to_vec(), present);
         Ok(())
     }
@@ -584,6 +709,13 @@ impl DeliveryStore for SledDeliveries {
         max: usize,
     ) -> BoxFuture<'_, Result<Vec<DueEntry>, StoreError>> {
         Box::pin(async move { SledDeliveries::due(self, until_ms, max) })
+    }
+
+    fn due_by_webhook(
+        &self,
+        _partition: Partition,
+    ) -> BoxFuture<'_, Result<HashMap<WebhookId, u64>, StoreError>> {
+        Box::pin(async move { SledDeliveries::due_by_webhook(self) })
     }
 
     fn recovery_scan(
@@ -637,7 +769,7 @@ impl DeliveryStore for SledDeliveries {
 
 #[cfg(test)]
 mod tests {
-    use super::{DueEntry, DueKind, DUE_COUNT};
+    use super::{DueEntry, DueKind, DUE_BY_WEBHOOK, DUE_COUNT};
     use crate::{DeliveryWrite, Store};
     use hookrelay_core::{DeliveryKey, WebhookId};
 
@@ -715,6 +847,72 @@ mod tests {
         drop(s);
         let s = crate::reopen(dir.path());
         assert_eq!(s.deliveries.recovery_scan(ALL).expect("scan").0, 4);
+    }
+
+    fn due_of(webhook: &str, seq: u64, at_ms: i64) -> DeliveryWrite {
+        DeliveryWrite::Due(DueEntry {
+            at_ms,
+            key: DeliveryKey {
+                seq,
+                generation: 0,
+                webhook_id: WebhookId::from(webhook),
+            },
+            kind: DueKind::Scheduled,
+        })
+    }
+
+    #[tokio::test]
+    async fn the_due_count_per_webhook_survives_a_restart_and_is_counted_once_when_missing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let counts = |s: &Store| {
+            let mut c: Vec<_> = s
+                .deliveries
+                .due_by_webhook()
+                .expect("counts")
+                .into_iter()
+                .map(|(w, n)| (w.0, n))
+                .collect();
+            c.sort();
+            c
+        };
+        {
+            let s = Store::open(dir.path()).expect("open");
+            let mut writes: Vec<_> = (1..=3).map(|n| due_of("wh_a", n, 100)).collect();
+            writes.push(due_of("wh_b", 9, 100));
+            // The same entry twice counts once; a removal of one never
+            // written counts nothing.
+            writes.push(due_of("wh_b", 9, 100));
+            writes.push(DeliveryWrite::Undue(5, key(77)));
+            s.deliveries.apply(&writes).expect("apply");
+            s.deliveries
+                .apply(&[DeliveryWrite::Undue(
+                    100,
+                    DeliveryKey {
+                        seq: 1,
+                        generation: 0,
+                        webhook_id: WebhookId::from("wh_a"),
+                    },
+                )])
+                .expect("apply");
+            assert_eq!(counts(&s), vec![("wh_a".into(), 2), ("wh_b".into(), 1)]);
+            s.flush().await.expect("flush");
+        }
+        let s = crate::reopen(dir.path());
+        assert_eq!(counts(&s), vec![("wh_a".into(), 2), ("wh_b".into(), 1)]);
+        // A directory written before the counts were kept: counted once.
+        for item in s.deliveries.state.scan_prefix(DUE_BY_WEBHOOK) {
+            let (k, _) = item.expect("item");
+            s.deliveries.state.remove(k).expect("remove");
+        }
+        s.flush().await.expect("flush");
+        drop(s);
+        let s = crate::reopen(dir.path());
+        assert_eq!(counts(&s), vec![("wh_a".into(), 2), ("wh_b".into(), 1)]);
+        assert!(s
+            .deliveries
+            .state
+            .contains_key(DUE_BY_WEBHOOK)
+            .expect("get"));
     }
 
     #[tokio::test]

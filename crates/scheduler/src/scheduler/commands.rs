@@ -36,6 +36,8 @@ pub struct SchedulerHandle {
     config: Arc<dyn ConfigStore>,
     catalog: Arc<Catalog>,
     replays: TaskTracker,
+    /// The node's pending shares: a replay adds to a tenant's only below.
+    shares: Arc<hookrelay_core::PendingShares>,
 }
 
 impl SchedulerHandle {
@@ -57,8 +59,13 @@ impl SchedulerHandle {
             config,
             catalog,
             replays: TaskTracker::new(),
+            shares: Arc::default(),
         };
         (handle, rx)
+    }
+
+    pub(crate) fn set_shares(&mut self, shares: Arc<hookrelay_core::PendingShares>) {
+        self.shares = shares;
     }
 
     pub(crate) fn set_partition(&mut self, partition: Partition) {
@@ -123,6 +130,11 @@ impl DeliveryControl for SchedulerHandle {
                 .ok_or_else(|| {
                     ControlError::Conflict("the webhook is inactive or deleted".into())
                 })?;
+            // A tenant at its share replays nothing more now; one below it
+            // replays, its feeder waiting whenever the share fills.
+            self.shares
+                .check_webhook(&w.id, &w.org_id)
+                .map_err(|over| ControlError::OverShare(over.to_string()))?;
             // Never events logged for a device id before it was bound.
             let sources: replay::Sources = match w.app() {
                 Some(device) => {
@@ -164,6 +176,7 @@ impl DeliveryControl for SchedulerHandle {
                     tx: self.tx.clone(),
                     webhook: w,
                     sources,
+                    shares: self.shares.clone(),
                     // One generation per replay request, distinct from fan-out's 0.
                     generation: u32::try_from((now_ms() / 1000).max(1)).unwrap_or(u32::MAX),
                 };
@@ -195,6 +208,7 @@ impl Scheduler {
             // The due entry must carry the record's own time: the due scan
             // treats any other as a stale schedule.
             let at_ms = rec.next_attempt_ms;
+            self.count_pending(&key.webhook_id, 1);
             self.writes.push(DeliveryWrite::Record(key.clone(), rec));
             self.writes.push(DeliveryWrite::Due(DueEntry {
                 at_ms,
@@ -234,6 +248,10 @@ impl Scheduler {
             .webhook(&key.webhook_id)
             .filter(|w| w.active)
             .ok_or_else(|| ControlError::Conflict("the webhook is inactive or deleted".into()))?;
+        self.shares
+            .shares()
+            .check_webhook(&webhook.id, &webhook.org_id)
+            .map_err(|over| ControlError::OverShare(over.to_string()))?;
         // The event must be one the webhook receives (the API only passes
         // deliveries it found; this keeps the rule where the data is read).
         let event = self
@@ -254,6 +272,7 @@ impl Scheduler {
             created_at_ms: record.created_at_ms,
             updated_at_ms: now,
         };
+        self.count_pending(&key.webhook_id, 1);
         self.pending_records += 1;
         // Pending again: the record says so before the attempt goes out.
         self.writes

@@ -86,6 +86,7 @@ impl Scheduler {
             self.window.settle(key);
             self.unrecorded -= 1;
         }
+        self.count_pending(&key.webhook_id, -1);
         let rec = self.record_for(&a, a.attempt - 1, DeliveryStatus::Cancelled, now);
         self.writes.push(DeliveryWrite::Record(key.clone(), rec));
     }
@@ -228,6 +229,9 @@ impl Scheduler {
             }
             metrics::counter!(metric::DELIVERIES_CREATED).increment(unsettled.len() as u64);
             self.unrecorded += unsettled.len() as i64;
+            for key in &unsettled {
+                self.shares.count(&*self.config, &key.webhook_id, 1);
+            }
         }
         self.window.push(WindowEvent {
             seq: e.seq,
@@ -254,6 +258,7 @@ impl Scheduler {
             }
             rec.status = DeliveryStatus::Cancelled;
             rec.updated_at_ms = now;
+            self.count_pending(&key.webhook_id, -1);
             self.writes.push(DeliveryWrite::Record(key, rec));
             self.pending_records -= 1;
             return Ok(());
@@ -266,6 +271,7 @@ impl Scheduler {
             rec.status = DeliveryStatus::Failed;
             rec.last_error = Some("event_missing".into());
             rec.updated_at_ms = now;
+            self.count_pending(&key.webhook_id, -1);
             self.writes.push(DeliveryWrite::Record(key, rec));
             self.pending_records -= 1;
             return Ok(());

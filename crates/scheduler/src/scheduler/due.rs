@@ -63,6 +63,11 @@ impl Scheduler {
         self.store.apply(&self.writes).await?;
         self.writes.clear();
         self.pending_records = pending as i64;
+        // The tenants' shares start from what the index holds per webhook.
+        for (webhook, n) in self.store.due_by_webhook(self.partition).await? {
+            self.count_pending(&webhook, i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        self.shares.publish();
         info!(
             partition = self.partition,
             cursor,
@@ -161,6 +166,7 @@ impl Scheduler {
                     self.writes
                         .push(DeliveryWrite::Undue(e.at_ms, e.key.clone()));
                     self.pending_records -= 1;
+                    self.count_pending(&e.key.webhook_id, -1);
                     return Ok(Scanned::Settled);
                 }
             };
@@ -231,6 +237,7 @@ impl Scheduler {
         self.writes
             .push(DeliveryWrite::Undue(e.at_ms, e.key.clone()));
         self.pending_records -= 1;
+        self.count_pending(&e.key.webhook_id, -1);
         Ok(Scanned::Settled)
     }
 

@@ -6,6 +6,7 @@ mod dispatch;
 mod due;
 mod outcome;
 mod replay;
+mod shares;
 
 pub use commands::SchedulerHandle;
 
@@ -116,6 +117,8 @@ pub struct Scheduler {
     /// and rare: transitions only).
     health: HashMap<WebhookId, Health>,
     disable_after_ms: i64,
+    /// This partition's part of the tenants' pending shares.
+    shares: shares::ShareLedger,
 }
 
 /// A change to a webhook's failure clock.
@@ -201,7 +204,23 @@ impl Scheduler {
             health: HashMap::new(),
             disable_after_ms: i64::try_from(delivery.disable_after.as_millis())
                 .unwrap_or(i64::MAX / 2),
+            shares: shares::ShareLedger::new(Arc::default()),
         }
+    }
+
+    /// Counts this partition's pending deliveries into the node's `shares`
+    /// (by default, shares of its own without caps).
+    #[must_use]
+    pub fn with_shares(mut self, shares: Arc<hookrelay_core::PendingShares>) -> Self {
+        self.handle.set_shares(shares.clone());
+        self.shares = shares::ShareLedger::new(shares);
+        self
+    }
+
+    /// `delta` pending deliveries of `webhook` (where the pending total
+    /// changes: a delivery created, or settled for good).
+    fn count_pending(&mut self, webhook: &WebhookId, delta: i64) {
+        self.shares.count(&*self.config, webhook, delta);
     }
 
     /// This scheduler drives `partition` of the log (0 by default).
@@ -334,7 +353,8 @@ impl Scheduler {
         self.try_flush().await
     }
 
-    fn publish_progress(&self, tx: &watch::Sender<Progress>) {
+    fn publish_progress(&mut self, tx: &watch::Sender<Progress>) {
+        self.shares.publish();
         let p = Progress {
             cursor: self.cursor,
             read: self.next_read.saturating_sub(1),

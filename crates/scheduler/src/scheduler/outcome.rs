@@ -141,6 +141,7 @@ impl Scheduler {
             self.window.settle(&r.key);
             self.unrecorded -= 1;
         }
+        self.count_pending(&r.key.webhook_id, -1);
         let webhook = self.config.webhook(&r.key.webhook_id);
         if let Some(w) = webhook.as_deref() {
             self.track_health(w, r.result == AttemptResult::Delivered, now);
@@ -166,6 +167,7 @@ impl Scheduler {
                         kind: DueKind::Scheduled,
                     }));
                     self.pending_records += 1;
+                    self.count_pending(&r.key.webhook_id, 1);
                     rec
                 }
                 Some(w) if w.active => {

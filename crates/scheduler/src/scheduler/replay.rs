@@ -92,11 +92,39 @@ pub(crate) struct Feeder {
     pub(crate) webhook: Arc<Webhook>,
     pub(crate) sources: Sources,
     pub(crate) generation: u32,
+    /// The node's pending shares: each step waits while the webhook or its
+    /// organization is at its share, so a replay queues within it.
+    pub(crate) shares: Arc<hookrelay_core::PendingShares>,
 }
 
+/// How often a replay waiting for its tenant's share looks again.
+const SHARE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl Feeder {
+    /// Waits while the webhook or its organization is at its share, then
+    /// says how many deliveries the next step may hand in (at most
+    /// [`FEED_STEP`], at most the room left); `None` when the scheduler
+    /// went away meanwhile.
+    async fn wait_for_share(&self) -> Option<usize> {
+        loop {
+            let room = self.shares.room(&self.webhook.id, &self.webhook.org_id);
+            if room > 0 {
+                return Some(usize::try_from(room).unwrap_or(usize::MAX).min(FEED_STEP));
+            }
+            if self.tx.is_closed() {
+                return None;
+            }
+            tokio::time::sleep(SHARE_WAIT).await;
+        }
+    }
+
     pub(crate) async fn run(self, plan: Plan) {
         let mut fed = 0u64;
+        // What the first step may hand in.
+        let mut step_size = self
+            .shares
+            .room(&self.webhook.id, &self.webhook.org_id)
+            .clamp(1, FEED_STEP as u64) as usize;
         let mut batch = Vec::with_capacity(FEED_STEP);
         for (first, len) in plan.chunks {
             let events = match self
@@ -142,13 +170,26 @@ impl Feeder {
                     updated_at_ms: now,
                 };
                 batch.push((key, rec));
-                if batch.len() >= FEED_STEP {
+                if batch.len() >= step_size {
                     fed += batch.len() as u64;
                     let step = std::mem::replace(&mut batch, Vec::with_capacity(FEED_STEP));
                     // Bounded channel: the feeder waits while the loop is busy.
                     if self.tx.send(Command::Replayed(step)).await.is_err() {
                         warn!(webhook_id = %self.webhook.id, fed, "replay stopped: the scheduler is gone");
                         return;
+                    }
+                    // Near the share, let the loop count the step into the
+                    // shares (on its next turn) before reading them.
+                    let near = (2 * FEED_STEP) as u64;
+                    if self.shares.room(&self.webhook.id, &self.webhook.org_id) <= near {
+                        tokio::time::sleep(SHARE_WAIT).await;
+                    }
+                    match self.wait_for_share().await {
+                        Some(n) => step_size = n,
+                        None => {
+                            warn!(webhook_id = %self.webhook.id, fed, "replay stopped: the scheduler is gone");
+                            return;
+                        }
                     }
                 }
             }

@@ -458,6 +458,12 @@ pub async fn check_deliveries(d: &dyn DeliveryStore, p: Partition) {
         seqs(d.due(p, 1000, 10).await.expect("due")),
         vec![key(3).seq, key(1).seq, key(2).seq]
     );
+    // The tenants' shares start from the index counted per webhook.
+    let by_webhook = d.due_by_webhook(p).await.expect("counts");
+    assert_eq!(
+        by_webhook.into_iter().collect::<Vec<_>>(),
+        vec![(key(1).webhook_id, 3)]
+    );
     // Every delivery with a record is listed, with or without attempts
     // (replayed and deferred ones have none yet).
     d.apply(&[
