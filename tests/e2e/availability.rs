@@ -298,3 +298,85 @@ async fn one_tenants_replays_fill_only_its_own_share_of_pending_deliveries() {
     assert!(pending <= 300.0 + 6.0 + 1024.0, "pending {pending}");
     let _ = a.org_id;
 }
+
+/// Sends a request head announcing a 100-byte JSON body, then trickles the
+/// body a byte every 200 ms; returns the answer's status line and how long
+/// it took.
+async fn trickle_body(addr: SocketAddr, path: &str, auth: Option<&str>) -> (String, Duration) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let auth = auth.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    s.write_all(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{auth}Content-Length: 100\r\n\r\n{{"
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("head");
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        tokio::select! {
+            r = s.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            },
+            () = tokio::time::sleep(Duration::from_millis(200)) => {
+                if s.write_all(b" ").await.is_err() {
+                    break;
+                }
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no answer in 30 s"
+        );
+    }
+    let text = String::from_utf8_lossy(&answer);
+    (
+        text.lines().next().unwrap_or("").to_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn a_trickled_body_is_cut_off_and_an_unauthenticated_one_is_never_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data"))
+        .set("http", "body_read_timeout", "\"1s\"")
+        .set("http", "min_body_bytes_per_second", "1024")
+        .start();
+    let t = bootstrap(&server, "dev-slow").await;
+    // No credential, and a wrong one: 401 before a byte of the body.
+    for auth in [None, Some("not-a-token")] {
+        let (status, took) = trickle_body(server.http_addr, "/v1/webhooks", auth).await;
+        assert!(status.contains(" 401 "), "{status}");
+        assert!(took < Duration::from_millis(500), "{took:?}");
+    }
+    // A tenant that trickles is answered 408 at the deadline, whatever its
+    // pace would allow; others are served meanwhile.
+    let slow = tokio::spawn({
+        let addr = server.http_addr;
+        let token = t.token.clone();
+        async move { trickle_body(addr, "/v1/webhooks", Some(&token)).await }
+    });
+    let other = bootstrap(&server, "dev-quick").await;
+    let (s, _) = call(
+        &server,
+        reqwest::Method::GET,
+        "/v1/webhooks",
+        &other.token,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (status, took) = slow.await.expect("slow client");
+    assert!(status.contains(" 408 "), "{status}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}

@@ -36,6 +36,8 @@ pub(crate) enum ApiError {
     Conflict(String),
     MethodNotAllowed,
     PayloadTooLarge,
+    /// The request body did not arrive in time.
+    RequestTimeout,
     UnsupportedMediaType,
     Unavailable(String),
     RateLimited,
@@ -73,6 +75,11 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "PAYLOAD_TOO_LARGE",
                 format!("request body is over {} bytes", crate::MAX_BODY_BYTES),
+            ),
+            Self::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                "the request body did not arrive in time".to_owned(),
             ),
             Self::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -127,6 +134,11 @@ impl ApiError {
             }
         }
         let mut resp = (status, Json(body)).into_response();
+        if matches!(self, Self::RequestTimeout) {
+            // The rest of a trickled body is not waited for.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if matches!(self, Self::OverShare(_)) {
             resp.headers_mut().insert(
                 header::RETRY_AFTER,

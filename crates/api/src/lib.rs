@@ -10,6 +10,7 @@
 
 mod auth;
 mod body;
+mod body_read;
 mod deliveries;
 mod error;
 mod limit;
@@ -21,6 +22,7 @@ mod tenancy;
 mod views;
 mod webhooks;
 
+pub use body_read::BodyRead;
 pub use limit::{ClientAddr, RateLimit};
 pub use profiles::{app as profile_app, names as profile_names};
 pub use state::{ApiConfig, ApiDeps, ApiState, TenancyConfig};

@@ -100,10 +100,7 @@ pub(crate) async fn limit(State(state): State<ApiState>, req: Request, next: Nex
     } else {
         Format::Native
     };
-    match verdict(&state, &req) {
-        Err(retry_after) => refused(ApiError::RateLimited.into_format(format), retry_after),
-        Ok(()) => next.run(req).await,
-    }
+    admit(&state, req, next, |e| e.into_format(format)).await
 }
 
 /// The middleware of a profile's listener, answering in its envelope.
@@ -112,9 +109,25 @@ pub(crate) async fn limit_profile(
     req: Request,
     next: Next,
 ) -> Response {
-    match verdict(&state, &req) {
-        Err(retry_after) => refused(render(ApiError::RateLimited), retry_after),
-        Ok(()) => next.run(req).await,
+    admit(&state, req, next, render).await
+}
+
+/// The caller's rate limit, then its credential when the request has a
+/// body (the body is never read for an unauthenticated caller), then the
+/// body under its deadline; then the handler.
+async fn admit(
+    state: &ApiState,
+    req: Request,
+    next: Next,
+    render: impl Fn(ApiError) -> Response,
+) -> Response {
+    match verdict(state, &req) {
+        Err(Refusal::Limited(retry_after)) => refused(render(ApiError::RateLimited), retry_after),
+        Err(Refusal::Unauthenticated(why)) => render(ApiError::Unauthorized(why)),
+        Ok(()) => match crate::body_read::read(req, state.body_read).await {
+            Ok(req) => next.run(req).await,
+            Err(e) => render(e),
+        },
     }
 }
 
@@ -125,10 +138,18 @@ fn refused(mut resp: Response, retry_after: u64) -> Response {
     resp
 }
 
+/// Why a request goes no further than the middleware.
+enum Refusal {
+    /// Over a rate limit: the seconds to wait.
+    Limited(u64),
+    /// A request with a body and no valid credential: answered before its
+    /// body is read.
+    Unauthenticated(&'static str),
+}
+
 /// Takes a token from the caller's bucket: the credential's when it is
-/// one, otherwise the client address's failure budget; `Err` with the
-/// seconds to wait.
-fn verdict(state: &ApiState, req: &Request) -> Result<(), u64> {
+/// one, otherwise the client address's failure budget.
+fn verdict(state: &ApiState, req: &Request) -> Result<(), Refusal> {
     let path = req.uri().path();
     let presented = auth::presented(req.headers()).or_else(|| auth::bare(req.headers()));
     if presented.is_none() && public(path) {
@@ -136,18 +157,29 @@ fn verdict(state: &ApiState, req: &Request) -> Result<(), u64> {
     }
     let ingest = path == "/v1/events";
     match presented.map(hookrelay_core::hash_token) {
-        Some(hash) if ingest && state.is_ingest_key(&hash) => take(&state.limits.ingest, &hash.0),
-        Some(hash) if !ingest && state.is_credential(&hash) => {
-            take(&state.limits.credential, &hash.0)
+        Some(hash) if ingest && state.is_ingest_key(&hash) => {
+            take(&state.limits.ingest, &hash.0).map_err(Refusal::Limited)
         }
-        // Missing or wrong: the handler answers 401, but only as often as
-        // the client address's failure budget allows.
+        Some(hash) if !ingest && state.is_credential(&hash) => {
+            take(&state.limits.credential, &hash.0).map_err(Refusal::Limited)
+        }
+        // Missing or wrong: 401, but only as often as the client address's
+        // failure budget allows; with a body, here, before it is read (the
+        // handler answers a bodyless one, in its own words).
         _ => {
             let addr = req
                 .extensions()
                 .get::<ClientAddr>()
                 .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.0);
-            take(&state.limits.failures, &addr)
+            take(&state.limits.failures, &addr).map_err(Refusal::Limited)?;
+            if crate::body_read::has_body(req) && !public(path) {
+                return Err(Refusal::Unauthenticated(if presented.is_none() {
+                    "missing API token"
+                } else {
+                    "invalid API token"
+                }));
+            }
+            Ok(())
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct ApiConfig {
     pub ingest_rate_limit: RateLimit,
     /// Per client address, for requests with a missing or wrong credential.
     pub auth_failure_limit: RateLimit,
+    /// How fast a request body must arrive.
+    pub body_read: crate::BodyRead,
 }
 
 /// Tenancy rules (`[tenancy]`).
@@ -79,6 +81,7 @@ impl Default for ApiConfig {
                 per_second: 5,
                 burst: 20,
             },
+            body_read: crate::BodyRead::default(),
         }
     }
 }
@@ -113,6 +116,7 @@ pub struct ApiState {
     pub(crate) max_webhooks_per_app: usize,
     pub(crate) tenancy: Arc<TenancyConfig>,
     pub(crate) limits: Arc<Limits>,
+    pub(crate) body_read: crate::BodyRead,
     health: Option<StoreHealth>,
     ready: Arc<AtomicBool>,
 }
@@ -144,6 +148,7 @@ impl ApiState {
                 api.ingest_rate_limit,
                 api.auth_failure_limit,
             ),
+            body_read: api.body_read,
             health: deps.health,
             ready: Arc::new(AtomicBool::new(false)),
         }

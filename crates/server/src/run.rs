@@ -549,6 +549,10 @@ fn api_config(config: &Config) -> ApiConfig {
             per_second: config.api.auth_failures_per_second,
             burst: config.api.auth_failures_burst,
         },
+        body_read: hookrelay_api::BodyRead {
+            timeout: config.http.body_read_timeout,
+            min_bytes_per_second: config.http.min_body_bytes_per_second,
+        },
     }
 }
 
