@@ -380,3 +380,33 @@ async fn a_trickled_body_is_cut_off_and_an_unauthenticated_one_is_never_read() {
     assert!(status.contains(" 408 "), "{status}");
     assert!(took < Duration::from_secs(3), "{took:?}");
 }
+
+#[tokio::test]
+async fn the_ssrf_guard_refuses_ipv4_translated_and_discard_only_addresses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data"))
+        .set("delivery", "allow_private_targets", "false")
+        .start();
+    let t = bootstrap(&server, "dev-ssrf").await;
+    let mut ids = Vec::new();
+    for host in ["[::ffff:0:7f00:1]", "[100::1]"] {
+        let (s, w) = call(
+            &server,
+            reqwest::Method::POST,
+            "/v1/webhooks",
+            &t.token,
+            Some(serde_json::json!({"url": format!("http://{host}:9/"), "events": ["message.sent"], "retry_attempts": 0})),
+        )
+        .await;
+        assert_eq!(s, 201, "{w}");
+        ids.push(w["id"].as_str().expect("id").to_owned());
+    }
+    let mut client = grpc(&server).await;
+    publish(&mut client, event("dev-ssrf", "message.sent", "{}"))
+        .await
+        .expect("publish");
+    for id in &ids {
+        let d = failed_delivery(&server, &t.token, id).await;
+        assert_eq!(d["last_error"], "blocked_address", "{d}");
+    }
+}

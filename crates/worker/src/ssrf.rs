@@ -34,6 +34,7 @@ fn v4_blocked(ip: Ipv4Addr) -> bool {
         || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
         || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments
         || (a == 198 && (b == 18 || b == 19)) // benchmarking
+        || (a == 192 && b == 88 && ip.octets()[2] == 99) // 6to4 relay anycast (deprecated)
         || a >= 240 // reserved
 }
 
@@ -67,6 +68,21 @@ pub fn is_blocked(ip: IpAddr) -> bool {
             if seg[0] == 0x2002
                 || (seg[0] == 0x2001 && seg[1] == 0)
                 || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1)
+                // IPv4-translated ::ffff:0:0/96 (SIIT), whatever it embeds.
+                || (seg[..4] == [0; 4] && seg[4] == 0xffff && seg[5] == 0)
+            {
+                return true;
+            }
+            // The rest of IANA's IPv6 special-purpose registry that is not
+            // globally reachable: discard-only 100::/64 and the dummy
+            // prefix 100:0:0:1::/64, the IETF protocol assignments
+            // 2001::/23 (anycast, benchmarking, AMT, AS112, ORCHIDv2,
+            // drones: none a webhook endpoint), documentation 3fff::/20,
+            // SRv6 SIDs 5f00::/16.
+            if (seg[0] == 0x0100 && seg[1] == 0 && seg[2] == 0 && seg[3] <= 1)
+                || (seg[0] == 0x2001 && seg[1] < 0x0200)
+                || (seg[0] == 0x3fff && seg[1] < 0x1000)
+                || seg[0] == 0x5f00
             {
                 return true;
             }
@@ -205,6 +221,52 @@ mod tests {
             "8.8.8.8",
             "2606:4700::1111",
             "::ffff:8.8.8.8",
+        ] {
+            let ip: IpAddr = s.parse().expect("ip");
+            assert!(!is_blocked(ip), "{s} should be allowed");
+        }
+    }
+
+    /// Every range of IANA's IPv6 special-purpose registry that is not
+    /// globally reachable (or reaches through a translator or relay the
+    /// guard cannot see), and IPv4's missing one.
+    #[test]
+    fn the_special_purpose_ranges_are_blocked() {
+        for s in [
+            // IPv4-translated ::ffff:0:0/96 (of loopback and of a public one).
+            "::ffff:0:7f00:1",
+            "::ffff:0:808:808",
+            // Discard-only 100::/64 and the dummy prefix 100:0:0:1::/64.
+            "100::1",
+            "100::ffff:ffff:ffff:ffff",
+            "100:0:0:1::1",
+            // IETF protocol assignments 2001::/23: PCP/TURN anycast,
+            // benchmarking, AMT, AS112, ORCHIDv2, drone identifiers.
+            "2001:1::1",
+            "2001:1::2",
+            "2001:2::1",
+            "2001:3::1",
+            "2001:4:112::1",
+            "2001:20::1",
+            "2001:30::1",
+            "2001:1ff:ffff::1",
+            // Documentation 3fff::/20, SRv6 SIDs 5f00::/16.
+            "3fff::1",
+            "3fff:fff:ffff::1",
+            "5f00::1",
+            // IPv4: the deprecated 6to4 relay anycast 192.88.99.0/24.
+            "192.88.99.1",
+            "::ffff:192.88.99.1",
+        ] {
+            let ip: IpAddr = s.parse().expect("ip");
+            assert!(is_blocked(ip), "{s} should be blocked");
+        }
+        for s in [
+            "2001:200::1",
+            "3fff:1000::1",
+            "5f01::1",
+            "101::1",
+            "192.88.100.1",
         ] {
             let ip: IpAddr = s.parse().expect("ip");
             assert!(!is_blocked(ip), "{s} should be allowed");
