@@ -410,3 +410,37 @@ async fn the_ssrf_guard_refuses_ipv4_translated_and_discard_only_addresses() {
         assert_eq!(d["last_error"], "blocked_address", "{d}");
     }
 }
+
+#[tokio::test]
+async fn failed_grpc_authentications_are_limited_per_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data")).start();
+    let mut client = grpc(&server).await;
+    let mut codes = Vec::new();
+    for _ in 0..60 {
+        let r = publish_with(
+            &mut client,
+            "wrong-key-0123456789abcdef0123456789",
+            event("dev-x", "message.sent", "{}"),
+        )
+        .await;
+        codes.push(r.expect_err("a wrong key is refused").code());
+    }
+    let unauthenticated = codes
+        .iter()
+        .filter(|c| **c == tonic::Code::Unauthenticated)
+        .count();
+    let limited = codes
+        .iter()
+        .filter(|c| **c == tonic::Code::ResourceExhausted)
+        .count();
+    // The burst (20) and what refilled meanwhile, then the limit.
+    assert!((20..40).contains(&unauthenticated), "{codes:?}");
+    assert_eq!(unauthenticated + limited, 60, "{codes:?}");
+    // The budget counts failures only: the right key is not held back.
+    let t = bootstrap(&server, "dev-x").await;
+    let _ = t;
+    publish(&mut client, event("dev-x", "message.sent", "{}"))
+        .await
+        .expect("the right key publishes");
+}

@@ -12,7 +12,7 @@ use hookrelay_core::{
     constant_time_eq, hash_token, DeviceId, OrgId, OverShare, PendingShares, TokenHash,
 };
 use hookrelay_store::ConfigStore;
-use std::sync::Arc;
+use std::{net::IpAddr, num::NonZeroU32, sync::Arc};
 
 /// An authenticated producer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,6 +157,41 @@ impl IngestKeys {
     }
 }
 
+/// Failed authentications per client address: past the budget, a caller
+/// that keeps presenting wrong keys waits instead of guessing on (the
+/// same rule as REST's, with a budget of its own).
+pub struct AuthFailures {
+    limiter: governor::DefaultKeyedRateLimiter<IpAddr>,
+}
+
+/// Addresses tracked before those whose budget refilled are forgotten.
+const MAX_TRACKED: usize = 50_000;
+
+impl AuthFailures {
+    /// `per_second` failures sustained, `burst` at once, per address.
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        Self {
+            limiter: governor::RateLimiter::keyed(
+                governor::Quota::per_second(rate).allow_burst(burst),
+            ),
+        }
+    }
+
+    /// Counts a failure of `addr`; `Err(seconds)` to wait when over budget.
+    pub fn take(&self, addr: IpAddr) -> Result<(), u64> {
+        use governor::clock::Clock;
+        if self.limiter.len() >= MAX_TRACKED {
+            self.limiter.retain_recent();
+        }
+        self.limiter.check_key(&addr).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            wait.as_secs_f64().ceil().max(1.0) as u64
+        })
+    }
+}
+
 /// The token of `Bearer <token>` (scheme case-insensitive).
 fn bearer(h: &str) -> Option<&str> {
     let (scheme, token) = h.trim().split_once(' ')?;
@@ -166,6 +201,16 @@ fn bearer(h: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_authentications_are_limited_per_address() {
+        let f = AuthFailures::new(1, 3);
+        let a: IpAddr = "192.0.2.1".parse().expect("ip");
+        let b: IpAddr = "192.0.2.2".parse().expect("ip");
+        assert!((0..3).all(|_| f.take(a).is_ok()));
+        assert_eq!(f.take(a), Err(1));
+        assert!(f.take(b).is_ok(), "another address has its own budget");
+    }
 
     #[test]
     fn bearer_keys_are_checked() {

@@ -24,7 +24,7 @@ pub mod proto {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ingest_descriptor");
 }
 
-pub use auth::{IngestKeys, Publisher};
+pub use auth::{AuthFailures, IngestKeys, Publisher};
 pub use committer::{idempotency_key, Accepted, Committer, CommitterHandle, Incoming};
 pub use config::IngestConfig;
 pub use error::IngestError;

@@ -29,6 +29,8 @@ pub struct IngestGrpc {
     /// Most stream requests gathered into one append.
     stream_batch: usize,
     tasks: TaskTracker,
+    /// Failed authentications per client address.
+    failures: Arc<crate::AuthFailures>,
 }
 
 impl IngestGrpc {
@@ -48,7 +50,16 @@ impl IngestGrpc {
             max_request_events: config.max_request_events.max(1),
             stream_batch: config.max_batch_events.clamp(1, STREAM_BUFFER),
             tasks,
+            failures: Arc::new(crate::AuthFailures::new(5, 20)),
         }
+    }
+
+    /// Limits failed authentications to `per_second` per client address,
+    /// `burst` at once (default 5 and 20, REST's defaults).
+    #[must_use]
+    pub fn limit_auth_failures(mut self, per_second: u32, burst: u32) -> Self {
+        self.failures = Arc::new(crate::AuthFailures::new(per_second, burst));
+        self
     }
 
     /// The gRPC interceptor: authenticates the ingest key from the request
@@ -60,14 +71,32 @@ impl IngestGrpc {
     ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static
     {
         let keys = self.keys.clone();
+        let failures = self.failures.clone();
         move |mut req: Request<()>| {
             let header = req
                 .metadata()
                 .get("authorization")
                 .and_then(|v| v.to_str().ok());
-            let publisher = keys
-                .authenticate(header)
-                .ok_or_else(|| reject(IngestError::Unauthenticated))?;
+            let Some(publisher) = keys.authenticate(header) else {
+                // A wrong or missing key: only as often as the client
+                // address's failure budget allows.
+                let addr = req
+                    .extensions()
+                    .get::<hookrelay_core::ClientAddr>()
+                    .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.0);
+                if let Err(wait) = failures.take(addr) {
+                    metrics::counter!(metric::EVENTS_REJECTED, "reason" => "auth_failures_limited")
+                        .increment(1);
+                    let mut status = Status::resource_exhausted(format!(
+                        "too many failed authentications from this address; retry in {wait} s"
+                    ));
+                    if let Ok(v) = wait.to_string().parse() {
+                        status.metadata_mut().insert("retry-after", v);
+                    }
+                    return Err(status);
+                }
+                return Err(reject(IngestError::Unauthenticated));
+            };
             req.extensions_mut().insert(publisher);
             Ok(req)
         }

@@ -200,6 +200,10 @@ pub(crate) async fn serve(
         catalog.clone(),
         &config.ingest,
         tasks.clone(),
+    )
+    .limit_auth_failures(
+        config.api.auth_failures_per_second,
+        config.api.auth_failures_burst,
     );
     let grpc_listener = tokio::net::TcpListener::bind(config.grpc.listen)
         .await
