@@ -444,3 +444,49 @@ async fn failed_grpc_authentications_are_limited_per_address() {
         .await
         .expect("the right key publishes");
 }
+
+#[tokio::test]
+async fn metrics_are_served_to_the_operator_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data")).start();
+    let t = bootstrap(&server, "dev-metrics").await;
+    let rx = Receiver::start().await;
+    let (s, _) = configure(
+        &server,
+        &t.token,
+        serde_json::json!({"url": rx.url("/hook"), "events": ["*"]}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let mut client = grpc(&server).await;
+    publish(&mut client, event("dev-metrics", "message.received", "{}"))
+        .await
+        .expect("publish");
+    rx.wait_for(1, 10).await;
+    // The tenant-facing listener has no /metrics, with a credential or without.
+    let http = reqwest::Client::new();
+    for token in [None, Some(t.token.as_str())] {
+        let mut req = http.get(server.url("/metrics"));
+        if let Some(tok) = token {
+            req = req.bearer_auth(tok);
+        }
+        let resp = req.send().await.expect("GET /metrics");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        assert!(status == 404 || status == 401, "{status}");
+        assert!(!text.contains("hookrelay_"), "{text}");
+    }
+    // The operator's listener has them, the target hosts' labels included.
+    let text = reqwest::get(server.metrics_url())
+        .await
+        .expect("operator metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(text.contains("hookrelay_events_ingested_total"), "{text}");
+    assert!(server
+        .metrics_addr
+        .expect("metrics listener")
+        .ip()
+        .is_loopback());
+}

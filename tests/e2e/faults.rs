@@ -153,7 +153,7 @@ async fn every_delivery_ends_as_its_endpoint_implies() {
     // each tick, so seeing the whole log fanned out and nothing pending in the
     // same scrape means the deliveries of all N events have ended.
     eventually(60, "every delivery settled", || async {
-        let text = reqwest::get(server.url("/metrics"))
+        let text = reqwest::get(server.metrics_url())
             .await
             .ok()?
             .text()

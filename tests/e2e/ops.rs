@@ -107,7 +107,7 @@ fn check_config_accepts_the_example_and_lists_every_problem() {
 }
 
 async fn scrape(server: &Server) -> HashMap<String, f64> {
-    let text = reqwest::get(server.url("/metrics"))
+    let text = reqwest::get(server.metrics_url())
         .await
         .expect("metrics")
         .text()

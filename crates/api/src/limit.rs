@@ -82,11 +82,11 @@ fn take<K: Clone + Eq + std::hash::Hash>(
     })
 }
 
-/// Routes anyone may call without a credential: health, metrics, the API
+/// Routes anyone may call without a credential: health, the API
 /// description, and the web console's static files (a page load is a dozen
 /// of them; the console's API calls carry the signed-in credential).
 fn public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
+    matches!(path, "/healthz" | "/readyz" | "/openapi.json")
         || path == "/console"
         || path.starts_with("/console/")
 }

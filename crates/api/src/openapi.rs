@@ -392,11 +392,6 @@ pub(crate) struct Status {
     ))]
 fn ingest_events() {}
 
-/// Prometheus metrics (served by the server binary; documented here).
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
-fn metrics() {}
-
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
@@ -464,7 +459,7 @@ impl Modify for Security {
         crate::deliveries::test, crate::deliveries::replay, crate::deliveries::rotate,
         crate::deliveries::event_types, crate::stats::get, crate::stats::o_get,
         crate::tenancy::whoami,
-        crate::healthz, crate::readyz, ingest_events, metrics, document,
+        crate::healthz, crate::readyz, ingest_events, document,
     ),
 )]
 pub(crate) struct ApiDoc;

@@ -25,6 +25,9 @@ pub(crate) struct Server {
     child: Option<Child>,
     pub(crate) http: SocketAddr,
     pub(crate) grpc: SocketAddr,
+    /// The operator's `/metrics` listener (the REST one for a build from
+    /// before it had its own).
+    metrics: SocketAddr,
     client: reqwest::Client,
 }
 
@@ -59,6 +62,23 @@ pub(crate) fn default_binary() -> PathBuf {
 
 impl Server {
     pub(crate) fn start(bin: &Path, data_dir: &Path, opts: &ServerOptions) -> anyhow::Result<Self> {
+        // A build from before `[metrics]` refuses the section: the same
+        // configuration without it, for before/after runs against one.
+        Self::start_with(bin, data_dir, opts, true)
+            .or_else(|_| Self::start_with(bin, data_dir, opts, false))
+    }
+
+    fn start_with(
+        bin: &Path,
+        data_dir: &Path,
+        opts: &ServerOptions,
+        metrics_listener: bool,
+    ) -> anyhow::Result<Self> {
+        let metrics = if metrics_listener {
+            "[metrics]\nlisten = \"127.0.0.1:0\"\n"
+        } else {
+            ""
+        };
         let config = format!(
             r#"
 [http]
@@ -76,7 +96,7 @@ allow_http = true
 allow_private_targets = true
 [log]
 level = "warn"
-"#,
+{metrics}"#,
             data_dir.display()
         );
         let config_path = data_dir.with_extension("toml");
@@ -109,11 +129,14 @@ level = "warn"
             .context("server did not start within 60 s")?;
         let mut http = None;
         let mut grpc = None;
+        let mut metrics = None;
         for part in line.split_whitespace() {
             if let Some(a) = part.strip_prefix("http=") {
                 http = a.parse().ok();
             } else if let Some(a) = part.strip_prefix("grpc=") {
                 grpc = a.parse().ok();
+            } else if let Some(a) = part.strip_prefix("metrics=") {
+                metrics = a.parse().ok();
             }
         }
         let (Some(http), Some(grpc)) = (http, grpc) else {
@@ -123,6 +146,7 @@ level = "warn"
             child: Some(child),
             http,
             grpc,
+            metrics: metrics.unwrap_or(http),
             client: reqwest::Client::new(),
         })
     }
@@ -245,7 +269,7 @@ impl Server {
     pub(crate) async fn metric(&self, series: &str) -> Option<f64> {
         let text = self
             .client
-            .get(self.url("/metrics"))
+            .get(format!("http://{}/metrics", self.metrics))
             .send()
             .await
             .ok()?

@@ -36,6 +36,8 @@ pub(crate) struct Config {
     pub(crate) scheduler: SchedulerConfig,
     /// `[tenancy]`.
     pub(crate) tenancy: TenancyConfig,
+    /// `[metrics]`: the operator's Prometheus listener.
+    pub(crate) metrics: MetricsConfig,
     /// `[log]`.
     pub(crate) log: LogConfig,
     /// `[shutdown]`.
@@ -58,7 +60,7 @@ pub(crate) struct ProfileListener {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct HttpConfig {
-    /// REST API, `/metrics` and health listener (default 127.0.0.1:8080; port 0 picks one).
+    /// REST API and health listener (default 127.0.0.1:8080; port 0 picks one).
     pub(crate) listen: SocketAddr,
     /// PEM certificate chain: serve HTTPS (with `tls_key`). Reloaded on SIGHUP.
     pub(crate) tls_cert: Option<PathBuf>,
@@ -315,6 +317,25 @@ pub(crate) enum LogFormat {
     Text,
     /// One JSON object per line (journald, collectors).
     Json,
+}
+
+/// `[metrics]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct MetricsConfig {
+    /// `/metrics` (Prometheus text), on a listener of its own for the
+    /// operator's network: the tenant-facing REST listener does not serve
+    /// it, since its labels name delivery target hosts (default
+    /// 127.0.0.1:9464; port 0 picks one).
+    pub(crate) listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
 }
 
 /// `[log]`.
@@ -696,6 +717,15 @@ pub(crate) fn check(c: &Config) -> Vec<String> {
         ("http.listen".to_owned(), c.http.listen),
         ("grpc.listen".to_owned(), c.grpc.listen),
     ];
+    if c.metrics.listen.port() != 0 {
+        if let Some((other, _)) = taken.iter().find(|(_, a)| *a == c.metrics.listen) {
+            p.push(format!(
+                "metrics.listen: {} is already {other}'s address",
+                c.metrics.listen
+            ));
+        }
+        taken.push(("metrics.listen".to_owned(), c.metrics.listen));
+    }
     for (i, pr) in c.profiles.iter().enumerate() {
         if !known.contains(&pr.name.as_str()) {
             p.push(format!(

@@ -227,7 +227,8 @@ pub(crate) fn fit_to_descriptors(config: &crate::config::Config) -> ListenerLimi
             rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
         }
     };
-    let listeners = 2 + config.profiles.len() as u64;
+    // gRPC, REST, metrics and each profile's.
+    let listeners = 3 + config.profiles.len() as u64;
     let delivery = (config.delivery.concurrency as u64).min(soft / 4);
     let usable = soft.saturating_sub(RESERVED_DESCRIPTORS + delivery);
     let mut grpc = Limits {

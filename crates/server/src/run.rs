@@ -342,9 +342,8 @@ pub(crate) async fn serve(
             }
         }),
     );
-    let mut routes = hookrelay_api::router(api_state.clone())
-        .merge(hookrelay_ingest::http_router(ingest))
-        .merge(metrics_route);
+    let mut routes =
+        hookrelay_api::router(api_state.clone()).merge(hookrelay_ingest::http_router(ingest));
     if config.http.console {
         routes = routes.merge(hookrelay_console::router());
     }
@@ -395,6 +394,27 @@ pub(crate) async fn serve(
         }))
     };
     let http_task = spawn_rest(http_listener, app, "REST listener", "rest");
+    // The operator's listener: `/metrics` only, plain HTTP, never TLS'd
+    // with the tenants' certificate, under its own connection caps.
+    let metrics_listener = tokio::net::TcpListener::bind(config.metrics.listen)
+        .await
+        .with_context(|| format!("cannot listen on metrics.listen {}", config.metrics.listen))?;
+    let metrics_addr = metrics_listener.local_addr()?;
+    let metrics_gate = crate::conn::Gate::new("metrics", listener_limits.http);
+    let metrics_serve = crate::http::serve::<tokio::net::TcpStream>(
+        crate::http::Connections::Tcp(metrics_listener, metrics_gate),
+        metrics_route,
+        config.http.header_read_timeout,
+        http_stop.clone(),
+        config.shutdown.timeout / 4,
+    );
+    let metrics_task =
+        tasks.spawn(
+            sup.watch("metrics listener", shutting_down.clone(), async move {
+                metrics_serve.await;
+                Ok::<(), Infallible>(())
+            }),
+        );
     let mut profile_addrs = Vec::new();
     let mut profile_tasks = Vec::new();
     for p in &config.profiles {
@@ -460,7 +480,7 @@ pub(crate) async fn serve(
     info!(http = %http_addr, grpc = %grpc_addr, backend = ?config.store.backend, "hookrelay started");
     // One machine-readable line for scripts and tests.
     println!(
-        "hookrelay listening http={http_addr} grpc={grpc_addr}{}",
+        "hookrelay listening http={http_addr} grpc={grpc_addr} metrics={metrics_addr}{}",
         profile_addrs
             .iter()
             .map(|a| format!(" {a}"))
@@ -494,6 +514,7 @@ pub(crate) async fn serve(
     let _ = tokio::time::timeout_at(listeners_deadline, async {
         let _ = grpc_task.await;
         let _ = http_task.await;
+        let _ = metrics_task.await;
         for t in profile_tasks {
             let _ = t.await;
         }

@@ -30,7 +30,7 @@ pub fn log_events(text: &str) -> f64 {
 
 /// Whether `n` events are in a fresh server's log and fanned out.
 pub async fn fanned_out(server: &Server, n: u64) -> bool {
-    let Ok(text) = reqwest::get(server.url("/metrics")).await else {
+    let Ok(text) = reqwest::get(server.metrics_url()).await else {
         return false;
     };
     let Ok(text) = text.text().await else {
@@ -307,7 +307,7 @@ where
 /// One sample of the Prometheus exposition, by its full series text
 /// (e.g. `hookrelay_deliveries_created_total`).
 pub async fn metric(server: &Server, series: &str) -> Option<f64> {
-    let text = reqwest::get(server.url("/metrics"))
+    let text = reqwest::get(server.metrics_url())
         .await
         .ok()?
         .text()

@@ -152,6 +152,8 @@ impl ServerBuilder {
 listen = "127.0.0.1:{http}"
 [grpc]
 listen = "127.0.0.1:{grpc}"
+[metrics]
+listen = "127.0.0.1:0"
 [store]
 path = "{data}"
 {backend}
@@ -267,12 +269,15 @@ timeout = "5s"
         };
         let mut http = None;
         let mut grpc = None;
+        let mut metrics = None;
         let mut profiles = std::collections::HashMap::new();
         for part in line.split_whitespace() {
             if let Some(a) = part.strip_prefix("http=") {
                 http = a.parse().ok();
             } else if let Some(a) = part.strip_prefix("grpc=") {
                 grpc = a.parse().ok();
+            } else if let Some(a) = part.strip_prefix("metrics=") {
+                metrics = a.parse().ok();
             } else if let Some((name, a)) = part
                 .strip_prefix("profile:")
                 .and_then(|p| p.split_once('='))
@@ -286,6 +291,7 @@ timeout = "5s"
             child: Some(child),
             http_addr: http.expect("http address"),
             grpc_addr: grpc.expect("grpc address"),
+            metrics_addr: metrics,
             profiles,
         }
     }
@@ -295,6 +301,8 @@ timeout = "5s"
 pub struct Server {
     child: Option<Child>,
     pub http_addr: SocketAddr,
+    /// The operator's `/metrics` listener (`None` for a build from before it).
+    pub metrics_addr: Option<SocketAddr>,
     pub grpc_addr: SocketAddr,
     /// Each profile listener's address, by profile name.
     pub profiles: std::collections::HashMap<String, SocketAddr>,
@@ -311,6 +319,15 @@ impl Server {
     }
 
     /// `http://<rest addr><path>`.
+    /// `/metrics` on the operator's listener (on the REST one for a build
+    /// from before it had its own).
+    pub fn metrics_url(&self) -> String {
+        match self.metrics_addr {
+            Some(a) => format!("http://{a}/metrics"),
+            None => self.url("/metrics"),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.http_addr, path)
     }
