@@ -490,3 +490,120 @@ async fn metrics_are_served_to_the_operator_only() {
         .ip()
         .is_loopback());
 }
+
+/// Bytes as they are: to send a message no protobuf library would write.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+struct RawEncoder;
+struct RawDecoder;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawDecoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use bytes::Buf;
+        let n = src.remaining();
+        Ok(Some(src.copy_to_bytes(n).to_vec()))
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_answered_as_the_contract_says() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data")).start();
+    let t = bootstrap(&server, "dev-strict").await;
+    // A Publish whose message is not protobuf: INVALID_ARGUMENT.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc_addr))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut raw = tonic::client::Grpc::new(channel);
+    raw.ready().await.expect("ready");
+    let mut req = tonic::Request::new(vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]);
+    req.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {INGEST_KEY}").parse().expect("metadata"),
+    );
+    let path = http::uri::PathAndQuery::from_static("/hookrelay.ingest.v1.IngestService/Publish");
+    let status = raw
+        .unary(req, path, RawCodec)
+        .await
+        .expect_err("a malformed message is refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    // POST /v1/events takes JSON only.
+    let http = reqwest::Client::new();
+    let json = r#"{"device_id":"dev-strict","event":"message.received","data":{}}"#;
+    for ct in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let mut req = http
+            .post(server.url("/v1/events"))
+            .bearer_auth(INGEST_KEY)
+            .body(json);
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        let resp = req.send().await.expect("POST /v1/events");
+        assert_eq!(resp.status(), 415, "{ct:?}");
+    }
+    // Management bodies: a content type is required, each key once.
+    let resp = http
+        .post(server.url("/v1/webhooks"))
+        .bearer_auth(&t.token)
+        .body(r#"{"url":"https://a.example/","events":["*"]}"#)
+        .send()
+        .await
+        .expect("POST /v1/webhooks");
+    assert_eq!(resp.status(), 415);
+    let resp = http
+        .post(server.url("/v1/webhooks"))
+        .bearer_auth(&t.token)
+        .header("content-type", "application/json")
+        .body(r#"{"url":"https://a.example/","url":"https://b.example/","events":["*"]}"#)
+        .send()
+        .await
+        .expect("POST /v1/webhooks");
+    assert_eq!(resp.status(), 400);
+    let e: serde_json::Value = resp.json().await.expect("json");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("duplicate key")),
+        "{e}"
+    );
+}

@@ -316,7 +316,8 @@ async fn organization_wide_deliveries_retry_and_app_webhooks_name_their_app() {
         Some(json!({"url": receiver.url("/over"), "events": ["call.*"]})),
     )
     .await;
-    assert_eq!(status, 400, "{e}");
+    assert_eq!(status, 409, "{e}");
+    assert_eq!(e["error"]["code"], "CONFLICT");
     assert_eq!(
         e["error"]["message"],
         "the organization (organization-wide) already has 20 webhooks, the most allowed"

@@ -74,8 +74,8 @@ async fn webhooks_through_v1_with_device_token_and_admin_key() {
         Some(json!({"url": receiver.url("/c"), "events": ["*"]})),
     )
     .await;
-    assert_eq!(status, 400, "{err}");
-    assert_eq!(err["error"]["code"], "VALIDATION_ERROR");
+    assert_eq!(status, 409, "{err}");
+    assert_eq!(err["error"]["code"], "CONFLICT");
 
     let (status, list) = call(
         M::GET,

@@ -238,13 +238,10 @@ pub(crate) async fn create(
                 WebhookScope::App => "app",
                 WebhookScope::Organization => "organization (organization-wide)",
             };
-            return Err(ApiError::validation(
-                format!("the {owner} already has {max} webhooks, the most allowed"),
-                vec![FieldError {
-                    field: "url".into(),
-                    message: format!("webhook limit per {owner} reached"),
-                }],
-            ));
+            // A limit reached is the state's, not the input's (docs/api.md).
+            return Err(ApiError::Conflict(format!(
+                "the {owner} already has {max} webhooks, the most allowed"
+            )));
         }
         other => other?,
     };

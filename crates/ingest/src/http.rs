@@ -113,6 +113,24 @@ async fn publish(
     let Some(publisher) = svc.keys.authenticate(auth) else {
         return ingest_error(IngestError::Unauthenticated);
     };
+    // A JSON body, and said so (docs/api.md: 415 otherwise).
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|ct| {
+            let ct = ct.to_ascii_lowercase();
+            let essence = ct.split(';').next().unwrap_or("").trim().to_owned();
+            essence == "application/json" || essence.ends_with("+json")
+        })
+        .unwrap_or(false);
+    if !json {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "request body must be application/json".to_owned(),
+            json!(null),
+        );
+    }
     // Every error in the JSON envelope, the body limit's too.
     let body = match body {
         Ok(b) => b,

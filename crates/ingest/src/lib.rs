@@ -9,6 +9,7 @@
 //! Must not: fan out, deliver, or touch delivery state.
 
 mod auth;
+mod codec;
 mod committer;
 mod config;
 mod error;
