@@ -648,7 +648,7 @@ impl DeliveryStore for JsDeliveries {
             let owned = self.owned();
             let mut counts = HashMap::new();
             if let Some(o) = owned.get(&partition) {
-                for ((_, key), _) in &o.due {
+                for (_, key) in o.due.keys() {
                     *counts.entry(key.webhook_id.clone()).or_insert(0u64) += 1;
                 }
             }
