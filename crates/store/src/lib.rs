@@ -75,10 +75,11 @@ pub use retention::CompactStats;
 use std::{future::Future, path::Path, pin::Pin, sync::Arc};
 
 /// The data directory's format: 2 since the event log's chunks moved to
-/// segment files, 3 since the due index's size is kept beside it (a build
-/// that did not keep it up to date must not write the directory again).
-/// Directories of formats 1 and 2 are read and upgraded.
-const DIR_FORMAT: u8 = 3;
+/// segment files, 3 since the due index's size is kept beside it, 4 since
+/// its size per webhook is too (a build that did not keep them up to date
+/// must not write the directory again). Directories of formats 1 to 3 are
+/// read and upgraded.
+const DIR_FORMAT: u8 = 4;
 
 /// sled's page cache unless configured: 24 MiB. Each MiB of it costs about
 /// three of RSS once sled holds much state: a backlog of 1,000,000 pending
@@ -141,8 +142,9 @@ impl Store {
             // and go with retention. Format 2 has no count of the due index;
             // it is counted once when first needed. Marking the directory
             // keeps older builds from misreading it or letting the count go
-            // stale.
-            None | Some([1 | 2]) => {
+            // stale. Format 3 has no count per webhook: likewise counted
+            // once when first needed.
+            None | Some([1..=3]) => {
                 meta.insert(keys::META_FORMAT, &[DIR_FORMAT])?;
                 db.flush()?;
             }
