@@ -418,6 +418,8 @@ pub(crate) struct Guarded<IO> {
     limits: Limits,
     timer: Pin<Box<Sleep>>,
     closed: bool,
+    /// Reads that returned bytes (for [`READS_PER_CHECK`]).
+    reads: u32,
     permit: Permit,
 }
 
@@ -436,6 +438,7 @@ impl<IO> Guarded<IO> {
             limits,
             timer: Box::pin(tokio::time::sleep_until(first)),
             closed: false,
+            reads: 0,
             permit,
         }
     }
@@ -449,6 +452,7 @@ impl<IO> Guarded<IO> {
     /// the next check (and registered with `cx`).
     fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
         self.peer.activity.reader.register(cx.waker());
+        // An eviction between the first look and the registration.
         if self.peer.activity.evicted.load(Ordering::Acquire) {
             return true;
         }
@@ -473,19 +477,50 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        if self.closed || self.idle_expired(cx) {
-            if !self.closed {
-                debug!(peer = %self.peer.addr, "idle connection closed");
-                if !self.peer.activity.evicted.load(Ordering::Acquire) {
-                    metrics::counter!(metric::CONNECTIONS_IDLE_CLOSED, "listener" => self.permit.gate.name, "reason" => "idle")
-                        .increment(1);
-                }
-                self.closed = true;
-            }
-            // End of stream: the server closes the connection.
-            return Poll::Ready(Ok(()));
+        if self.closed || self.peer.activity.evicted.load(Ordering::Acquire) {
+            return self.close();
         }
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        // While bytes flow the timer is left alone (a read costs one atomic
+        // load), but the deadline is still looked at every few reads, so a
+        // client that streams bytes without requests is closed too; once
+        // the connection waits for bytes, the timer is armed.
+        match Pin::new(&mut self.io).poll_read(cx, buf) {
+            Poll::Pending if self.idle_expired(cx) => self.close(),
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(r) => {
+                self.reads = self.reads.wrapping_add(1);
+                if self.reads.is_multiple_of(READS_PER_CHECK) && self.past_deadline() {
+                    return self.close();
+                }
+                Poll::Ready(r)
+            }
+        }
+    }
+}
+
+/// Reads between two looks at the idle deadline while bytes flow.
+const READS_PER_CHECK: u32 = 64;
+
+impl<IO> Guarded<IO> {
+    /// Whether the idle deadline has passed (without arming the timer).
+    fn past_deadline(&self) -> bool {
+        self.peer
+            .activity
+            .deadline(&self.limits)
+            .is_some_and(|at| at <= Instant::now())
+    }
+
+    /// Ends the connection: end of stream, and the server closes it.
+    fn close(&mut self) -> Poll<std::io::Result<()>> {
+        if !self.closed {
+            debug!(peer = %self.peer.addr, "idle connection closed");
+            if !self.peer.activity.evicted.load(Ordering::Acquire) {
+                metrics::counter!(metric::CONNECTIONS_IDLE_CLOSED, "listener" => self.permit.gate.name, "reason" => "idle")
+                    .increment(1);
+            }
+            self.closed = true;
+        }
+        Poll::Ready(Ok(()))
     }
 }
 

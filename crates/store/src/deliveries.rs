@@ -681,7 +681,12 @@ impl IndexChanges {
         let d = i64::from(present) - i64::from(was);
         self.delta += d;
         if d != 0 {
-            *self.by_webhook.entry(webhook.clone()).or_insert(0) += d;
+            match self.by_webhook.get_mut(webhook) {
+                Some(n) => *n += d,
+                None => {
+                    self.by_webhook.insert(webhook.clone(), d);
+                }
+            }
         }
         self.seen.insert(key.to_vec(), present);
         Ok(())

@@ -11,11 +11,21 @@ use std::{collections::HashMap, sync::Arc};
 
 pub(crate) struct ShareLedger {
     shares: Arc<PendingShares>,
-    /// This partition's count per webhook, and the webhook's organization
-    /// (`None` for a webhook deleted before it was first counted).
-    own: HashMap<WebhookId, (Option<OrgId>, i64)>,
-    /// Changes not yet added to `shares`.
-    unpublished: HashMap<WebhookId, i64>,
+    /// This partition's part per webhook.
+    own: HashMap<WebhookId, Part>,
+    /// Webhooks whose part changed since the last publish.
+    dirty: Vec<WebhookId>,
+}
+
+/// One webhook's part.
+struct Part {
+    /// Its organization (`None` for a webhook deleted before it was first
+    /// counted).
+    org: Option<OrgId>,
+    /// Pending deliveries of it in this partition.
+    count: i64,
+    /// Of which not yet added to the node's shares.
+    unpublished: i64,
 }
 
 impl ShareLedger {
@@ -23,7 +33,7 @@ impl ShareLedger {
         Self {
             shares,
             own: HashMap::new(),
-            unpublished: HashMap::new(),
+            dirty: Vec::new(),
         }
     }
 
@@ -32,34 +42,50 @@ impl ShareLedger {
         &self.shares
     }
 
-    /// `delta` pending deliveries of `webhook`.
+    /// `delta` pending deliveries of `webhook`: one map lookup (the hot
+    /// path's cost), a clone of the id only when it first changes in a turn.
     pub(crate) fn count(&mut self, config: &dyn ConfigStore, webhook: &WebhookId, delta: i64) {
         if delta == 0 {
             return;
         }
-        match self.own.get_mut(webhook) {
-            Some(entry) => entry.1 += delta,
-            None => {
-                let org = config.webhook(webhook).map(|w| w.org_id.clone());
-                self.own.insert(webhook.clone(), (org, delta));
-            }
+        let part = match self.own.get_mut(webhook) {
+            Some(part) => part,
+            None => self.own.entry(webhook.clone()).or_insert_with(|| Part {
+                org: config.webhook(webhook).map(|w| w.org_id.clone()),
+                count: 0,
+                unpublished: 0,
+            }),
+        };
+        if part.unpublished == 0 {
+            self.dirty.push(webhook.clone());
         }
-        *self.unpublished.entry(webhook.clone()).or_insert(0) += delta;
+        part.count += delta;
+        part.unpublished += delta;
     }
 
     /// Adds what changed since the last call to the node's shares.
     pub(crate) fn publish(&mut self) {
-        if self.unpublished.is_empty() {
+        if self.dirty.is_empty() {
             return;
         }
-        let own = &self.own;
-        self.shares.add(
-            self.unpublished
-                .iter()
-                .map(|(w, d)| (w, own.get(w).and_then(|(o, _)| o.as_ref()), *d)),
-        );
-        self.unpublished.clear();
-        self.own.retain(|_, (_, n)| *n != 0);
+        let own = &mut self.own;
+        let mut changes = Vec::with_capacity(self.dirty.len());
+        for w in &self.dirty {
+            if let Some(part) = own.get_mut(w) {
+                changes.push((w, part.org.clone(), part.unpublished));
+                part.unpublished = 0;
+            }
+        }
+        self.shares
+            .add(changes.iter().map(|(w, o, d)| (*w, o.as_ref(), *d)));
+        for w in self.dirty.drain(..) {
+            if own
+                .get(&w)
+                .is_some_and(|p| p.count == 0 && p.unpublished == 0)
+            {
+                own.remove(&w);
+            }
+        }
     }
 }
 
@@ -67,10 +93,9 @@ impl Drop for ShareLedger {
     fn drop(&mut self) {
         // What this partition added leaves with it: its next owner counts
         // it again from the store.
-        let unpublished = std::mem::take(&mut self.unpublished);
-        self.shares.add(self.own.iter().map(|(w, (o, n))| {
-            let added = n - unpublished.get(w).copied().unwrap_or(0);
-            (w, o.as_ref(), -added)
+        self.shares.add(self.own.iter().map(|(w, p)| {
+            let added = p.count - p.unpublished;
+            (w, p.org.as_ref(), -added)
         }));
     }
 }
