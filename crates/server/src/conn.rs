@@ -737,6 +737,29 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_client_that_streams_bytes_without_requests_is_closed_too() {
+        let gate = Gate::new("test", limits());
+        let (server, mut client) = tokio::io::duplex(4096);
+        let permit = gate.admit(peer(9)).expect("admitted");
+        let mut conn = Guarded::new(server, peer(9), permit);
+        // Past the first-request timeout, bytes keep arriving: no read
+        // waits, so the timer is never armed; the every-64-reads look ends it.
+        tokio::time::advance(Duration::from_secs(6)).await;
+        client.write_all(&[0u8; 1000]).await.expect("write");
+        let mut buf = [0u8; 1];
+        let mut reads = 0;
+        while conn.read(&mut buf).await.expect("read") == 1 {
+            reads += 1;
+            assert!(reads < 1000, "never closed");
+        }
+        // The read that looked still hands over its byte; the next is the end.
+        assert!(
+            reads <= READS_PER_CHECK as usize,
+            "closed after {reads} reads"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_evicted_connection_reads_end_of_stream_at_once() {
         let gate = Gate::new("test", Limits { max: 1, ..limits() });
         let (mut conn, _client) = pipe(&gate);
