@@ -283,7 +283,34 @@ pub(crate) async fn ensure_bucket(
 ) -> Result<kv::Store, JetStreamError> {
     let name = config.bucket.clone();
     match js.get_key_value(&name).await {
-        Ok(b) => Ok(b),
+        Ok(b) => {
+            // A bucket made with another lifetime of its keys (the dedup
+            // window, say) takes the configured one: otherwise a changed
+            // `ingest.dedup_window` would be silently ignored.
+            let setup = |e: &dyn std::fmt::Display| JetStreamError::Setup {
+                what: format!("bucket {name}"),
+                message: e.to_string(),
+            };
+            let stream = format!("KV_{name}");
+            let mut info = js
+                .get_stream(&stream)
+                .await
+                .map_err(|e| setup(&e))?
+                .info()
+                .await
+                .map_err(|e| setup(&e))?
+                .config
+                .clone();
+            if info.max_age != config.max_age {
+                info.max_age = config.max_age;
+                // The server refuses a duplicate window past the age.
+                if !config.max_age.is_zero() && info.duplicate_window > config.max_age {
+                    info.duplicate_window = config.max_age;
+                }
+                js.update_stream(info).await.map_err(|e| setup(&e))?;
+            }
+            Ok(b)
+        }
         Err(_) => js
             .create_key_value(config)
             .await

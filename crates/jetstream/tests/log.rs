@@ -299,3 +299,30 @@ async fn the_head_moves_on_within_seconds_after_the_server_its_tail_read_from_di
         .expect("watch");
     eprintln!("the head moved {:?} after the append", started.elapsed());
 }
+
+/// `ingest.dedup_window` reaches the idempotency bucket, also when a bucket
+/// made with another window already exists: its keys live as long as the
+/// window says, longer or shorter than before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idempotency_window_is_the_configured_one_and_follows_a_change() {
+    let c = Cluster::start(3).await;
+    let mut cfg = config(&c, "tw", 1);
+    let max_age = |cfg: JetStreamConfig| async move {
+        let (_client, js) = connect(&cfg).await.expect("connect");
+        js.get_stream(format!("KV_{}_idem", cfg.namespace))
+            .await
+            .expect("the bucket's stream")
+            .info()
+            .await
+            .expect("info")
+            .config
+            .max_age
+    };
+    let _log = log_on(&cfg).await;
+    assert_eq!(max_age(cfg.clone()).await, Duration::from_secs(3600));
+    for window in [Duration::from_secs(48 * 3600), Duration::from_secs(30)] {
+        cfg.dedup_window = window;
+        let _log = log_on(&cfg).await;
+        assert_eq!(max_age(cfg.clone()).await, window);
+    }
+}

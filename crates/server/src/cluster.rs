@@ -8,16 +8,20 @@ use hookrelay_scheduler::{CommandServer, ControlError, Remote, RemoteAnswer, Rem
 use hookrelay_store::{BoxFuture, StoreError};
 use std::{sync::Arc, time::Duration};
 
-/// The backend's settings from `[jetstream]` and `[store]`.
-pub(crate) fn settings(js: &JetStreamSection, retention: Duration) -> JetStreamConfig {
+/// The backend's settings from `[jetstream]`, `[store]` and `[ingest]`.
+pub(crate) fn settings(
+    js: &JetStreamSection,
+    retention: Duration,
+    dedup_window: Duration,
+) -> JetStreamConfig {
     JetStreamConfig {
         urls: js.urls.clone(),
         replicas: js.replicas,
         partitions: js.partitions,
         takeover: js.takeover,
         retention,
-        // The idempotency window of the contract (§3).
-        dedup_window: Duration::from_secs(24 * 3600),
+        // `ingest.dedup_window`: the idempotency keys live as long.
+        dedup_window,
         namespace: js.namespace.clone(),
         election_wait: js.election_wait,
     }

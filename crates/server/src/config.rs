@@ -622,6 +622,11 @@ pub(crate) fn check(c: &Config) -> Vec<String> {
             p.push(format!("{key}: must be at least {least:?}"));
         }
     }
+    // On JetStream the window is the idempotency bucket's key age, where 0
+    // would mean "for ever".
+    if c.ingest.dedup_window < Duration::from_secs(1) {
+        p.push("ingest.dedup_window: must be at least 1s".to_owned());
+    }
     if c.http.min_body_bytes_per_second == 0 {
         p.push("http.min_body_bytes_per_second: must be at least 1".to_owned());
     }

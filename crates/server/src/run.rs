@@ -52,7 +52,11 @@ pub(crate) async fn serve(
     };
     let metrics = telemetry::init_metrics().context("cannot install the metrics recorder")?;
     // The stores, from the embedded data directory or the cluster.
-    let cluster_cfg = crate::cluster::settings(&config.jetstream, config.store.retention);
+    let cluster_cfg = crate::cluster::settings(
+        &config.jetstream,
+        config.store.retention,
+        config.ingest.dedup_window,
+    );
     let (store, cluster) = match config.store.backend {
         StoreBackend::Sled => {
             let path = config.store.path.clone();
