@@ -791,3 +791,166 @@ async fn tenant_shares_follow_pending_deliveries_and_come_back_after_a_restart()
     r.stop.cancel();
     r.handle.await.expect("join");
 }
+
+/// The sled store, but its first `fail` cursor reads fail as a stalled
+/// backend's do (a partition taken over while a NATS server is dead).
+struct StallingAtStart {
+    inner: Arc<dyn hookrelay_store::DeliveryStore>,
+    fail: std::sync::atomic::AtomicU32,
+}
+
+impl hookrelay_store::DeliveryStore for StallingAtStart {
+    fn apply<'a>(
+        &'a self,
+        writes: &'a [hookrelay_store::DeliveryWrite],
+    ) -> hookrelay_store::BoxFuture<'a, Result<(), hookrelay_store::StoreError>> {
+        hookrelay_store::DeliveryStore::apply(&*self.inner, writes)
+    }
+    fn record<'a>(
+        &'a self,
+        key: &'a hookrelay_core::DeliveryKey,
+    ) -> hookrelay_store::BoxFuture<
+        'a,
+        Result<Option<hookrelay_core::DeliveryRecord>, hookrelay_store::StoreError>,
+    > {
+        hookrelay_store::DeliveryStore::record(&*self.inner, key)
+    }
+    fn due(
+        &self,
+        p: hookrelay_core::Partition,
+        until_ms: i64,
+        max: usize,
+    ) -> hookrelay_store::BoxFuture<
+        '_,
+        Result<Vec<hookrelay_store::DueEntry>, hookrelay_store::StoreError>,
+    > {
+        hookrelay_store::DeliveryStore::due(&*self.inner, p, until_ms, max)
+    }
+    fn recovery_scan(
+        &self,
+        p: hookrelay_core::Partition,
+        leases_in: std::ops::RangeInclusive<i64>,
+    ) -> hookrelay_store::BoxFuture<
+        '_,
+        Result<(usize, Vec<hookrelay_store::DueEntry>), hookrelay_store::StoreError>,
+    > {
+        hookrelay_store::DeliveryStore::recovery_scan(&*self.inner, p, leases_in)
+    }
+    fn due_by_webhook(
+        &self,
+        p: hookrelay_core::Partition,
+    ) -> hookrelay_store::BoxFuture<
+        '_,
+        Result<std::collections::HashMap<WebhookId, u64>, hookrelay_store::StoreError>,
+    > {
+        hookrelay_store::DeliveryStore::due_by_webhook(&*self.inner, p)
+    }
+    fn attempts<'a>(
+        &'a self,
+        key: &'a hookrelay_core::DeliveryKey,
+    ) -> hookrelay_store::BoxFuture<'a, Result<Vec<Attempt>, hookrelay_store::StoreError>> {
+        hookrelay_store::DeliveryStore::attempts(&*self.inner, key)
+    }
+    fn webhook_deliveries<'a>(
+        &'a self,
+        webhook: &'a WebhookId,
+        after: Option<(u64, u32)>,
+        max: usize,
+    ) -> hookrelay_store::BoxFuture<
+        'a,
+        Result<Vec<hookrelay_core::DeliveryKey>, hookrelay_store::StoreError>,
+    > {
+        hookrelay_store::DeliveryStore::webhook_deliveries(&*self.inner, webhook, after, max)
+    }
+    fn recent_attempts<'a>(
+        &'a self,
+        webhook: &'a WebhookId,
+        since_ms: i64,
+        max: usize,
+    ) -> hookrelay_store::BoxFuture<'a, Result<hookrelay_store::Recent, hookrelay_store::StoreError>>
+    {
+        hookrelay_store::DeliveryStore::recent_attempts(&*self.inner, webhook, since_ms, max)
+    }
+    fn webhook_deliveries_newest<'a>(
+        &'a self,
+        webhook: &'a WebhookId,
+        before: Option<(u64, u32)>,
+        max: usize,
+    ) -> hookrelay_store::BoxFuture<
+        'a,
+        Result<Vec<hookrelay_core::DeliveryKey>, hookrelay_store::StoreError>,
+    > {
+        hookrelay_store::DeliveryStore::webhook_deliveries_newest(
+            &*self.inner,
+            webhook,
+            before,
+            max,
+        )
+    }
+    fn cursor(
+        &self,
+        p: hookrelay_core::Partition,
+    ) -> hookrelay_store::BoxFuture<'_, Result<u64, hookrelay_store::StoreError>> {
+        let left = self
+            .fail
+            .fetch_update(
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
+        if left {
+            return Box::pin(async {
+                Err(hookrelay_store::StoreError::Unavailable(
+                    "JetStream did not answer".into(),
+                ))
+            });
+        }
+        hookrelay_store::DeliveryStore::cursor(&*self.inner, p)
+    }
+}
+
+#[tokio::test]
+async fn a_recovery_that_meets_a_stalled_store_is_retried_not_fatal() {
+    let (_dir, store) = store_with(webhook("wh_a", &["*"])).await;
+    let stalling = Arc::new(StallingAtStart {
+        inner: store.deliveries.clone(),
+        fail: std::sync::atomic::AtomicU32::new(3),
+    });
+    let (task_tx, mut tasks) = mpsc::channel(64);
+    let (_reports, report_rx) = mpsc::channel(64);
+    let (progress_tx, _progress) = watch::channel(Progress::default());
+    let s = Scheduler::new(
+        store.log.clone(),
+        store.config.clone(),
+        stalling.clone(),
+        Arc::new(Catalog::builtin()),
+        SchedulerConfig {
+            tick: Duration::from_millis(5),
+            ..SchedulerConfig::default()
+        },
+        &DeliveryConfig::default(),
+    );
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let run = tokio::spawn(async move {
+        s.run(
+            SchedulerChannels {
+                tasks: task_tx,
+                reports: report_rx,
+                progress: progress_tx,
+            },
+            token,
+        )
+        .await
+    });
+    // Three failed starts later, the event is delivered as ever.
+    let task = tokio::time::timeout(Duration::from_secs(10), tasks.recv())
+        .await
+        .expect("a task in time")
+        .expect("channel open");
+    assert_eq!(task.attempt, 1);
+    assert_eq!(stalling.fail.load(std::sync::atomic::Ordering::Relaxed), 0);
+    stop.cancel();
+    run.await.expect("join").expect("no failure");
+}

@@ -245,7 +245,31 @@ impl Scheduler {
         shutdown: CancellationToken,
     ) -> Result<(), StoreError> {
         self.head = self.log.durable_head(self.partition);
-        self.recover().await?;
+        // Recovery reads the store like a storage pass and is retried like
+        // one: a partition taken over while a NATS server is dead meets the
+        // same stalls the running schedulers ride out.
+        let started = Instant::now();
+        let mut tries = 0u32;
+        loop {
+            match self.recover().await {
+                Ok(()) => break,
+                Err(e) if started.elapsed() < self.cfg.storage_give_up => {
+                    tries += 1;
+                    self.writes.clear();
+                    let backoff = Duration::from_millis(100u64 << (tries - 1).min(10))
+                        .min(STORAGE_BACKOFF_MAX);
+                    warn!(partition = self.partition, error = %e, tries, "recovery failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                }
+                Err(e) => {
+                    error!(partition = self.partition, error = %e, "recovery keeps failing; the scheduler stops");
+                    return Err(e);
+                }
+            }
+        }
         let mut reports = Vec::with_capacity(256);
         let mut next_tick = tokio::time::Instant::now();
         let mut failures = 0u32;
