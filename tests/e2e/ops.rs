@@ -156,8 +156,12 @@ async fn metrics_move_with_traffic_and_gauges_survive_a_restart() {
     down.wait_for(5, 10).await;
     let m = eventually(10, "gauges to settle", || async {
         let m = scrape(&server).await;
+        // Both receivers have answered, but an outcome is counted only when
+        // the scheduler has applied it: wait for all ten, the failures too.
         (m.get("hookrelay_deliveries_pending") == Some(&5.0)
-            && m.get("hookrelay_delivery_attempts_total{outcome=\"success\"}") == Some(&5.0))
+            && m.get("hookrelay_delivery_attempts_total{outcome=\"success\"}") == Some(&5.0)
+            && m.get("hookrelay_delivery_attempts_total{outcome=\"http_5xx\"}") == Some(&5.0)
+            && m.get("hookrelay_delivery_attempt_duration_seconds_count") == Some(&10.0))
         .then_some(m)
     })
     .await;
