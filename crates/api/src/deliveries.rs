@@ -24,8 +24,7 @@ use hookrelay_core::{
     Attempt, DeliveryKey, DeliveryRecord, DeliveryStatus, Event, FieldError, Partition, Seq,
     Webhook, WEBHOOK_TEST,
 };
-use hookrelay_scheduler::ControlError;
-use hookrelay_store::{Appended, LoggedEvent, TokenScope};
+use hookrelay_store::{Appended, ControlError, LoggedEvent, TokenScope};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};

@@ -161,7 +161,7 @@ impl From<StoreError> for ApiError {
             StoreError::Limit { what, max } => Self::Conflict(format!(
                 "limit reached: at most {max} {what}; delete one first"
             )),
-            StoreError::Io(_) | StoreError::Unavailable(_) => {
+            StoreError::Io(_) | StoreError::Unavailable { .. } => {
                 error!(error = %e, "storage failure while serving a request");
                 Self::Unavailable("storage unavailable; retry later".to_owned())
             }

@@ -2,8 +2,7 @@
 
 use crate::limit::{Limits, RateLimit};
 use hookrelay_core::{constant_time_eq, hash_token, Catalog, DeliveryConfig, TokenHash};
-use hookrelay_scheduler::DeliveryControl;
-use hookrelay_store::{ConfigStore, DeliveryStore, EventLog, StoreHealth};
+use hookrelay_store::{ConfigStore, DeliveryControl, DeliveryStore, EventLog, StoreHealth};
 use std::sync::{
     atomic::{AtomicBool, Ordering},
     Arc,

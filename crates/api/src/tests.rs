@@ -7,8 +7,10 @@ use axum::{
     Router,
 };
 use hookrelay_core::{hash_token, Catalog, DeliveryConfig, DeviceId, OrgId};
-use hookrelay_scheduler::{ControlError, DeliveryControl};
-use hookrelay_store::{App, BoxFuture, ConfigStore, DeviceToken, Org, Store};
+use hookrelay_sled::Store;
+use hookrelay_store::{
+    App, BoxFuture, ConfigStore, ControlError, DeliveryControl, DeviceToken, Org,
+};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -73,7 +75,7 @@ async fn app() -> (Router, Store, tempfile::TempDir) {
         deliveries: store.deliveries.clone(),
         control: Arc::new(NoScheduler),
         catalog: Arc::new(Catalog::builtin()),
-        health: Some(store.health.clone()),
+        health: Some(store.health()),
     };
     let state = ApiState::new(
         deps,

@@ -107,10 +107,8 @@ impl Commands {
             .map_err(|e| unavailable("sending a command", e))?;
         match tokio::time::timeout(timeout, answers.next()).await {
             Ok(Some(m)) => Ok(m.payload),
-            Ok(None) => Err(StoreError::Unavailable(
-                "the answer subscription ended".into(),
-            )),
-            Err(_) => Err(StoreError::Unavailable(format!(
+            Ok(None) => Err(StoreError::unavailable_msg("the answer subscription ended")),
+            Err(_) => Err(StoreError::unavailable_msg(format!(
                 "partition {partition}'s owner did not answer within {timeout:?}; \
                  the command is kept and runs when the partition has an owner"
             ))),

@@ -129,10 +129,10 @@ impl JsConfigLog {
         .await;
         match reached {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(StoreError::Unavailable(
-                "the configuration follower stopped".into(),
+            Ok(Err(_)) => Err(StoreError::unavailable_msg(
+                "the configuration follower stopped",
             )),
-            Err(_) => Err(StoreError::Unavailable(format!(
+            Err(_) => Err(StoreError::unavailable_msg(format!(
                 "the configuration mirror did not reach sequence {seq} within {SYNC_TIMEOUT:?}"
             ))),
         }

@@ -96,8 +96,11 @@ pub enum JetStreamError {
 }
 
 /// A store error for JetStream being unreachable or refusing.
-pub(crate) fn unavailable(what: &str, e: impl std::fmt::Display) -> hookrelay_store::StoreError {
-    hookrelay_store::StoreError::Unavailable(format!("{what}: {e}"))
+pub(crate) fn unavailable(
+    what: &str,
+    e: impl Into<hookrelay_store::BoxError>,
+) -> hookrelay_store::StoreError {
+    hookrelay_store::StoreError::unavailable(what, e)
 }
 
 /// The client and its JetStream context.

@@ -345,8 +345,8 @@ impl JsLog {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
-                return Err(StoreError::Unavailable(
-                    "the same event is being committed through another node; retry".into(),
+                return Err(StoreError::unavailable_msg(
+                    "the same event is being committed through another node; retry",
                 ));
             }
             // Outside the window, or abandoned: take it over by revision.
@@ -413,8 +413,8 @@ impl JsLog {
                     .iter()
                     .any(|(_, r): &(usize, Result<u64, StoreError>)| r.is_err());
                 let r = if failed {
-                    Err(StoreError::Unavailable(
-                        "not published: an earlier message of the partition failed".into(),
+                    Err(StoreError::unavailable_msg(
+                        "not published: an earlier message of the partition failed",
                     ))
                 } else {
                     self.publish_one(&pieces[*i]).await

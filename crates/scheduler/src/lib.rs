@@ -22,7 +22,6 @@
 //! Must not: perform HTTP, or talk to ingest except through the cursor watch.
 
 mod config;
-mod control;
 mod lanes;
 mod limit;
 mod node;
@@ -31,7 +30,7 @@ mod scheduler;
 mod window;
 
 pub use config::SchedulerConfig;
-pub use control::{ControlError, DeliveryControl};
+
 pub use lanes::{HostConcurrency, BUSIEST_HOSTS};
 pub use node::{CommandServer, FanoutLag, Partitions};
 pub use route::{LocalHandles, Remote, RemoteAnswer, RemoteCommand, Router};

@@ -4,9 +4,10 @@
 //! (the backend's transport) to the partition's owner, which runs it with
 //! [`RemoteCommand::run`].
 
-use crate::{ControlError, DeliveryControl, SchedulerHandle};
+use crate::SchedulerHandle;
 use hookrelay_core::{partition_of, seq_partition, DeliveryKey, Partition, WebhookId};
 use hookrelay_store::{BoxFuture, ConfigStore};
+use hookrelay_store::{ControlError, DeliveryControl};
 use serde::{Deserialize, Serialize};
 use std::{
     collections::HashMap,
@@ -73,7 +74,7 @@ impl From<RemoteAnswer> for Result<u64, ControlError> {
             RemoteAnswer::Conflict(m) => Err(ControlError::Conflict(m)),
             RemoteAnswer::OverShare(m) => Err(ControlError::OverShare(m)),
             RemoteAnswer::Unavailable(m) => Err(ControlError::Store(
-                hookrelay_store::StoreError::Unavailable(m),
+                hookrelay_store::StoreError::unavailable_msg(m),
             )),
         }
     }

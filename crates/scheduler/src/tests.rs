@@ -5,7 +5,8 @@ use hookrelay_core::{
     Attempt, AttemptReport, AttemptResult, Catalog, DeliveryConfig, DeliveryStatus, DeliveryTask,
     DeviceId, Event, OrgId, Progress, RetryPolicy, Webhook, WebhookId,
 };
-use hookrelay_store::{ConfigStore, Store};
+use hookrelay_sled::Store;
+use hookrelay_store::ConfigStore;
 use std::{sync::Arc, time::Duration};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -247,7 +248,7 @@ async fn fans_out_retries_to_failure_and_moves_the_cursor() {
 
 #[tokio::test]
 async fn a_retry_right_after_a_failure_sees_it_though_its_write_waits_for_its_turn() {
-    use crate::DeliveryControl;
+    use hookrelay_store::DeliveryControl;
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open");
     for id in ["wh_a", "wh_b"] {
@@ -901,8 +902,8 @@ impl hookrelay_store::DeliveryStore for StallingAtStart {
             .is_ok();
         if left {
             return Box::pin(async {
-                Err(hookrelay_store::StoreError::Unavailable(
-                    "JetStream did not answer".into(),
+                Err(hookrelay_store::StoreError::unavailable_msg(
+                    "JetStream did not answer",
                 ))
             });
         }

@@ -4,8 +4,8 @@
 
 use crate::config::JetStreamSection;
 use hookrelay_jetstream::{Commands, JetStreamConfig};
-use hookrelay_scheduler::{CommandServer, ControlError, Remote, RemoteAnswer, RemoteCommand};
-use hookrelay_store::{BoxFuture, StoreError};
+use hookrelay_scheduler::{CommandServer, Remote, RemoteAnswer, RemoteCommand};
+use hookrelay_store::{BoxFuture, ControlError, StoreError};
 use std::{sync::Arc, time::Duration};
 
 /// The backend's settings from `[jetstream]`, `[store]` and `[ingest]`.
@@ -60,7 +60,7 @@ impl Remote for ClusterRemote {
                 .request(partition, payload.into(), self.wait)
                 .await?;
             serde_json::from_slice(&answer).map_err(|e| {
-                ControlError::Store(StoreError::Unavailable(format!(
+                ControlError::Store(StoreError::unavailable_msg(format!(
                     "an unreadable answer from partition {partition}'s owner: {e}"
                 )))
             })

@@ -217,7 +217,7 @@ impl Default for StoreConfig {
             retention: Duration::from_secs(7 * 24 * 3600),
             compact_interval: Duration::from_secs(30),
             min_free_bytes: 64 * 1024 * 1024,
-            cache_bytes: hookrelay_store::DEFAULT_CACHE_BYTES,
+            cache_bytes: hookrelay_sled::DEFAULT_CACHE_BYTES,
         }
     }
 }

@@ -98,7 +98,7 @@ fn main() -> ExitCode {
                 cfg.store.path = dir;
             }
             let logs = telemetry::init_logs(&cfg.log);
-            hookrelay_store::failpoints_from_env().map_err(anyhow::Error::msg)?;
+            hookrelay_sled::failpoints_from_env().map_err(anyhow::Error::msg)?;
             runtime()?.block_on(run::serve(cfg, dev, config, logs))
         }),
         Command::Receive {

@@ -26,7 +26,8 @@ use hookrelay_ingest::{
     Committer, IngestGrpc, IngestKeys,
 };
 use hookrelay_scheduler::Partitions;
-use hookrelay_store::{Housekeeping, Store};
+use hookrelay_sled::Store;
+use hookrelay_store::Housekeeping;
 use hookrelay_worker::WorkerPool;
 use std::{convert::Infallible, sync::Arc, time::Duration};
 use tokio::sync::{mpsc, watch};

@@ -1,4 +1,10 @@
-//! The store's error type.
+//! The storage seam's error type, the same whatever the backend: a
+//! backend's own error (sled's, an I/O error, a NATS client's) travels as
+//! the boxed source of [`StoreError::Io`] or [`StoreError::Unavailable`], so
+//! nothing above the seam names a backend's types.
+
+/// A backend's own error, kept as the source of a [`StoreError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -8,9 +14,9 @@ pub enum StoreError {
     Open {
         /// The directory.
         path: String,
-        /// sled's error.
+        /// The backend's error.
         #[source]
-        source: sled::Error,
+        source: BoxError,
     },
     /// The data directory was written by an unknown (newer) format.
     #[error(
@@ -34,9 +40,10 @@ pub enum StoreError {
         /// The configured reserve.
         reserve: u64,
     },
-    /// An I/O or sled failure (disk full, read error).
-    #[error("storage I/O failed")]
-    Io(#[from] sled::Error),
+    /// A local I/O failure (disk full, read error); the backend's error is
+    /// the source.
+    #[error("storage I/O failed: {0}")]
+    Io(#[source] BoxError),
     /// A stored value could not be decoded.
     #[error("corrupt {what} record")]
     Corrupt {
@@ -68,40 +75,55 @@ pub enum StoreError {
     Task(String),
     /// A networked backend could not be reached or did not answer in time
     /// (transient: retried by the engine, answered "unavailable").
-    #[error("storage backend unavailable: {0}")]
-    Unavailable(String),
+    #[error("storage backend unavailable: {what}{}", source_text(.source))]
+    Unavailable {
+        /// What was being done.
+        what: String,
+        /// The backend's error, when there is one (a remote node's answer
+        /// arrives as text only).
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+/// `": <source>"`, so that a log line shows why a backend was unavailable.
+fn source_text(source: &Option<BoxError>) -> String {
+    source
+        .as_ref()
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default()
 }
 
 impl StoreError {
-    /// Whether the failure is transient I/O (answer "unavailable", retry later).
-    pub fn is_io(&self) -> bool {
-        matches!(
-            self,
-            Self::Io(_) | Self::DiskFull { .. } | Self::Unavailable(_)
-        )
+    /// A local I/O failure, from the backend's own error.
+    pub fn io(source: impl Into<BoxError>) -> Self {
+        Self::Io(source.into())
     }
-}
 
-/// The error an injected store fault returns (tests with `failpoints`).
-#[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
-pub(crate) fn injected() -> StoreError {
-    StoreError::Io(sled::Error::Io(std::io::Error::other(
-        "injected store fault",
-    )))
-}
-
-/// Reads fail-point configuration from `FAILPOINTS` (builds with the
-/// `failpoints` feature only; elsewhere a no-op). Malformed configuration is
-/// an error, never a panic.
-pub fn failpoints_from_env() -> Result<(), String> {
-    #[cfg(feature = "failpoints")]
-    if let Ok(spec) = std::env::var("FAILPOINTS") {
-        for item in spec.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            let (name, actions) = item
-                .split_once('=')
-                .ok_or_else(|| format!("FAILPOINTS: {item:?} is not name=actions"))?;
-            fail::cfg(name, actions)?;
+    /// An unreachable backend: `what` was being done, `source` is why it
+    /// failed.
+    pub fn unavailable(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Unavailable {
+            what: what.into(),
+            source: Some(source.into()),
         }
     }
-    Ok(())
+
+    /// An unreachable backend, known only by a message (a remote node's).
+    pub fn unavailable_msg(what: impl Into<String>) -> Self {
+        Self::Unavailable {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// Whether the failure is transient (answer "unavailable", retry later):
+    /// I/O, a full disk, an unreachable backend. Everything else is an
+    /// answer about the data and the same request fails again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Io(_) | Self::DiskFull { .. } | Self::Unavailable { .. }
+        )
+    }
 }

@@ -5,12 +5,12 @@
 
 use super::{replay, Scheduler};
 use crate::lanes::{host_of, Board, Busiest, HostConcurrency};
-use crate::{ControlError, DeliveryControl};
 use hookrelay_core::{
     now_ms, partition_of, Catalog, DeliveryKey, DeliveryRecord, DeliveryStatus, Partition,
     WebhookId,
 };
 use hookrelay_store::{BoxFuture, ConfigStore, DeliveryWrite, DueEntry, DueKind, EventLog};
+use hookrelay_store::{ControlError, DeliveryControl};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;

@@ -9,11 +9,11 @@
 //! records to the scheduler loop, which writes them like any others.
 
 use super::commands::Command;
-use crate::ControlError;
 use hookrelay_core::{
     seq_partition, Catalog, DeliveryKey, DeliveryRecord, DeliveryStatus, Partition, Seq, Webhook,
     WEBHOOK_TEST,
 };
+use hookrelay_store::ControlError;
 use hookrelay_store::EventLog;
 use std::{collections::HashMap, sync::Arc};
 use tokio::sync::mpsc;

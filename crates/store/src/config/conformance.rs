@@ -1,6 +1,6 @@
 //! What every [`ConfigStore`] and [`DeliveryStore`] must do, as checks a
-//! backend's tests run against a fresh store of theirs (the sled tests in
-//! this crate, the JetStream tests against a real cluster).
+//! backend's tests run against a fresh store of theirs (`hookrelay-sled`'s
+//! on a temporary directory, `hookrelay-jetstream`'s against a real cluster).
 
 use super::{App, ConfigStore, DeviceToken, IngestKey, Org, TokenScope};
 use crate::{DeliveryStore, DeliveryWrite, DueEntry, DueKind, Recent, StoreError};

@@ -152,6 +152,12 @@ impl ConfigMirror {
         }
     }
 
+    /// The organization a device id is bound to (kept after its app is
+    /// deleted), if any.
+    pub fn organization_of(&self, device: &DeviceId) -> Option<&OrgId> {
+        self.bound.get(device)
+    }
+
     /// The largest webhook number in use (0 when there is none).
     pub fn max_number(&self) -> u64 {
         self.by_number.keys().copied().max().unwrap_or(0)

@@ -7,24 +7,10 @@
 //! terminal records of removed events go with them; their attempt-log entries
 //! are swept by a resumable scan of the attempts tree.
 
-use crate::{codec, keys, StoreError};
+use crate::{keys, OrIo};
 use hookrelay_core::{DeliveryRecord, DeliveryStatus, Seq};
+use hookrelay_store::{codec, CompactStats, StoreError};
 use std::sync::Mutex;
-
-/// What one compaction pass removed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CompactStats {
-    /// Log chunks removed.
-    pub chunks: usize,
-    /// Events in them.
-    pub events: u64,
-    /// Terminal delivery records removed.
-    pub records: usize,
-    /// Attempt-log entries removed.
-    pub attempts: usize,
-    /// Highest sequence no longer in the log (0: nothing removed ever).
-    pub horizon: Seq,
-}
 
 /// Compaction state kept between passes.
 pub(crate) struct Retention {
@@ -53,9 +39,9 @@ impl crate::Store {
         max_attempts: usize,
     ) -> Result<CompactStats, StoreError> {
         let cursor = self.deliveries.cursor()?;
-        let events = self.db.open_tree("events")?;
-        let index = self.db.open_tree(crate::log::INDEX_TREE)?;
-        let records = self.db.open_tree("state")?;
+        let events = self.db.open_tree("events").io()?;
+        let index = self.db.open_tree(crate::log::INDEX_TREE).io()?;
+        let records = self.db.open_tree("state").io()?;
         let mut stats = CompactStats::default();
         let mut horizon = *self
             .retention
@@ -63,7 +49,7 @@ impl crate::Store {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         'chunks: for item in events.iter().take(max_chunks) {
-            let (k, v) = item?;
+            let (k, v) = item.io()?;
             let first = Seq::from_be_bytes(
                 k.as_ref()
                     .try_into()
@@ -78,7 +64,7 @@ impl crate::Store {
             let end = [&[crate::deliveries::REC][..], &(last + 1).to_be_bytes()].concat();
             let mut terminal = Vec::new();
             for r in records.range(start..end) {
-                let (rk, rv) = r?;
+                let (rk, rv) = r.io()?;
                 let rec: DeliveryRecord = codec::decode(&rv, "delivery")?;
                 if rec.status == DeliveryStatus::Pending {
                     break 'chunks;
@@ -89,9 +75,9 @@ impl crate::Store {
             for rk in &terminal {
                 batch.remove(rk.clone());
             }
-            records.apply_batch(batch)?;
-            events.remove(&k)?;
-            index.remove(&k)?;
+            records.apply_batch(batch).io()?;
+            events.remove(&k).io()?;
+            index.remove(&k).io()?;
             stats.chunks += 1;
             stats.events += head.len;
             stats.records += terminal.len();
@@ -101,11 +87,13 @@ impl crate::Store {
             // Recovery restores the newest segment's chunks from its frames,
             // but none that retention removed.
             self.db
-                .open_tree("meta")?
-                .insert(keys::META_LOG_HORIZON, &horizon.to_be_bytes())?;
+                .open_tree("meta")
+                .io()?
+                .insert(keys::META_LOG_HORIZON, &horizon.to_be_bytes())
+                .io()?;
             // A segment file goes only once no surviving entry can point
             // into it, even after a crash.
-            self.db.flush()?;
+            self.db.flush().io()?;
             self.log.release_segments()?;
         }
         *self
@@ -123,7 +111,7 @@ impl crate::Store {
     /// Removes attempt entries of events at or below `horizon`, scanning at
     /// most `max` entries from where the last sweep stopped.
     fn sweep_attempts(&self, horizon: Seq, max: usize) -> Result<usize, StoreError> {
-        let attempts = self.db.open_tree("attempts")?;
+        let attempts = self.db.open_tree("attempts").io()?;
         let mut from = self
             .retention
             .sweep_from
@@ -134,7 +122,7 @@ impl crate::Store {
         let mut scanned = 0;
         let mut next = Vec::new();
         for item in attempts.range(from.clone()..) {
-            let (k, _) = item?;
+            let (k, _) = item.io()?;
             scanned += 1;
             if scanned > max {
                 next = k.to_vec();
@@ -145,7 +133,7 @@ impl crate::Store {
                 removed += 1;
             }
         }
-        attempts.apply_batch(batch)?;
+        attempts.apply_batch(batch).io()?;
         // Wrapped around: the next sweep starts from the beginning.
         *from = next;
         Ok(removed)
@@ -154,8 +142,9 @@ impl crate::Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::{DeliveryWrite, Store};
+    use crate::Store;
     use hookrelay_core::{Attempt, DeliveryKey, DeliveryRecord, DeliveryStatus, Event, WebhookId};
+    use hookrelay_store::DeliveryWrite;
 
     fn ev() -> Event {
         Event {

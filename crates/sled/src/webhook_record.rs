@@ -5,8 +5,8 @@
 //! engine names and no number yet; the config store numbers it and rewrites
 //! it when it opens.
 
-use crate::{codec, StoreError};
 use hookrelay_core::{DeviceId, OrgId, RetryPolicy, Webhook, WebhookId, WebhookScope};
+use hookrelay_store::{codec, StoreError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 

@@ -26,7 +26,7 @@
 //!   the frames, and everything from the first torn or mismatched frame on
 //!   (never acknowledged) is dropped, in sled and in the file.
 
-use crate::StoreError;
+use hookrelay_store::StoreError;
 use serde::{Deserialize, Serialize};
 use std::{
     fs::{self, File, OpenOptions},
@@ -129,7 +129,7 @@ fn parse_frame(bytes: &[u8], id: u64, offset: u64) -> Option<Frame> {
 /// Where a chunk's bytes are, as its value in sled.
 ///
 /// The first two fields are the chunk's append time and event count in the
-/// same order and encoding as an inline [`crate::Chunk`]'s, so retention can
+/// same order and encoding as an inline [`hookrelay_store::Chunk`]'s, so retention can
 /// read either without the chunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Loc {
@@ -164,7 +164,7 @@ pub(crate) struct Segments {
 }
 
 fn io_err(e: io::Error) -> StoreError {
-    StoreError::Io(sled::Error::Io(e))
+    StoreError::io(e)
 }
 
 fn segment_name(id: u64) -> String {

@@ -1,8 +1,10 @@
 //! Control of delivery state by the API (manual retry, replay), carried out
-//! by the scheduler, which alone writes delivery state.
+//! by the scheduler, which alone writes delivery state. It is part of the
+//! seam so that the API depends on what it may ask, not on the scheduler that
+//! answers.
 
+use crate::{BoxFuture, StoreError};
 use hookrelay_core::{DeliveryKey, WebhookId};
-use hookrelay_store::{BoxFuture, StoreError};
 
 /// Why a control request was refused.
 #[derive(Debug, thiserror::Error)]

@@ -4,15 +4,12 @@
 //! checked by [`CheckedConfig`] under its writer lock; this node is the
 //! only writer, so a commit is never stale.
 
-use crate::{
-    codec,
-    config::{
-        App, CheckedConfig, ConfigChange, ConfigLog, ConfigMirror, ConfigVersion, DeviceToken,
-        IngestKey, Org, SharedMirror, TokenScope,
-    },
-    webhook_record, BoxFuture, StoreError,
-};
+use crate::{webhook_record, OrIo};
 use hookrelay_core::{DeviceId, OrgId, TokenHash};
+use hookrelay_store::{
+    codec, App, BoxFuture, CheckedConfig, ConfigChange, ConfigLog, ConfigMirror, ConfigVersion,
+    DeviceToken, IngestKey, Org, SharedMirror, StoreError, TokenScope,
+};
 use std::sync::Arc;
 
 /// The configuration of a sled data directory.
@@ -30,7 +27,7 @@ pub struct SledConfigLog {
     webhooks: sled::Tree,
     mirror: SharedMirror,
     /// Configuration writes are refused inside the free-space reserve.
-    health: crate::StoreHealth,
+    health: crate::Health,
 }
 
 fn load<V: serde::de::DeserializeOwned>(
@@ -39,42 +36,50 @@ fn load<V: serde::de::DeserializeOwned>(
 ) -> Result<Vec<(sled::IVec, V)>, StoreError> {
     let mut out = Vec::new();
     for item in tree.iter() {
-        let (k, v) = item?;
+        let (k, v) = item.io()?;
         out.push((k, codec::decode(&v, what)?));
     }
     Ok(out)
 }
 
 impl SledConfigLog {
-    pub(crate) fn open(db: &sled::Db, health: crate::StoreHealth) -> Result<Self, StoreError> {
+    pub(crate) fn open(db: &sled::Db, health: crate::Health) -> Result<Self, StoreError> {
         let s = Self {
             db: db.clone(),
-            orgs: db.open_tree("orgs")?,
-            apps: db.open_tree("apps")?,
-            bound: db.open_tree("bound")?,
-            tokens: db.open_tree("tokens")?,
-            device_tokens: db.open_tree("device_tokens")?,
-            ingest_keys: db.open_tree("ingest_keys")?,
-            webhooks: db.open_tree("webhooks")?,
+            orgs: db.open_tree("orgs").io()?,
+            apps: db.open_tree("apps").io()?,
+            bound: db.open_tree("bound").io()?,
+            tokens: db.open_tree("tokens").io()?,
+            device_tokens: db.open_tree("device_tokens").io()?,
+            ingest_keys: db.open_tree("ingest_keys").io()?,
+            webhooks: db.open_tree("webhooks").io()?,
             mirror: SharedMirror::default(),
             health,
         };
         let mut m = ConfigMirror::default();
         for (_, o) in load::<Org>(&s.orgs, "org")? {
-            m.orgs.insert(o.id.clone(), o);
+            m.apply(ConfigChange::PutOrg(o));
         }
         for (k, org) in load::<OrgId>(&s.bound, "binding")? {
             let id = String::from_utf8(k.to_vec())
                 .map_err(|_| StoreError::Corrupt { what: "binding" })?;
-            m.bound.insert(DeviceId(id), org);
+            m.apply(ConfigChange::Bind {
+                device: DeviceId(id),
+                org,
+            });
         }
         for (_, a) in load::<App>(&s.apps, "app")? {
             // Apps from before tombstones existed get theirs now.
-            if !m.bound.contains_key(&a.id) {
-                s.bound.insert(a.id.as_str(), codec::encode(&a.org_id))?;
-                m.bound.insert(a.id.clone(), a.org_id.clone());
+            if m.organization_of(&a.id).is_none() {
+                s.bound
+                    .insert(a.id.as_str(), codec::encode(&a.org_id))
+                    .io()?;
+                m.apply(ConfigChange::Bind {
+                    device: a.id.clone(),
+                    org: a.org_id.clone(),
+                });
             }
-            m.apps.insert(a.id.clone(), a);
+            m.apply(ConfigChange::PutApp(a));
         }
         for (k, scope) in load::<TokenScope>(&s.tokens, "token")? {
             let hash = k
@@ -82,26 +87,27 @@ impl SledConfigLog {
                 .try_into()
                 .map(TokenHash)
                 .map_err(|_| StoreError::Corrupt { what: "token" })?;
-            m.tokens.insert(hash, scope);
+            m.apply(ConfigChange::PutToken { hash, scope });
         }
         for (_, t) in load::<DeviceToken>(&s.device_tokens, "device token")? {
-            m.device_tokens.insert(t.id.clone(), t);
+            m.apply(ConfigChange::PutDeviceToken(t));
         }
         for (_, k) in load::<IngestKey>(&s.ingest_keys, "ingest key")? {
-            m.ingest_keys.insert(k.hash, k);
+            m.apply(ConfigChange::PutIngestKey(k));
         }
         for item in s.webhooks.iter() {
-            let (_, v) = item?;
+            let (_, v) = item.io()?;
             let (mut w, rewrite) = webhook_record::decode(&v)?;
             if rewrite || w.number == 0 {
                 // Records of an earlier layout get their number now, once.
                 w.number = s.next_number(0)?;
                 s.webhooks
-                    .insert(w.id.as_str(), webhook_record::encode(&w))?;
+                    .insert(w.id.as_str(), webhook_record::encode(&w))
+                    .io()?;
             }
             m.apply(ConfigChange::PutWebhook(Arc::new(w)));
         }
-        s.db.flush()?;
+        s.db.flush().io()?;
         s.mirror.update(|current| *current = m);
         Ok(s)
     }
@@ -123,7 +129,8 @@ impl SledConfigLog {
                 .webhooks
                 .insert(w.id.as_str(), webhook_record::encode(w)),
             C::DeleteWebhook(id) => self.webhooks.remove(id.as_str()),
-        }?;
+        }
+        .io()?;
         Ok(())
     }
 }
@@ -139,7 +146,7 @@ impl ConfigLog for SledConfigLog {
     }
 
     fn next_number(&self, _: ConfigVersion) -> Result<u64, StoreError> {
-        Ok(self.db.generate_id()?.saturating_add(1))
+        Ok(self.db.generate_id().io()?.saturating_add(1))
     }
 
     fn commit(
@@ -154,8 +161,7 @@ impl ConfigLog for SledConfigLog {
             for c in &changes {
                 self.write(c)?;
             }
-            self.health
-                .note(self.db.flush_async().await.map_err(StoreError::from))?;
+            self.health.note(self.db.flush_async().await.io())?;
             self.mirror.apply(changes);
             Ok(true)
         })
@@ -166,12 +172,11 @@ impl ConfigLog for SledConfigLog {
 mod tests {
     use super::*;
     use crate::Store;
-    use crate::{
-        config::ConfigStore,
-        conformance::{app, org, token, webhook},
-        TokenScope,
-    };
     use hookrelay_core::{hash_token, WebhookId};
+    use hookrelay_store::{
+        conformance::{app, org, token, webhook},
+        ConfigStore, TokenScope,
+    };
 
     #[tokio::test]
     async fn config_survives_reopen() {
@@ -260,8 +265,9 @@ mod tests {
         let c = &s.config;
         let old = c.webhook(&WebhookId::from("wh_old")).expect("kept");
         assert_eq!(old.number, number);
-        let ids =
-            |s: crate::Subscribers, at| s.for_event(at).map(|w| w.id.0.clone()).collect::<Vec<_>>();
+        let ids = |s: hookrelay_store::Subscribers, at| {
+            s.for_event(at).map(|w| w.id.0.clone()).collect::<Vec<_>>()
+        };
         let one = || c.subscribers(&DeviceId::from("dev-1"));
         assert_eq!(ids(one(), 2), vec!["wh_old", "wh_org"]);
         // Appended before the binding (at 2): no webhook of the organization.
@@ -325,6 +331,6 @@ mod tests {
     async fn passes_the_config_store_checks() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("open");
-        crate::conformance::check_config(&*s.config).await;
+        hookrelay_store::conformance::check_config(&*s.config).await;
     }
 }

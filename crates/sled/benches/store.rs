@@ -3,7 +3,8 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use hookrelay_core::{DeliveryKey, Event, WebhookId};
-use hookrelay_store::{codec, Chunk, DeliveryWrite, DueEntry, DueKind, Store};
+use hookrelay_sled::Store;
+use hookrelay_store::{codec, Chunk, DeliveryWrite, DueEntry, DueKind};
 use std::hint::black_box;
 
 fn event(i: u64) -> Event {
