@@ -105,6 +105,34 @@ pub struct DeliveryRecord {
     pub updated_at_ms: i64,
 }
 
+impl DeliveryRecord {
+    /// A delivery of `event_id` due at `now_ms`, no attempt made yet.
+    pub fn pending(event_type: &str, event_id: &str, now_ms: i64) -> Self {
+        Self {
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_ms: now_ms,
+            last_status_code: None,
+            last_error: None,
+            event_type: event_type.to_owned(),
+            event_id: event_id.to_owned(),
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        }
+    }
+
+    /// This delivery pending again, due at `now_ms` (a manual retry): its
+    /// attempts, last outcome and creation time kept.
+    pub fn pending_again(&self, now_ms: i64) -> Self {
+        Self {
+            status: DeliveryStatus::Pending,
+            next_attempt_ms: now_ms,
+            updated_at_ms: now_ms,
+            ..self.clone()
+        }
+    }
+}
+
 /// How an attempt failed (docs/receiving.md, attempt log and metrics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -4,10 +4,13 @@
 //! Owns: id newtypes ([`WebhookId`], [`DeliveryKey`], ...), the event catalog and
 //! subscription patterns ([`Catalog`]), event validation ([`validate_event`]),
 //! the delivery envelope and both signature schemes ([`signing`]), retry-policy
-//! maths ([`RetryPolicy`]), the webhook model and its validation, and the
-//! configuration types shared by several crates.
+//! maths ([`RetryPolicy`]), the webhook model and its validation, the
+//! configuration types shared by several crates, and the [`Clock`] the
+//! scheduling parts take from their caller.
 //!
-//! Must not: do I/O, depend on tokio, sled or reqwest, or name an HTTP status.
+//! Must not: do I/O, depend on sled or reqwest, use tokio for anything but
+//! its clock (`tokio::time::Instant`, which tests pause), or name an HTTP
+//! status.
 //!
 //! ```
 //! use hookrelay_core::{Catalog, signing};
@@ -18,6 +21,7 @@
 //! ```
 
 mod catalog;
+mod clock;
 mod config;
 mod delivery;
 mod event;
@@ -35,6 +39,7 @@ mod webhook;
 pub use catalog::{
     named_webhook, Catalog, EventTypeInfo, BUILTIN_CATEGORIES, WEBHOOK_DISABLED, WEBHOOK_TEST,
 };
+pub use clock::Clock;
 pub use config::{CatalogConfig, DeliveryConfig};
 pub use delivery::{
     Attempt, AttemptReport, AttemptResult, DeliveryKey, DeliveryRecord, DeliveryStatus,

@@ -20,8 +20,9 @@ use hookrelay_core::{DeliveryTask, WebhookId};
 use std::{
     collections::{BTreeSet, HashMap, VecDeque},
     sync::{Arc, RwLock},
-    time::{Duration, Instant},
+    time::Duration,
 };
+use tokio::time::Instant;
 
 /// The hosts whose breaker is open, shared with the API.
 pub(crate) type Board = Arc<RwLock<BTreeSet<Arc<str>>>>;
@@ -701,8 +702,8 @@ mod breaker_tests {
         assert_eq!(sent, 4, "closed again: the full concurrency");
     }
 
-    #[test]
-    fn a_rate_limited_webhook_waits_its_tokens() {
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_limited_webhook_waits_its_tokens() {
         let mut l = lanes(100, 10, Board::default());
         let h: Arc<str> = "http://h".into();
         for i in 0..5 {
@@ -713,7 +714,7 @@ mod breaker_tests {
         // One token at start for the limited webhook; the free one is not held back.
         assert_eq!(first, vec![0, 99]);
         assert_eq!(l.len(), 4);
-        std::thread::sleep(std::time::Duration::from_millis(600));
+        tokio::time::advance(std::time::Duration::from_millis(600)).await;
         l.wake_throttled();
         let next: Vec<u64> = std::iter::from_fn(|| l.pop().map(|(_, t)| t.key.seq)).collect();
         assert_eq!(next, vec![1], "2/s: one more token after ~0.5 s");

@@ -22,7 +22,8 @@
 //! its own, which the crates (built around a `tower` service per request)
 //! do not fit.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// How long the fastest answer seen counts as the latency floor.
 const FLOOR_WINDOW: Duration = Duration::from_secs(30);

@@ -47,6 +47,8 @@ pub struct Partitions {
     lag: FanoutLag,
     /// The tenants' pending shares, counted by every scheduler here.
     shares: Arc<hookrelay_core::PendingShares>,
+    /// Where the schedulers' now comes from.
+    clock: hookrelay_core::Clock,
 }
 
 /// A partition's durable head and its scheduler's progress.
@@ -118,7 +120,16 @@ impl Partitions {
             serving: TaskTracker::new(),
             lag: FanoutLag::default(),
             shares: Arc::default(),
+            clock: hookrelay_core::Clock::system(),
         }
+    }
+
+    /// Every scheduler here reads the time from `clock` (the system's by
+    /// default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: hookrelay_core::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Counts the pending deliveries of every partition driven here into
@@ -280,7 +291,8 @@ impl Partitions {
             &self.delivery,
         )
         .for_partition(p)
-        .with_shares(self.shares.clone());
+        .with_shares(self.shares.clone())
+        .with_clock(self.clock.clone());
         let handle = scheduler.handle();
         let (reports_tx, reports_rx) = mpsc::channel(self.cfg.report_channel.max(1));
         let progress = progress.unwrap_or_else(|| watch::Sender::new(Progress::default()));

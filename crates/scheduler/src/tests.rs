@@ -1,9 +1,11 @@
-//! Scheduler behaviour against a real store and a scripted fake worker.
+//! Scheduler behaviour against a real store and a scripted fake worker, in
+//! paused time: the scheduler's clock follows tokio's, so retries, leases
+//! and ticks come as soon as the runtime has nothing else to do.
 
 use crate::{Scheduler, SchedulerChannels, SchedulerConfig};
 use hookrelay_core::{
-    Attempt, AttemptReport, AttemptResult, Catalog, DeliveryConfig, DeliveryStatus, DeliveryTask,
-    DeviceId, Event, OrgId, Progress, RetryPolicy, Webhook, WebhookId,
+    Attempt, AttemptReport, AttemptResult, Catalog, Clock, DeliveryConfig, DeliveryStatus,
+    DeliveryTask, DeviceId, Event, OrgId, Progress, RetryPolicy, Webhook, WebhookId,
 };
 use hookrelay_sled::Store;
 use hookrelay_store::ConfigStore;
@@ -94,7 +96,8 @@ fn start_sharing(
         cfg,
         &delivery,
     )
-    .with_shares(shares);
+    .with_shares(shares)
+    .with_clock(Clock::following_tokio());
     let control = s.handle();
     let stop = CancellationToken::new();
     let token = stop.clone();
@@ -164,7 +167,7 @@ async fn next(r: &mut Running) -> DeliveryTask {
         .expect("channel open")
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn fans_out_retries_to_failure_and_moves_the_cursor() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open");
@@ -246,7 +249,7 @@ async fn fans_out_retries_to_failure_and_moves_the_cursor() {
     assert!(r.tasks.try_recv().is_err());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_retry_right_after_a_failure_sees_it_though_its_write_waits_for_its_turn() {
     use hookrelay_store::DeliveryControl;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -275,7 +278,7 @@ async fn a_retry_right_after_a_failure_sees_it_though_its_write_waits_for_its_tu
     r.handle.await.expect("join");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn unanswered_first_attempts_are_dispatched_again_after_restart() {
     let (_dir, store) = store_with(webhook("wh_a", &["*"])).await;
     let mut r = start(&store);
@@ -301,7 +304,7 @@ async fn unanswered_first_attempts_are_dispatched_again_after_restart() {
     r.handle.await.expect("join");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_spilled_delivery_in_flight_comes_back_through_its_lease() {
     let (_dir, store) = store_with(webhook("wh_a", &["*"])).await;
     // The report sender stays alive but silent: the attempt is never answered.
@@ -375,7 +378,7 @@ async fn a_spilled_delivery_in_flight_comes_back_through_its_lease() {
         .is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_expired_lease_makes_a_hung_attempt_due_again() {
     let mut w = webhook("wh_a", &["*"]);
     w.timeout_secs = 1;
@@ -479,7 +482,7 @@ async fn log_events(store: &Store, n: u32) {
     store.log.sync().await.expect("sync");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn due_work_of_another_host_behind_a_full_lane_is_not_starved() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open");
@@ -491,7 +494,7 @@ async fn due_work_of_another_host_behind_a_full_lane_is_not_starved() {
     log_events(&store, 21).await;
     // Twenty retries of host a are due, and one of host b falls due once
     // a's lane is full.
-    let b_due = hookrelay_core::now_ms() + 300;
+    let b_due = Clock::following_tokio().unix_ms() + 300;
     let mut retries: Vec<_> = (1..=20).map(|seq| (seq, "wh_a", seq as i64)).collect();
     retries.push((21, "wh_b", b_due));
     pending_retries(&store, &retries);
@@ -529,7 +532,7 @@ async fn due_work_of_another_host_behind_a_full_lane_is_not_starved() {
     r.handle.await.expect("join");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_due_backlog_larger_than_a_batch_is_taken_without_waiting_a_tick_per_batch() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open");
@@ -564,7 +567,7 @@ async fn a_due_backlog_larger_than_a_batch_is_taken_without_waiting_a_tick_per_b
     r.handle.await.expect("join");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_retry_in_flight_leaves_its_record_and_comes_back_through_its_lease() {
     let (_dir, store) = store_with(webhook("wh_a", &["*"])).await;
     let mut r = start(&store);
@@ -610,7 +613,7 @@ async fn a_retry_in_flight_leaves_its_record_and_comes_back_through_its_lease() 
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_stale_lease_already_due_at_start_is_sent_by_the_due_scan() {
     use hookrelay_core::{DeliveryKey, DeliveryRecord};
     use hookrelay_store::{DeliveryWrite, DueEntry, DueKind};
@@ -622,7 +625,7 @@ async fn a_stale_lease_already_due_at_start_is_sent_by_the_due_scan() {
         generation: 0,
         webhook_id: WebhookId::from("wh_a"),
     };
-    let now = hookrelay_core::now_ms();
+    let now = Clock::following_tokio().unix_ms();
     let record = DeliveryRecord {
         status: DeliveryStatus::Pending,
         attempts: 1,
@@ -673,7 +676,7 @@ async fn a_stale_lease_already_due_at_start_is_sent_by_the_due_scan() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_hung_retry_held_by_its_scheduled_entry_counts_as_a_timeout() {
     let mut w = webhook("wh_a", &["*"]);
     w.timeout_secs = 1;
@@ -725,7 +728,7 @@ async fn a_hung_retry_held_by_its_scheduled_entry_counts_as_a_timeout() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn tenant_shares_follow_pending_deliveries_and_come_back_after_a_restart() {
     let (_dir, store) = store_with(webhook("wh_a", &["*"])).await;
     store
@@ -911,7 +914,7 @@ impl hookrelay_store::DeliveryStore for StallingAtStart {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_recovery_that_meets_a_stalled_store_is_retried_not_fatal() {
     let (_dir, store) = store_with(webhook("wh_a", &["*"])).await;
     let stalling = Arc::new(StallingAtStart {

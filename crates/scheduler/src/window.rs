@@ -2,7 +2,8 @@
 //! settled or recorded yet, in sequence order.
 
 use hookrelay_core::{DeliveryKey, Seq};
-use std::{collections::VecDeque, time::Instant};
+use std::collections::VecDeque;
+use tokio::time::Instant;
 
 pub(crate) struct WindowEvent {
     pub(crate) seq: Seq,

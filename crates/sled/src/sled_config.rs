@@ -161,7 +161,7 @@ impl ConfigLog for SledConfigLog {
             for c in &changes {
                 self.write(c)?;
             }
-            self.health.note(self.db.flush_async().await.io())?;
+            self.health.note(crate::flush_db(&self.db).await)?;
             self.mirror.apply(changes);
             Ok(true)
         })

@@ -6,8 +6,7 @@
 use super::{replay, Scheduler};
 use crate::lanes::{host_of, Board, Busiest, HostConcurrency};
 use hookrelay_core::{
-    now_ms, partition_of, Catalog, DeliveryKey, DeliveryRecord, DeliveryStatus, Partition,
-    WebhookId,
+    partition_of, Catalog, DeliveryKey, DeliveryRecord, DeliveryStatus, Partition, WebhookId,
 };
 use hookrelay_store::{BoxFuture, ConfigStore, DeliveryWrite, DueEntry, DueKind, EventLog};
 use hookrelay_store::{ControlError, DeliveryControl};
@@ -38,6 +37,7 @@ pub struct SchedulerHandle {
     replays: TaskTracker,
     /// The node's pending shares: a replay adds to a tenant's only below.
     shares: Arc<hookrelay_core::PendingShares>,
+    clock: hookrelay_core::Clock,
 }
 
 impl SchedulerHandle {
@@ -60,12 +60,17 @@ impl SchedulerHandle {
             catalog,
             replays: TaskTracker::new(),
             shares: Arc::default(),
+            clock: hookrelay_core::Clock::system(),
         };
         (handle, rx)
     }
 
     pub(crate) fn set_shares(&mut self, shares: Arc<hookrelay_core::PendingShares>) {
         self.shares = shares;
+    }
+
+    pub(crate) fn set_clock(&mut self, clock: hookrelay_core::Clock) {
+        self.clock = clock;
     }
 
     pub(crate) fn set_partition(&mut self, partition: Partition) {
@@ -178,7 +183,9 @@ impl DeliveryControl for SchedulerHandle {
                     sources,
                     shares: self.shares.clone(),
                     // One generation per replay request, distinct from fan-out's 0.
-                    generation: u32::try_from((now_ms() / 1000).max(1)).unwrap_or(u32::MAX),
+                    generation: u32::try_from((self.clock.unix_ms() / 1000).max(1))
+                        .unwrap_or(u32::MAX),
+                    clock: self.clock.clone(),
                 };
                 self.replays.spawn(feeder.run(plan));
             }
@@ -260,17 +267,11 @@ impl Scheduler {
             .await?
             .filter(|e| self.config.receives(&webhook, &e.event, e.appended_at_ms))
             .ok_or_else(|| ControlError::NotFound("the event is no longer in the log".into()))?;
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         let rec = DeliveryRecord {
-            status: DeliveryStatus::Pending,
-            attempts: record.attempts,
-            next_attempt_ms: now,
-            last_status_code: record.last_status_code,
-            last_error: record.last_error.clone(),
             event_type: event.event.event_type.clone(),
             event_id: event.event.id.clone(),
-            created_at_ms: record.created_at_ms,
-            updated_at_ms: now,
+            ..record.pending_again(now)
         };
         self.count_pending(&key.webhook_id, 1);
         self.pending_records += 1;

@@ -55,7 +55,7 @@ impl Scheduler {
         let Some(a) = self.active.remove(key) else {
             return;
         };
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         if let Some(lease) = a.lease_at {
             self.writes.push(DeliveryWrite::Undue(lease, key.clone()));
         } else {
@@ -78,7 +78,7 @@ impl Scheduler {
         let Some(a) = self.active.remove(key) else {
             return;
         };
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         if let Some(lease) = a.lease_at {
             self.writes.push(DeliveryWrite::Undue(lease, key.clone()));
             self.pending_records -= 1;
@@ -93,7 +93,7 @@ impl Scheduler {
 
     pub(super) fn mark_sent(&mut self, key: &DeliveryKey) {
         if let Some(a) = self.active.get_mut(key) {
-            a.sent_at_ms = Some(now_ms());
+            a.sent_at_ms = Some(self.clock.unix_ms());
         }
     }
 

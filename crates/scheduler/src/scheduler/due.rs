@@ -31,7 +31,7 @@ impl Scheduler {
         // Asked of the log, not read off the head's watch: on a shared log
         // the watch may not have caught up with what other runs appended.
         self.recovery_horizon = self.log.head_bound(self.partition).await?;
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         // The due index's size, and the stale leases that are not due yet
         // (a lease is due at most a timeout and the margin after it was
         // written, so before now plus that; the ones already due are the
@@ -85,7 +85,7 @@ impl Scheduler {
         if self.lanes.len() >= self.cfg.max_queued {
             return Ok(false);
         }
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         // Scan past the entries of lanes that are already full (they stay
         // due, untouched) so other hosts are not starved, within a bound:
         // two batches first, and eight when those found work behind a full
@@ -244,7 +244,7 @@ impl Scheduler {
     /// Writes records for the oldest event's unsettled deliveries when it has
     /// held the window too long (or the window is full), so the cursor moves on.
     pub(super) fn spill(&mut self) {
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         let stale_before = Instant::now()
             .checked_sub(self.cfg.spill_after)
             .unwrap_or_else(Instant::now);

@@ -18,22 +18,19 @@ use crate::{
 };
 use commands::Command;
 use hookrelay_core::{
-    metric, named_webhook, now_ms, signing, Attempt, AttemptReport, AttemptResult, Catalog,
+    metric, named_webhook, signing, Attempt, AttemptReport, AttemptResult, Catalog, Clock,
     DeliveryConfig, DeliveryKey, DeliveryRecord, DeliveryStatus, DeliveryTask, DeviceId, ErrorKind,
     Partition, Progress, Seq, Webhook, WebhookId, WEBHOOK_TEST,
 };
 use hookrelay_store::{
     ConfigStore, DeliveryStore, DeliveryWrite, DueEntry, DueKind, EventLog, LoggedEvent, StoreError,
 };
-use std::{
-    collections::HashMap,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 use tokio::sync::{
     mpsc::{self, error::TrySendError},
     watch,
 };
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -119,6 +116,8 @@ pub struct Scheduler {
     disable_after_ms: i64,
     /// This partition's part of the tenants' pending shares.
     shares: shares::ShareLedger,
+    /// Where now comes from (the system's clock unless told otherwise).
+    clock: Clock,
 }
 
 /// A change to a webhook's failure clock.
@@ -205,7 +204,17 @@ impl Scheduler {
             disable_after_ms: i64::try_from(delivery.disable_after.as_millis())
                 .unwrap_or(i64::MAX / 2),
             shares: shares::ShareLedger::new(Arc::default()),
+            clock: Clock::system(),
         }
+    }
+
+    /// Reads the time from `clock` (the system's by default): due times,
+    /// leases, record times and the failure clock all come from it.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.handle.set_clock(clock.clone());
+        self.clock = clock;
+        self
     }
 
     /// Counts this partition's pending deliveries into the node's `shares`

@@ -43,7 +43,7 @@ impl Scheduler {
     /// Writes the noted failure-clock transitions; deactivates webhooks that
     /// failed for too long and announces it with a `webhook.disabled` event.
     pub(super) async fn apply_health(&mut self) {
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         for (id, change) in std::mem::take(&mut self.health) {
             // Read-modify-write under the store's lock: an API change made
             // meanwhile (a PATCH deactivating it, say) is never overwritten.
@@ -120,7 +120,7 @@ impl Scheduler {
     }
 
     pub(super) fn on_report(&mut self, r: AttemptReport) {
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         self.writes
             .push(DeliveryWrite::Attempt(r.key.clone(), r.attempt.clone()));
         if self.active.get(&r.key).map(|a| a.attempt) != Some(r.attempt.attempt) {

@@ -10,8 +10,7 @@
 
 use super::commands::Command;
 use hookrelay_core::{
-    seq_partition, Catalog, DeliveryKey, DeliveryRecord, DeliveryStatus, Partition, Seq, Webhook,
-    WEBHOOK_TEST,
+    seq_partition, Catalog, DeliveryKey, DeliveryRecord, Partition, Seq, Webhook, WEBHOOK_TEST,
 };
 use hookrelay_store::ControlError;
 use hookrelay_store::EventLog;
@@ -95,6 +94,8 @@ pub(crate) struct Feeder {
     /// The node's pending shares: each step waits while the webhook or its
     /// organization is at its share, so a replay queues within it.
     pub(crate) shares: Arc<hookrelay_core::PendingShares>,
+    /// Where the new records' times come from.
+    pub(crate) clock: hookrelay_core::Clock,
 }
 
 /// How often a replay waiting for its tenant's share looks again.
@@ -157,18 +158,7 @@ impl Feeder {
                     generation: self.generation,
                     webhook_id: self.webhook.id.clone(),
                 };
-                let now = hookrelay_core::now_ms();
-                let rec = DeliveryRecord {
-                    status: DeliveryStatus::Pending,
-                    attempts: 0,
-                    next_attempt_ms: now,
-                    last_status_code: None,
-                    last_error: None,
-                    event_type: ev.event_type.clone(),
-                    event_id: ev.id.clone(),
-                    created_at_ms: now,
-                    updated_at_ms: now,
-                };
+                let rec = DeliveryRecord::pending(&ev.event_type, &ev.id, self.clock.unix_ms());
                 batch.push((key, rec));
                 if batch.len() >= step_size {
                     fed += batch.len() as u64;
