@@ -98,6 +98,33 @@ async fn duplicates_are_answered_with_the_original_sequence_across_a_restart() {
     );
 }
 
+/// `ingest.dedup_window` holds on either backend: within it a producer id
+/// is a duplicate of its first sequence, past it the same id is new.
+#[tokio::test]
+async fn the_dedup_window_is_the_configured_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerBuilder::new(&dir.path().join("data"))
+        .set("ingest", "dedup_window", "\"1s\"")
+        .start();
+    let mut client = grpc(&server).await;
+    let keyed = || {
+        let mut e = event("dev-w", "message.received", "{}");
+        e.id = "order-w".to_owned();
+        e
+    };
+    let first = publish(&mut client, keyed()).await.expect("publish");
+    assert!(!first.duplicate);
+    let within = publish(&mut client, keyed()).await.expect("publish");
+    assert_eq!((within.sequence, within.duplicate), (first.sequence, true));
+    // The window is a second: a little later the id is free again.
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let past = publish(&mut client, keyed()).await.expect("publish");
+    assert!(!past.duplicate, "past the window the id is new");
+    assert!(past.sequence > first.sequence);
+    let again = publish(&mut client, keyed()).await.expect("publish");
+    assert_eq!((again.sequence, again.duplicate), (past.sequence, true));
+}
+
 #[tokio::test]
 async fn back_pressure_refuses_new_events_and_loses_none() {
     if on_jetstream("back_pressure_refuses_new_events_and_loses_none (the backlog limit counts events of one partition's log)") {

@@ -1,32 +1,23 @@
-//! Group commit and idempotency.
+//! Group commit.
 //!
 //! Every append waiting when the committer wakes goes into one log append
 //! (one chunk per partition); each waiter is answered once the log says it
-//! is durable (invariant 1). Before
-//! appending, events that carried a producer id are checked against the
-//! idempotency window: a `(device_id, id)` seen within `ingest.dedup_window`
-//! is answered with its original sequence and `duplicate = true`, and nothing
-//! is appended for it. The window is an in-memory map of 128-bit key hashes,
-//! persisted as one value per chunk beside the log and rebuilt at start. A
-//! log shared by several nodes also checks keys itself and may answer that
-//! another node took one.
+//! is durable (invariant 1). Events that carried a producer id go with
+//! their idempotency key (a 128-bit hash of `(device_id, id)`) and the start
+//! of `ingest.dedup_window`: the log owns idempotency, on every backend,
+//! and answers a key taken within the window as a duplicate of its
+//! original sequence, appending nothing for it. Only the repeats a batch
+//! itself holds (the same key from two requests merged into one commit) are
+//! resolved here.
 
 use crate::{IngestConfig, IngestError};
 use hookrelay_core::{now_ms, Event, Progress, Seq};
-use hookrelay_store::{Appended, EventLog, IdemKey};
+use hookrelay_store::{Appended, EventLog, IdemKey, KeyMap};
 use sha2::{Digest, Sha256};
-use std::{
-    collections::HashMap,
-    hash::{BuildHasherDefault, Hasher},
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
-
-/// How often expired idempotency keys are pruned.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// One event to append; `keyed` when the producer gave its id (only those
 /// take part in deduplication: generated ids are unique by construction).
@@ -107,28 +98,6 @@ impl CommitterHandle {
     }
 }
 
-/// A pass-through hasher: idempotency keys are already uniform hashes.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
-    }
-}
-
-type Seen = HashMap<IdemKey, (Seq, i64), BuildHasherDefault<KeyHasher>>;
-
 /// The idempotency key of `(device_id, id)`. Device ids cannot contain
 /// control characters, so the NUL separator is unambiguous.
 pub fn idempotency_key(device_id: &str, id: &str) -> IdemKey {
@@ -149,15 +118,12 @@ pub struct Committer {
     max_batch_events: usize,
     commit_interval: Duration,
     window_ms: i64,
-    seen: Seen,
 }
 
 /// How one event of a commit is answered.
 enum Answer {
     /// Appended at this offset of the chunk.
     New(u32),
-    /// Seen before, at this sequence.
-    Duplicate(Seq),
     /// A repeat of the event at this offset of the same chunk.
     RepeatInCommit(u32),
 }
@@ -184,28 +150,13 @@ impl Committer {
             max_batch_events: config.max_batch_events.max(1),
             commit_interval: config.commit_interval,
             window_ms: i64::try_from(config.dedup_window.as_millis()).unwrap_or(i64::MAX / 2),
-            seen: Seen::default(),
         };
         (committer, handle)
     }
 
-    /// Rebuilds the idempotency window from the log, then commits until
-    /// `shutdown`; then stops taking new requests, commits the ones already
-    /// queued, and returns.
+    /// Commits until `shutdown`; then stops taking new requests, commits
+    /// the ones already queued, and returns.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let since = now_ms().saturating_sub(self.window_ms);
-        match self.log.recent_keys(since).await {
-            Ok(keys) => {
-                for (k, seq, at) in keys {
-                    self.seen.insert(k, (seq, at));
-                }
-                info!(keys = self.seen.len(), "idempotency window loaded");
-            }
-            Err(e) => {
-                error!(error = %e, "cannot load the idempotency window; duplicates may be appended")
-            }
-        }
-        let mut last_prune = Instant::now();
         let mut batch: Vec<Request> = Vec::new();
         // When the last commit started: the next one starts no sooner than
         // `commit_interval` after it (commit pacing, see `IngestConfig`).
@@ -240,20 +191,8 @@ impl Committer {
                 }
             }
             self.commit(&mut batch).await;
-            if last_prune.elapsed() >= PRUNE_EVERY {
-                self.prune().await;
-                last_prune = Instant::now();
-            }
         }
         info!("ingest committer stopped");
-    }
-
-    async fn prune(&mut self) {
-        let cutoff = now_ms().saturating_sub(self.window_ms);
-        self.seen.retain(|_, (_, at)| *at >= cutoff);
-        if let Err(e) = self.log.prune_keys(cutoff).await {
-            error!(error = %e, "pruning idempotency keys failed");
-        }
     }
 
     async fn commit(&mut self, batch: &mut Vec<Request>) {
@@ -262,7 +201,7 @@ impl Committer {
         let total = batch.iter().map(|r| r.events.len()).sum();
         let mut events = Vec::with_capacity(total);
         let mut keys: Vec<(IdemKey, u32)> = Vec::new();
-        let mut in_batch: HashMap<IdemKey, u32, BuildHasherDefault<KeyHasher>> = HashMap::default();
+        let mut in_batch: KeyMap<u32> = KeyMap::default();
         let mut answers: Vec<Vec<(String, Answer)>> = Vec::with_capacity(batch.len());
         for r in batch.iter_mut() {
             let mut mine = Vec::with_capacity(r.events.len());
@@ -270,10 +209,6 @@ impl Committer {
                 let id = inc.event.id.clone();
                 if inc.keyed {
                     let k = idempotency_key(&inc.event.device_id, &inc.event.id);
-                    if let Some((seq, _)) = self.seen.get(&k).filter(|(_, at)| *at >= cutoff) {
-                        mine.push((id, Answer::Duplicate(*seq)));
-                        continue;
-                    }
                     if let Some(offset) = in_batch.get(&k) {
                         // Same key twice in one commit: the second is a duplicate of the first.
                         mine.push((id, Answer::RepeatInCommit(*offset)));
@@ -292,7 +227,7 @@ impl Committer {
         let taken = if n == 0 {
             Vec::new()
         } else {
-            match self.log.append(events, keys.clone(), now, cutoff).await {
+            match self.log.append(events, keys, now, cutoff).await {
                 Ok(taken) if taken.len() == n => taken,
                 Ok(taken) => {
                     let e = hookrelay_store::StoreError::Task(format!(
@@ -304,11 +239,6 @@ impl Committer {
                 Err(e) => return fail(batch, &e, n),
             }
         };
-        for (k, offset) in &keys {
-            if let Appended::New(seq) = taken[*offset as usize] {
-                self.seen.insert(*k, (seq, now));
-            }
-        }
         answer(batch, answers, &taken);
     }
 }
@@ -328,7 +258,6 @@ fn answer(batch: &mut Vec<Request>, answers: Vec<Vec<(String, Answer)>>, taken: 
                     Answer::RepeatInCommit(off) => match taken[off as usize] {
                         Appended::New(seq) | Appended::Duplicate(seq) => (seq, true),
                     },
-                    Answer::Duplicate(seq) => (seq, true),
                 };
                 Accepted {
                     event_id,
@@ -354,7 +283,7 @@ fn fail(batch: &mut Vec<Request>, e: &hookrelay_store::StoreError, n: usize) {
 mod tests {
     use super::*;
     use hookrelay_core::Partition;
-    use hookrelay_store::{BoxFuture, ChunkIndex, KeyedSeq, LoggedEvent, StoreError};
+    use hookrelay_store::{BoxFuture, ChunkIndex, LoggedEvent, StoreError};
     use std::sync::Mutex;
 
     /// A log that takes every append at once and notes each one's size and
@@ -396,12 +325,6 @@ mod tests {
                 })
                 .collect();
             Box::pin(async move { Ok(out) })
-        }
-        fn recent_keys(&self, _: i64) -> BoxFuture<'_, Result<Vec<KeyedSeq>, StoreError>> {
-            Box::pin(async { Ok(Vec::new()) })
-        }
-        fn prune_keys(&self, _: i64) -> BoxFuture<'_, Result<usize, StoreError>> {
-            Box::pin(async { Ok(0) })
         }
         fn read(
             &self,

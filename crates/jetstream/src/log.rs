@@ -33,8 +33,7 @@ use hookrelay_core::{
     local_seq, partition_of, partition_seq, seq_partition, Event, Partition, Seq,
 };
 use hookrelay_store::{
-    codec, Appended, BoxFuture, Chunk, ChunkIndex, EventLog, IdemKey, KeyedSeq, LoggedEvent,
-    StoreError,
+    codec, Appended, BoxFuture, Chunk, ChunkIndex, EventLog, IdemKey, LoggedEvent, StoreError,
 };
 use std::{
     sync::{Arc, Mutex},
@@ -677,16 +676,6 @@ impl EventLog for JsLog {
                 .map(|a| a.ok_or_else(|| StoreError::Task("an event was not answered".into())))
                 .collect()
         })
-    }
-
-    fn recent_keys(&self, _since_ms: i64) -> BoxFuture<'_, Result<Vec<KeyedSeq>, StoreError>> {
-        // The bucket is checked at every append: nothing to preload.
-        Box::pin(async { Ok(Vec::new()) })
-    }
-
-    fn prune_keys(&self, _before_ms: i64) -> BoxFuture<'_, Result<usize, StoreError>> {
-        // Entries expire with the bucket's max_age (the dedup window).
-        Box::pin(async { Ok(0) })
     }
 
     fn read(

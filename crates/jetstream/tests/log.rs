@@ -326,3 +326,10 @@ async fn the_idempotency_window_is_the_configured_one_and_follows_a_change() {
         assert_eq!(max_age(cfg.clone()).await, window);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_event_log_checks() {
+    let c = Cluster::start(3).await;
+    let log = log_on(&config(&c, "tc", 4)).await;
+    hookrelay_store::conformance::check_log(&log).await;
+}

@@ -8,7 +8,7 @@ use crate::{
 use hookrelay_core::{Event, Partition, Seq};
 use hookrelay_store::{
     codec, Appended, BoxFuture, Chunk, ChunkIndex, ChunkKeys, EventLog, IdemKey, KeyedSeq,
-    LoggedEvent, StoreError,
+    LoggedEvent, RecentKeys, StoreError,
 };
 
 use std::{
@@ -19,6 +19,20 @@ use std::{
     },
 };
 use tokio::sync::watch;
+
+/// How often (in append time) keys past the idempotency window are
+/// dropped, from memory and from the `event_keys` tree.
+const PRUNE_EVERY_MS: i64 = 60_000;
+
+/// The idempotency window: one process owns a sled directory, so the keys
+/// appended within `ingest.dedup_window` are all here, loaded at open from
+/// the keys persisted beside the chunks.
+struct KeyWindow {
+    recent: RecentKeys,
+    /// Append time of the last prune.
+    pruned_at_ms: i64,
+}
+
 /// sled implementation of [`EventLog`].
 pub struct SledLog {
     db: sled::Db,
@@ -39,6 +53,9 @@ pub struct SledLog {
     /// Highest sequence appended (not necessarily durable).
     appended: AtomicU64,
     durable: watch::Sender<Seq>,
+    /// Held across a whole append (check, write, sync, record): a key is
+    /// taken only once its event is durable, and never twice.
+    window: tokio::sync::Mutex<KeyWindow>,
     #[cfg(feature = "ack-before-flush")]
     last_flush: Mutex<std::time::Instant>,
 }
@@ -98,7 +115,7 @@ impl SledLog {
             }
             None => 0,
         };
-        Ok(Self {
+        let mut log = Self {
             db: db.clone(),
             health,
             tree,
@@ -109,9 +126,20 @@ impl SledLog {
             next: Mutex::new(last + 1),
             appended: AtomicU64::new(last),
             durable: watch::Sender::new(last),
+            window: tokio::sync::Mutex::new(KeyWindow {
+                recent: RecentKeys::default(),
+                pruned_at_ms: i64::MIN,
+            }),
             #[cfg(feature = "ack-before-flush")]
             last_flush: Mutex::new(std::time::Instant::now()),
-        })
+        };
+        // Every persisted key: those past the window go at the first prune.
+        let recent = RecentKeys::from_keys(log.keys_since(i64::MIN)?);
+        if !recent.is_empty() {
+            tracing::info!(keys = recent.len(), "idempotency window loaded");
+        }
+        log.window.get_mut().recent = recent;
+        Ok(log)
     }
 
     /// First sequence still in the log, if any.
@@ -565,12 +593,22 @@ impl EventLog for SledLog {
         events: Vec<Event>,
         keys: Vec<(IdemKey, u32)>,
         appended_at_ms: i64,
-        _dedup_since_ms: i64,
+        dedup_since_ms: i64,
     ) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>> {
         Box::pin(async move {
-            let n = events.len() as u64;
-            if n == 0 {
+            if events.is_empty() {
                 return Ok(Vec::new());
+            }
+            let mut window = self.window.lock().await;
+            if appended_at_ms.saturating_sub(window.pruned_at_ms) >= PRUNE_EVERY_MS {
+                window.recent.prune(dedup_since_ms);
+                self.prune_keys_before(dedup_since_ms)?;
+                window.pruned_at_ms = appended_at_ms;
+            }
+            let mut admitted = window.recent.admit(events, &keys, dedup_since_ms);
+            let n = admitted.events.len() as u64;
+            if n == 0 {
+                return Ok(admitted.answers(0));
             }
             // A full segment is closed (fsync, sled's flush, a directory
             // fsync: milliseconds) on the blocking pool, not on the
@@ -587,20 +625,13 @@ impl EventLog for SledLog {
                 .map_err(|e| StoreError::Task(e.to_string()))?;
                 self.health.note(rolled)?;
             }
-            // One process owns a sled directory: the caller's window is the
-            // whole idempotency window, so every event here is new.
-            let first = self.insert_chunk(events, keys, appended_at_ms)?;
+            let events = std::mem::take(&mut admitted.events);
+            let first = self.insert_chunk(events, admitted.keys.clone(), appended_at_ms)?;
             self.sync().await?;
-            Ok((first..first + n).map(Appended::New).collect())
+            // Durable: from now on the keys are taken.
+            window.recent.record(&admitted, first, appended_at_ms);
+            Ok(admitted.answers(first))
         })
-    }
-
-    fn recent_keys(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<KeyedSeq>, StoreError>> {
-        Box::pin(async move { self.keys_since(since_ms) })
-    }
-
-    fn prune_keys(&self, before_ms: i64) -> BoxFuture<'_, Result<usize, StoreError>> {
-        Box::pin(async move { self.prune_keys_before(before_ms) })
     }
 
     fn read(
@@ -652,6 +683,55 @@ mod tests {
             occurred_at_ms: i as i64,
             data: "{}".into(),
         }
+    }
+
+    #[tokio::test]
+    async fn passes_the_event_log_checks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        hookrelay_store::conformance::check_log(&*store.log).await;
+    }
+
+    /// The window outlives the process: keys appended within it are
+    /// duplicates after a restart; those past it are pruned from disk by
+    /// the next append a minute on.
+    #[tokio::test]
+    async fn the_idempotency_window_survives_a_restart_and_is_pruned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let a = store
+                .log
+                .append(vec![ev(1), ev(2)], vec![(21, 0), (22, 1)], 1_000, 0)
+                .await
+                .expect("append");
+            assert_eq!(a, [Appended::New(1), Appended::New(2)]);
+            store.flush().await.expect("flush");
+        }
+        let store = crate::reopen(dir.path());
+        let again = store
+            .log
+            .append(vec![ev(1), ev(3)], vec![(21, 0), (23, 1)], 2_000, 500)
+            .await
+            .expect("append");
+        assert_eq!(again, [Appended::Duplicate(1), Appended::New(3)]);
+        // A minute of append time on, keys before the window's start go.
+        store
+            .log
+            .append(vec![ev(4)], vec![], 62_000, 1_500)
+            .await
+            .expect("append");
+        assert_eq!(
+            store.log.keys_since(i64::MIN).expect("keys"),
+            vec![(23, 3, 2_000)],
+            "the keys appended at 1 000 are pruned from disk"
+        );
+        let late = store
+            .log
+            .append(vec![ev(2)], vec![(22, 0)], 63_000, 1_500)
+            .await
+            .expect("append");
+        assert_eq!(late, [Appended::New(5)], "and free again");
     }
 
     #[tokio::test]

@@ -7,7 +7,9 @@
 //! - [`EventLog`]: the durable, append-only event log, in partitions.
 //!   Appends are written as [`Chunk`]s (one per group commit) and are durable
 //!   when [`EventLog::append`] resolves; [`EventLog::durable_head`] tells
-//!   readers how far a partition is durable.
+//!   readers how far a partition is durable. The log owns idempotency
+//!   (`ingest.dedup_window`): [`RecentKeys`] is the window of a log with one
+//!   writer.
 //! - [`ConfigStore`]: organizations, apps, hashed tokens and webhooks, mirrored
 //!   in memory so a change is visible to the very next fan-out and attempt.
 //!   [`CheckedConfig`] enforces the rules (uniqueness, limits, ownership) once
@@ -31,15 +33,16 @@
 mod backend;
 pub mod codec;
 mod config;
+#[cfg(any(test, feature = "testkit"))]
+pub mod conformance;
 mod control;
 mod deliveries;
 mod error;
 mod health;
+mod idempotency;
 mod log;
 
 pub use backend::{Backend, CompactStats, Housekeeping};
-#[cfg(any(test, feature = "testkit"))]
-pub use config::conformance;
 pub use config::{
     App, AppRecord, CheckedConfig, ConfigChange, ConfigLog, ConfigMirror, ConfigOwner, ConfigStore,
     ConfigVersion, DeviceToken, IngestKey, Org, OrgRecord, PrimaryChange, SharedMirror,
@@ -49,6 +52,7 @@ pub use control::{ControlError, DeliveryControl};
 pub use deliveries::{DeliveryStore, DeliveryWrite, DueEntry, DueKind, Recent};
 pub use error::{BoxError, StoreError};
 pub use health::{Reachability, StoreHealth};
+pub use idempotency::{Admitted, KeyHasher, KeyMap, RecentKeys};
 pub use log::{Appended, Chunk, ChunkIndex, ChunkKeys, EventLog, IdemKey, KeyedSeq, LoggedEvent};
 
 use std::{future::Future, pin::Pin};

@@ -106,10 +106,15 @@ pub trait EventLog: Send + Sync + 'static {
     /// Number of partitions (fixed when the log is created).
     fn partitions(&self) -> u32;
     /// Appends `events` and resolves once they are durable, with one answer
-    /// per event in order. `keys` are the idempotency keys of the events that
-    /// carried a producer id, by offset; a backend shared by several nodes
-    /// answers [`Appended::Duplicate`] for a key another node appended since
-    /// `dedup_since_ms` (the node's own window is the caller's).
+    /// per event in order.
+    ///
+    /// The log owns idempotency: `keys` are the idempotency keys of the
+    /// events that carried a producer id, by offset, distinct within a call.
+    /// An event whose key was appended at or after `dedup_since_ms`, through
+    /// this node or any other sharing the backend, is answered
+    /// [`Appended::Duplicate`] with the sequence that took the key, and
+    /// nothing is appended for it. A key appended before `dedup_since_ms` is
+    /// free again (and may be forgotten): its event is appended anew.
     fn append(
         &self,
         events: Vec<Event>,
@@ -117,12 +122,6 @@ pub trait EventLog: Send + Sync + 'static {
         appended_at_ms: i64,
         dedup_since_ms: i64,
     ) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>>;
-    /// Idempotency keys appended at or after `since_ms` that the caller's
-    /// window should start with, with their sequence and append time (empty
-    /// for a backend that checks keys itself at append).
-    fn recent_keys(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<KeyedSeq>, StoreError>>;
-    /// Drops persisted keys appended before `before_ms`.
-    fn prune_keys(&self, before_ms: i64) -> BoxFuture<'_, Result<usize, StoreError>>;
     /// Up to `max` events of `partition` with sequence ≥ `from`, in order,
     /// no further than its durable head.
     fn read(

@@ -9,8 +9,6 @@
 //! only keeps the records ([`ConfigLog`]).
 
 mod checked;
-#[cfg(any(test, feature = "testkit"))]
-pub mod conformance;
 mod mirror;
 mod records;
 

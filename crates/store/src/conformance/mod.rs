@@ -1,8 +1,13 @@
-//! What every [`ConfigStore`] and [`DeliveryStore`] must do, as checks a
-//! backend's tests run against a fresh store of theirs (`hookrelay-sled`'s
-//! on a temporary directory, `hookrelay-jetstream`'s against a real cluster).
+//! What every [`EventLog`](crate::EventLog), [`ConfigStore`] and
+//! [`DeliveryStore`] must do, as checks a backend's tests run against a
+//! fresh store of theirs (`hookrelay-sled`'s on a temporary directory,
+//! `hookrelay-jetstream`'s against a real cluster).
 
-use super::{App, ConfigStore, DeviceToken, IngestKey, Org, TokenScope};
+mod log;
+
+pub use log::check_log;
+
+use crate::{App, ConfigStore, DeviceToken, IngestKey, Org, TokenScope};
 use crate::{DeliveryStore, DeliveryWrite, DueEntry, DueKind, Recent, StoreError};
 use hookrelay_core::{
     hash_token, partition_seq, Attempt, DeliveryKey, DeliveryRecord, DeliveryStatus, DeviceId,
