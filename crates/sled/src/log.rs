@@ -605,7 +605,7 @@ impl EventLog for SledLog {
                 self.prune_keys_before(dedup_since_ms)?;
                 window.pruned_at_ms = appended_at_ms;
             }
-            let mut admitted = window.recent.admit(events, &keys, dedup_since_ms);
+            let mut admitted = window.recent.admit(events, keys, dedup_since_ms);
             let n = admitted.events.len() as u64;
             if n == 0 {
                 return Ok(admitted.answers(0));

@@ -48,8 +48,11 @@ pub struct Admitted {
     pub events: Vec<Event>,
     /// Their keys, by offset among `events`.
     pub keys: Vec<(IdemKey, u32)>,
+    /// Number of events to append (`events` may have been moved out).
+    len: usize,
     /// Per event of the append asked for: the sequence that already took
-    /// its key, or `None` for an event in `events`.
+    /// its key, or `None` for an event in `events`. Empty when no key was
+    /// taken (the usual case: nothing is copied then).
     taken: Vec<Option<Seq>>,
 }
 
@@ -57,6 +60,11 @@ impl Admitted {
     /// The answers of the whole append, once `events` were appended from
     /// sequence `first` on.
     pub fn answers(&self, first: Seq) -> Vec<Appended> {
+        if self.taken.is_empty() {
+            return (first..first + self.len as u64)
+                .map(Appended::New)
+                .collect();
+        }
         let mut next = first;
         self.taken
             .iter()
@@ -114,17 +122,26 @@ impl RecentKeys {
     /// Splits an append into its duplicates (keys taken at or after
     /// `since_ms`) and the events to append. `keys` are by offset into
     /// `events`, distinct.
-    pub fn admit(&self, events: Vec<Event>, keys: &[(IdemKey, u32)], since_ms: i64) -> Admitted {
+    pub fn admit(&self, events: Vec<Event>, keys: Vec<(IdemKey, u32)>, since_ms: i64) -> Admitted {
+        if keys.iter().all(|(k, _)| self.taken(*k, since_ms).is_none()) {
+            return Admitted {
+                len: events.len(),
+                events,
+                keys,
+                taken: Vec::new(),
+            };
+        }
+        let key_count = keys.len();
         let mut taken = vec![None; events.len()];
         let mut key_of: Vec<Option<IdemKey>> = vec![None; events.len()];
         for (k, offset) in keys {
-            if let Some(slot) = key_of.get_mut(*offset as usize) {
-                *slot = Some(*k);
-                taken[*offset as usize] = self.taken(*k, since_ms);
+            if let Some(slot) = key_of.get_mut(offset as usize) {
+                *slot = Some(k);
+                taken[offset as usize] = self.taken(k, since_ms);
             }
         }
         let mut kept = Vec::with_capacity(events.len());
-        let mut kept_keys = Vec::with_capacity(keys.len());
+        let mut kept_keys = Vec::with_capacity(key_count);
         for ((e, t), k) in events.into_iter().zip(&taken).zip(&key_of) {
             if t.is_some() {
                 continue;
@@ -135,6 +152,7 @@ impl RecentKeys {
             kept.push(e);
         }
         Admitted {
+            len: kept.len(),
             events: kept,
             keys: kept_keys,
             taken,
@@ -168,7 +186,7 @@ mod tests {
     fn duplicates_within_the_window_are_taken_out_and_answered_with_their_sequence() {
         let mut w = RecentKeys::from_keys([(7, 100, 1_000)]);
         // Events 0..4; 1 carries key 7 (taken at 1 000), 3 carries key 8.
-        let a = w.admit((0..4).map(ev).collect(), &[(7, 1), (8, 3)], 500);
+        let a = w.admit((0..4).map(ev).collect(), vec![(7, 1), (8, 3)], 500);
         assert_eq!(
             a.events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
             ["evt_0", "evt_2", "evt_3"]
@@ -190,7 +208,7 @@ mod tests {
     #[test]
     fn a_key_past_the_window_is_new_again_and_pruning_forgets_it() {
         let mut w = RecentKeys::from_keys([(7, 100, 1_000), (9, 101, 5_000)]);
-        let a = w.admit(vec![ev(0)], &[(7, 0)], 1_001);
+        let a = w.admit(vec![ev(0)], vec![(7, 0)], 1_001);
         assert_eq!(a.answers(300), [Appended::New(300)]);
         assert_eq!(w.prune(2_000), 1);
         assert_eq!(w.len(), 1);
