@@ -32,7 +32,8 @@ use hookrelay_store::{
 };
 use std::{sync::Arc, time::Duration};
 use tokio::{sync::watch, task::JoinHandle};
-use tracing::{error, info};
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, Instrument};
 
 /// The layout of a record message this build writes.
 const LAYOUT: u8 = 1;
@@ -49,7 +50,10 @@ pub struct JsConfigLog {
     mirror: Arc<SharedMirror>,
     /// The stream sequence the mirror shows.
     applied: watch::Receiver<u64>,
+    /// Follows the stream into the mirror; tracked by `tasks`, ended when
+    /// the log is dropped.
     tail: JoinHandle<()>,
+    tasks: TaskTracker,
     /// Writes wait out the stream's leader election.
     failover: Failover,
     ids: MsgIds,
@@ -58,6 +62,7 @@ pub struct JsConfigLog {
 impl Drop for JsConfigLog {
     fn drop(&mut self) {
         self.tail.abort();
+        self.tasks.close();
     }
 }
 
@@ -84,14 +89,16 @@ impl JsConfigLog {
         .await?;
         let mirror = Arc::new(SharedMirror::default());
         let (tx, applied) = watch::channel(0);
-        let tail = tokio::spawn(
+        let tasks = TaskTracker::new();
+        let tail = tasks.spawn(
             Tail {
                 js: js.clone(),
                 names: names.clone(),
                 mirror: mirror.clone(),
                 applied: tx,
             }
-            .run(),
+            .run()
+            .instrument(tracing::info_span!("configuration stream tail")),
         );
         let log = Self {
             js,
@@ -99,6 +106,7 @@ impl JsConfigLog {
             mirror,
             applied,
             tail,
+            tasks,
             failover,
             ids: MsgIds::new(),
         };

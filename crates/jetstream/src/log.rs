@@ -40,7 +40,8 @@ use std::{
     time::Duration,
 };
 use tokio::{sync::watch, task::JoinHandle};
-use tracing::{info, warn};
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn, Instrument};
 
 /// Offsets inside one message: 16 bits.
 const OFFSET_BITS: u32 = 16;
@@ -78,8 +79,10 @@ pub struct JsLog {
     /// Largest payload the servers take, bytes.
     max_payload: usize,
     heads: Vec<watch::Sender<Seq>>,
-    /// One tail per partition someone watches, started on first use.
-    tails: Mutex<Vec<Option<JoinHandle<()>>>>,
+    /// One tail per partition, started at open, tracked by `tasks` and
+    /// ended when the log is dropped.
+    tails: Vec<JoinHandle<()>>,
+    tasks: TaskTracker,
     /// Recently read messages by `(partition, stream sequence)`.
     cache: Arc<ChunkCache>,
     /// Each partition's stream, for direct reads without a lookup.
@@ -92,10 +95,10 @@ pub struct JsLog {
 
 impl Drop for JsLog {
     fn drop(&mut self) {
-        let tails = self.tails.get_mut().unwrap_or_else(|p| p.into_inner());
-        for t in tails.iter().flatten() {
+        for t in &self.tails {
             t.abort();
         }
+        self.tasks.close();
     }
 }
 
@@ -156,15 +159,36 @@ impl JsLog {
             },
         )
         .await?;
+        let heads: Vec<watch::Sender<Seq>> =
+            (0..cfg.partitions).map(|_| watch::Sender::new(0)).collect();
+        let cache = Arc::new(Mutex::new(Vec::with_capacity(CHUNK_CACHE)));
+        let tasks = TaskTracker::new();
+        let tails = (0..cfg.partitions)
+            .map(|partition| {
+                let tail = Tail {
+                    js: js.clone(),
+                    stream: names.event_stream(partition),
+                    subject: names.event_subject(partition),
+                    partition,
+                    head: heads[partition as usize].clone(),
+                    cache: cache.clone(),
+                };
+                tasks.spawn(
+                    tail.run()
+                        .instrument(tracing::info_span!("event stream tail", partition)),
+                )
+            })
+            .collect();
         Ok(Self {
             js,
             names,
             idem,
             partitions: cfg.partitions,
             max_payload,
-            heads: (0..cfg.partitions).map(|_| watch::Sender::new(0)).collect(),
-            tails: Mutex::new((0..cfg.partitions).map(|_| None).collect()),
-            cache: Arc::new(Mutex::new(Vec::with_capacity(CHUNK_CACHE))),
+            heads,
+            tails,
+            tasks,
+            cache,
             streams,
             failover: Failover::new(cfg.election_wait),
             ids: MsgIds::new(),
@@ -266,26 +290,6 @@ impl JsLog {
         let chunk = decode(&m.payload)?;
         insert(&self.cache, (partition, m.sequence), chunk.clone());
         Ok(Some((m.sequence, chunk)))
-    }
-
-    /// Starts the tail of `partition` unless it runs.
-    fn ensure_tail(&self, partition: Partition) {
-        let mut tails = self.tails.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(slot) = tails.get_mut(partition as usize) else {
-            return;
-        };
-        if slot.as_ref().is_some_and(|t| !t.is_finished()) {
-            return;
-        }
-        let tail = Tail {
-            js: self.js.clone(),
-            stream: self.names.event_stream(partition),
-            subject: self.names.event_subject(partition),
-            partition,
-            head: self.heads[partition as usize].clone(),
-            cache: self.cache.clone(),
-        };
-        *slot = Some(tokio::spawn(tail.run()));
     }
 
     /// Claims every key, concurrently, with `claim` as the claims' value.
@@ -739,7 +743,6 @@ impl EventLog for JsLog {
     }
 
     fn durable_head(&self, partition: Partition) -> watch::Receiver<Seq> {
-        self.ensure_tail(partition);
         match self.heads.get(partition as usize) {
             Some(h) => h.subscribe(),
             None => watch::Sender::new(0).subscribe(),

@@ -16,6 +16,7 @@ use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpListener,
     sync::mpsc,
+    task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -40,12 +41,20 @@ pub(crate) async fn serve<T>(
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
+    // Every connection's task, reaped as it ends; those still open past
+    // the drain deadline are aborted when the set is dropped.
+    let mut open = JoinSet::new();
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
+            Some(_) = open.join_next(), if !open.is_empty() => {}
             next = next_conn(&mut conns) => match next {
-                Some(Conn::Tcp(io, peer)) => spawn_conn(io, peer, &app, header_read_timeout, &graceful),
-                Some(Conn::Tls(io, peer)) => spawn_conn(io, peer, &app, header_read_timeout, &graceful),
+                Some(Conn::Tcp(io, peer)) => {
+                    open.spawn(conn_task(io, peer, &app, header_read_timeout, &graceful));
+                }
+                Some(Conn::Tls(io, peer)) => {
+                    open.spawn(conn_task(io, peer, &app, header_read_timeout, &graceful));
+                }
                 None => break,
             },
         }
@@ -54,7 +63,10 @@ pub(crate) async fn serve<T>(
         .await
         .is_err()
     {
-        warn!("REST connections still open at the drain deadline");
+        warn!(
+            connections = open.len(),
+            "REST connections still open at the drain deadline"
+        );
     }
 }
 
@@ -73,13 +85,15 @@ async fn next_conn<T>(conns: &mut Connections<T>) -> Option<Conn<T>> {
     }
 }
 
-fn spawn_conn<I>(
+/// Serving one connection: the task `serve` runs for it.
+fn conn_task<I>(
     io: Guarded<I>,
     peer: SocketAddr,
     app: &Router,
     header_read_timeout: Duration,
     graceful: &GracefulShutdown,
-) where
+) -> impl std::future::Future<Output = ()> + Send + 'static
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -99,9 +113,9 @@ fn spawn_conn<I>(
         .service(app.clone());
     let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(svc));
     let conn = graceful.watch(conn);
-    tokio::spawn(async move {
+    async move {
         if let Err(e) = conn.await {
             debug!(peer = %peer, error = %e, "REST connection ended with an error");
         }
-    });
+    }
 }

@@ -125,12 +125,12 @@ pub(crate) async fn serve(
     // Which partitions this node drives: the one of the embedded store for
     // ever, or its leased share of the cluster's.
     let stop_leases = CancellationToken::new();
-    let mut leases_task = None;
+    let mut leases = None;
     let (owned_fixed, mut owned) = watch::channel(std::collections::BTreeSet::from([0]));
     let mut remote: Option<Arc<dyn hookrelay_scheduler::Remote>> = None;
     if let Some(node) = &cluster {
         let id = crate::cluster::node_id(&config.jetstream);
-        let leases = hookrelay_jetstream::open_leases(
+        let opened = hookrelay_jetstream::open_leases(
             &node.js,
             &cluster_cfg,
             id.clone(),
@@ -138,8 +138,8 @@ pub(crate) async fn serve(
         )
         .await
         .context("cannot open the partition leases")?;
-        owned = leases.owned();
-        leases_task = Some(tokio::spawn(leases.run(stop_leases.clone())));
+        owned = opened.owned();
+        leases = Some(opened);
         partitions =
             partitions.serving_commands(crate::cluster::command_server(node.commands.clone()));
         remote = Some(Arc::new(crate::cluster::ClusterRemote {
@@ -175,6 +175,17 @@ pub(crate) async fn serve(
         committer.run(committer_stop).await;
         Ok::<(), Infallible>(())
     }));
+    // A node that stopped renewing its leases would drive partitions others
+    // take over: their task ending before the shutdown fails the engine.
+    let leases_task = leases.map(|leases| {
+        let stop = stop_leases.clone();
+        tasks.spawn(
+            sup.watch("partition leases", shutting_down.clone(), async move {
+                leases.run(stop).await;
+                Ok::<(), Infallible>(())
+            }),
+        )
+    });
     let scheduler_stop = stop_scheduler.clone();
     let scheduler_task = tasks.spawn(sup.watch(
         "scheduler",
