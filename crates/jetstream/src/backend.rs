@@ -1,22 +1,28 @@
-//! A node's whole view of the cluster: the stores behind the engine's
-//! traits, the command transport and the connection.
+//! A node's whole view of the cluster as one [`Backend`]: the stores behind
+//! the engine's traits, and its coordination (the partition leases and the
+//! command transport).
 
 use crate::{
-    commands::Commands, names::Names, open_config, open_deliveries, open_log, JetStreamConfig,
-    JetStreamError,
+    commands::Commands, names::Names, open_config, open_deliveries, open_leases, open_log,
+    JetStreamConfig, JetStreamError,
 };
 use async_nats::jetstream;
-use hookrelay_store::{Backend, BoxFuture, CompactStats, Housekeeping, StoreError, StoreHealth};
-use std::sync::Arc;
+use bytes::Bytes;
+use hookrelay_core::Partition;
+use hookrelay_store::{
+    Backend, BoxFuture, CommandHandler, CompactStats, Coordination, Housekeeping, Membership,
+    PartitionSet, StoreError, StoreHealth,
+};
+use std::{sync::Arc, time::Duration};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// What `hookrelay serve` runs on with `backend = "jetstream"`.
 pub struct ClusterNode {
-    /// The stores.
+    /// The stores and the coordination.
     pub backend: Backend,
-    /// Commands to other partitions' owners.
-    pub commands: Commands,
-    /// The JetStream context (for the leases).
-    pub js: jetstream::Context,
+    /// This node's name in the leases.
+    pub node: String,
 }
 
 /// Setup attempts before a node gives up starting.
@@ -58,6 +64,18 @@ async fn open_once(cfg: &JetStreamConfig) -> Result<ClusterNode, JetStreamError>
         async_nats::connection::State::Connected => None,
         other => Some(format!("JetStream unreachable ({other})")),
     }));
+    let node = if cfg.node_id.is_empty() {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        format!("node-{}", &id[..12])
+    } else {
+        cfg.node_id.clone()
+    };
+    let coordination = JsCoordination {
+        js: js.clone(),
+        cfg: cfg.clone(),
+        node: node.clone(),
+        commands,
+    };
     Ok(ClusterNode {
         backend: Backend {
             log: Arc::new(log),
@@ -65,10 +83,78 @@ async fn open_once(cfg: &JetStreamConfig) -> Result<ClusterNode, JetStreamError>
             deliveries: Arc::new(deliveries),
             housekeeping: Arc::new(Upkeep { js: js.clone() }),
             health,
+            coordination: Some(Arc::new(coordination)),
         },
-        commands,
-        js,
+        node,
     })
+}
+
+/// The nodes of one namespace: leases in a bucket, commands in a stream
+/// per partition (see the crate docs).
+struct JsCoordination {
+    js: jetstream::Context,
+    cfg: JetStreamConfig,
+    node: String,
+    commands: Commands,
+}
+
+impl Coordination for JsCoordination {
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn join(
+        &self,
+        running: watch::Receiver<PartitionSet>,
+    ) -> BoxFuture<'_, Result<Membership, StoreError>> {
+        Box::pin(async move {
+            let leases = open_leases(&self.js, &self.cfg, self.node.clone(), running)
+                .await
+                .map_err(|e| StoreError::unavailable("opening the partition leases", e))?;
+            Ok(Membership {
+                owned: leases.owned(),
+                keep: Box::new(move |stop: CancellationToken| Box::pin(leases.run(stop))),
+            })
+        })
+    }
+
+    fn command_wait(&self) -> Duration {
+        self.cfg.takeover * 2
+    }
+
+    fn request(
+        &self,
+        partition: Partition,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'_, Result<Vec<u8>, StoreError>> {
+        Box::pin(async move {
+            self.commands
+                .request(partition, Bytes::from(payload), self.command_wait())
+                .await
+                .map(|b| b.to_vec())
+        })
+    }
+
+    fn serve(
+        &self,
+        partition: Partition,
+        handler: CommandHandler,
+        stop: CancellationToken,
+    ) -> BoxFuture<'static, ()> {
+        let commands = self.commands.clone();
+        Box::pin(async move {
+            commands
+                .serve(
+                    partition,
+                    |payload: Bytes| {
+                        let handler = handler.clone();
+                        async move { Bytes::from(handler(payload.to_vec()).await) }
+                    },
+                    stop,
+                )
+                .await;
+        })
+    }
 }
 
 /// Housekeeping on JetStream: the streams expire old messages themselves

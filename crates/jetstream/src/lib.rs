@@ -69,6 +69,9 @@ pub struct JetStreamConfig {
     /// How long a write waits for a stream whose leader died to elect
     /// another before it fails.
     pub election_wait: Duration,
+    /// This node's name in the leases; empty for a new one at every start
+    /// (a restarted node is then a new member, its old leases expire).
+    pub node_id: String,
 }
 
 /// Why the backend could not start.

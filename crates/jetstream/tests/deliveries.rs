@@ -18,6 +18,7 @@ fn config(c: &Cluster, ns: &str) -> JetStreamConfig {
         dedup_window: Duration::from_secs(3600),
         election_wait: Duration::from_secs(15),
         namespace: ns.into(),
+        node_id: String::new(),
     }
 }
 

@@ -43,6 +43,7 @@ async fn node_via(urls: Vec<String>, id: &str) -> Node {
         dedup_window: Duration::from_secs(3600),
         election_wait: Duration::from_secs(15),
         namespace: "lease1".into(),
+        node_id: String::new(),
     };
     let (_client, js) = connect(&cfg).await.expect("connect");
     // The engine: drives exactly what it owns, at once.

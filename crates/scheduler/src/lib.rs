@@ -17,7 +17,8 @@
 //! pool. The API asks for retries, replays and breaker state through
 //! [`DeliveryControl`]: [`SchedulerHandle`] for one partition, [`Router`]
 //! for all of them (sending commands for partitions driven elsewhere to
-//! their owner through a [`Remote`]).
+//! their owner through the backend's
+//! [`Coordination`](hookrelay_store::Coordination)).
 //!
 //! Must not: perform HTTP, or talk to ingest except through the cursor watch.
 
@@ -32,8 +33,8 @@ mod window;
 pub use config::SchedulerConfig;
 
 pub use lanes::{HostConcurrency, BUSIEST_HOSTS};
-pub use node::{CommandServer, FanoutLag, Partitions};
-pub use route::{LocalHandles, Remote, RemoteAnswer, RemoteCommand, Router};
+pub use node::{FanoutLag, Partitions};
+pub use route::{command_handler, LocalHandles, RemoteAnswer, RemoteCommand, Router};
 pub use scheduler::{Scheduler, SchedulerChannels, SchedulerHandle};
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,7 @@ use hookrelay_core::{
     metric, seq_partition, AttemptReport, Catalog, DeliveryConfig, DeliveryTask, Partition,
     Progress, Seq,
 };
-use hookrelay_store::{BoxFuture, ConfigStore, DeliveryStore, EventLog, StoreError};
+use hookrelay_store::{ConfigStore, DeliveryStore, EventLog, StoreError};
 use std::{
     collections::{BTreeSet, HashMap},
     sync::Arc,
@@ -21,12 +21,6 @@ use tokio::{
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
-
-/// Serves a partition's commands from other nodes while it runs here:
-/// `(partition, its scheduler, stop)`.
-pub type CommandServer = Arc<
-    dyn Fn(Partition, SchedulerHandle, CancellationToken) -> BoxFuture<'static, ()> + Send + Sync,
->;
 
 /// How often the progress of several schedulers is summed for ingest.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
@@ -41,7 +35,8 @@ pub struct Partitions {
     delivery: DeliveryConfig,
     local: LocalHandles,
     running: watch::Sender<BTreeSet<Partition>>,
-    commands: Option<CommandServer>,
+    /// Serves each running partition's commands from other nodes.
+    commands: Option<Arc<dyn hookrelay_store::Coordination>>,
     /// The command servers of running partitions.
     serving: TaskTracker,
     lag: FanoutLag,
@@ -140,10 +135,14 @@ impl Partitions {
         self
     }
 
-    /// Serves each partition's commands from other nodes with `server`.
+    /// Serves each running partition's commands from other nodes through
+    /// `coordination`.
     #[must_use]
-    pub fn serving_commands(mut self, server: CommandServer) -> Self {
-        self.commands = Some(server);
+    pub fn serving_commands(
+        mut self,
+        coordination: Arc<dyn hookrelay_store::Coordination>,
+    ) -> Self {
+        self.commands = Some(coordination);
         self
     }
 
@@ -305,9 +304,10 @@ impl Partitions {
         };
         let run_stop = stop.clone();
         ends.spawn(async move { (p, scheduler.run(channels, run_stop).await) });
-        let serving = self.commands.as_ref().map(|serve| {
+        let serving = self.commands.as_ref().map(|c| {
             let token = CancellationToken::new();
-            self.serving.spawn(serve(p, handle.clone(), token.clone()));
+            let handler = crate::route::command_handler(handle.clone());
+            self.serving.spawn(c.serve(p, handler, token.clone()));
             token
         });
         self.set_handle(p, Some(handle));

@@ -1,12 +1,12 @@
 //! Commands to the partitions of a cluster. The API talks to one
 //! [`Router`]: a command for a partition this node drives goes to its
-//! scheduler's [`SchedulerHandle`]; any other goes through a [`Remote`]
-//! (the backend's transport) to the partition's owner, which runs it with
-//! [`RemoteCommand::run`].
+//! scheduler's [`SchedulerHandle`]; any other goes through the backend's
+//! [`Coordination`] (as JSON) to the partition's owner, which runs it with
+//! [`RemoteCommand::run`] ([`command_handler`]).
 
 use crate::SchedulerHandle;
 use hookrelay_core::{partition_of, seq_partition, DeliveryKey, Partition, WebhookId};
-use hookrelay_store::{BoxFuture, ConfigStore};
+use hookrelay_store::{BoxFuture, CommandHandler, ConfigStore, Coordination, StoreError};
 use hookrelay_store::{ControlError, DeliveryControl};
 use serde::{Deserialize, Serialize};
 use std::{
@@ -80,14 +80,34 @@ impl From<RemoteAnswer> for Result<u64, ControlError> {
     }
 }
 
-/// The transport to the owners of partitions this node does not drive.
-pub trait Remote: Send + Sync + 'static {
-    /// Sends `command` to the owner of `partition` and waits for its answer.
-    fn send(
-        &self,
-        partition: Partition,
-        command: RemoteCommand,
-    ) -> BoxFuture<'_, Result<RemoteAnswer, ControlError>>;
+/// Runs the commands other nodes send to the partition of `local`.
+pub fn command_handler(local: SchedulerHandle) -> CommandHandler {
+    Arc::new(move |payload: Vec<u8>| {
+        let local = local.clone();
+        Box::pin(async move {
+            let answer = match serde_json::from_slice::<RemoteCommand>(&payload) {
+                Ok(command) => command.run(&local).await,
+                Err(e) => RemoteAnswer::Conflict(format!("unreadable command: {e}")),
+            };
+            serde_json::to_vec(&answer).unwrap_or_default()
+        })
+    })
+}
+
+/// Sends `command` to the owner of `partition` through `remote`.
+async fn send_remote(
+    remote: &dyn Coordination,
+    partition: Partition,
+    command: &RemoteCommand,
+) -> Result<RemoteAnswer, ControlError> {
+    let payload = serde_json::to_vec(command)
+        .map_err(|e| ControlError::Store(StoreError::Task(e.to_string())))?;
+    let answer = remote.request(partition, payload).await?;
+    serde_json::from_slice(&answer).map_err(|e| {
+        ControlError::Store(StoreError::unavailable_msg(format!(
+            "an unreadable answer from partition {partition}'s owner: {e}"
+        )))
+    })
 }
 
 /// The schedulers this node drives, by partition (kept by the runner).
@@ -97,7 +117,7 @@ pub type LocalHandles = Arc<RwLock<HashMap<Partition, SchedulerHandle>>>;
 pub struct Router {
     partitions: u32,
     local: LocalHandles,
-    remote: Option<Arc<dyn Remote>>,
+    remote: Option<Arc<dyn Coordination>>,
     config: Arc<dyn ConfigStore>,
 }
 
@@ -107,7 +127,7 @@ impl Router {
     pub fn new(
         partitions: u32,
         local: LocalHandles,
-        remote: Option<Arc<dyn Remote>>,
+        remote: Option<Arc<dyn Coordination>>,
         config: Arc<dyn ConfigStore>,
     ) -> Self {
         Self {
@@ -131,7 +151,7 @@ impl Router {
             return command.run(&h).await.into();
         }
         match &self.remote {
-            Some(r) => r.send(p, command).await?.into(),
+            Some(r) => send_remote(&**r, p, &command).await?.into(),
             None => Err(ControlError::Unavailable),
         }
     }

@@ -3,7 +3,7 @@
 //! The binary stays thin: parse the command line, load configuration, and
 //! hand over to [`run::serve`] (or the `receive` debugging receiver).
 
-mod cluster;
+mod backend;
 mod config;
 mod conn;
 mod dev;

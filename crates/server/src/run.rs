@@ -10,7 +10,7 @@
 //! unanswered comes back after a restart; nothing answered is sent again.
 
 use crate::{
-    config::{Config, StoreBackend},
+    config::Config,
     dev,
     notify::Notifier,
     supervise::Supervisor,
@@ -26,7 +26,6 @@ use hookrelay_ingest::{
     Committer, IngestGrpc, IngestKeys,
 };
 use hookrelay_scheduler::Partitions;
-use hookrelay_sled::Store;
 use hookrelay_store::Housekeeping;
 use hookrelay_worker::WorkerPool;
 use std::{convert::Infallible, sync::Arc, time::Duration};
@@ -53,33 +52,7 @@ pub(crate) async fn serve(
     };
     let metrics = telemetry::init_metrics().context("cannot install the metrics recorder")?;
     // The stores, from the embedded data directory or the cluster.
-    let cluster_cfg = crate::cluster::settings(
-        &config.jetstream,
-        config.store.retention,
-        config.ingest.dedup_window,
-    );
-    let (store, cluster) = match config.store.backend {
-        StoreBackend::Sled => {
-            let path = config.store.path.clone();
-            let reserve = config.store.min_free_bytes;
-            let cache = config.store.cache_bytes;
-            let store =
-                tokio::task::spawn_blocking(move || Store::open_with(&path, reserve, cache))
-                    .await
-                    .context("store open task failed")?
-                    .with_context(|| {
-                        format!("cannot open the store at {}", config.store.path.display())
-                    })?
-                    .backend();
-            (store, None)
-        }
-        StoreBackend::Jetstream => {
-            let node = hookrelay_jetstream::open_node(&cluster_cfg)
-                .await
-                .context("cannot open the JetStream backend")?;
-            (node.backend.clone(), Some(node))
-        }
-    };
+    let store = crate::backend::open_backend(&config).await?;
     if let Some(c) = &creds {
         dev::ensure(&store, c).await?;
     }
@@ -103,7 +76,7 @@ pub(crate) async fn serve(
     let (task_tx, task_rx) = mpsc::channel(config.scheduler.task_channel);
     let (report_tx, report_rx) = mpsc::channel(config.scheduler.report_channel);
     let mut scheduler_cfg = config.scheduler.clone();
-    if cluster.is_some() {
+    if store.coordination.is_some() {
         // A NATS server's death stalls writes while its streams elect new
         // leaders: ride it out rather than take every node down at once.
         scheduler_cfg.storage_give_up = scheduler_cfg.storage_give_up.max(Duration::from_secs(60));
@@ -123,37 +96,25 @@ pub(crate) async fn serve(
     )
     .sharing(shares.clone());
     // Which partitions this node drives: the one of the embedded store for
-    // ever, or its leased share of the cluster's.
+    // ever, or its share of those of a backend other nodes share.
     let stop_leases = CancellationToken::new();
-    let mut leases = None;
+    let mut membership = None;
     let (owned_fixed, mut owned) = watch::channel(std::collections::BTreeSet::from([0]));
-    let mut remote: Option<Arc<dyn hookrelay_scheduler::Remote>> = None;
-    if let Some(node) = &cluster {
-        let id = crate::cluster::node_id(&config.jetstream);
-        let opened = hookrelay_jetstream::open_leases(
-            &node.js,
-            &cluster_cfg,
-            id.clone(),
-            partitions.running(),
-        )
-        .await
-        .context("cannot open the partition leases")?;
-        owned = opened.owned();
-        leases = Some(opened);
-        partitions =
-            partitions.serving_commands(crate::cluster::command_server(node.commands.clone()));
-        remote = Some(Arc::new(crate::cluster::ClusterRemote {
-            commands: node.commands.clone(),
-            wait: config.jetstream.takeover * 2,
-        }));
-        info!(node = %id, partitions = cluster_cfg.partitions, "joined the JetStream cluster");
+    if let Some(coordination) = &store.coordination {
+        let joined = coordination
+            .join(partitions.running())
+            .await
+            .context("cannot join the other nodes")?;
+        owned = joined.owned.clone();
+        membership = Some(joined);
+        partitions = partitions.serving_commands(coordination.clone());
     }
     let scrape_lag = partitions.fanout_lag();
     let scrape_handles = partitions.handles();
     let control = hookrelay_scheduler::Router::new(
         store.log.partitions(),
         partitions.handles(),
-        remote,
+        store.coordination.clone(),
         store.config.clone(),
     );
 
@@ -177,11 +138,11 @@ pub(crate) async fn serve(
     }));
     // A node that stopped renewing its leases would drive partitions others
     // take over: their task ending before the shutdown fails the engine.
-    let leases_task = leases.map(|leases| {
-        let stop = stop_leases.clone();
+    let leases_task = membership.map(|m| {
+        let keep = (m.keep)(stop_leases.clone());
         tasks.spawn(
             sup.watch("partition leases", shutting_down.clone(), async move {
-                leases.run(stop).await;
+                keep.await;
                 Ok::<(), Infallible>(())
             }),
         )

@@ -185,6 +185,8 @@ impl Store {
             deliveries: self.deliveries.clone(),
             health: self.health(),
             housekeeping: Arc::new(self),
+            // One process owns the directory: it drives partition 0.
+            coordination: None,
         }
     }
 }

@@ -1,8 +1,11 @@
 //! What the server runs on, whatever the storage backend: the three engine
-//! stores as trait objects, and the housekeeping only the backend knows how
-//! to do. The server builds a [`Backend`] and never names a backend's types.
+//! stores as trait objects, the housekeeping only the backend knows how to
+//! do, and the coordination of the nodes that share it. The server builds a
+//! [`Backend`] and never names a backend's types.
 
-use crate::{BoxFuture, ConfigStore, DeliveryStore, EventLog, StoreError, StoreHealth};
+use crate::{
+    BoxFuture, ConfigStore, Coordination, DeliveryStore, EventLog, StoreError, StoreHealth,
+};
 use hookrelay_core::Seq;
 use std::sync::Arc;
 
@@ -45,4 +48,7 @@ pub struct Backend {
     pub housekeeping: Arc<dyn Housekeeping>,
     /// Whether writes can be taken.
     pub health: StoreHealth,
+    /// How the nodes sharing the backend split the partitions and reach
+    /// each other's; `None` for a backend one process owns.
+    pub coordination: Option<Arc<dyn Coordination>>,
 }

@@ -20,6 +20,8 @@
 //! - [`Housekeeping`]: retention, size, the final flush.
 //! - [`DeliveryControl`]: what the API may ask of the scheduler (retry,
 //!   replay), which alone writes delivery state.
+//! - [`Coordination`]: for a backend several nodes share, which partitions
+//!   this node drives and the transport of commands to another's.
 //! - [`StoreHealth`]: whether the backend can take writes (readiness).
 //! - [`StoreError`]: one error for every backend; a backend's own error is
 //!   its boxed source.
@@ -36,6 +38,7 @@ mod config;
 #[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
 mod control;
+mod coordination;
 mod deliveries;
 mod error;
 mod health;
@@ -49,6 +52,7 @@ pub use config::{
     Subscribers, TokenScope, WebhookChange,
 };
 pub use control::{ControlError, DeliveryControl};
+pub use coordination::{CommandHandler, Coordination, Membership, PartitionSet};
 pub use deliveries::{DeliveryStore, DeliveryWrite, DueEntry, DueKind, Recent};
 pub use error::{BoxError, StoreError};
 pub use health::{Reachability, StoreHealth};
