@@ -414,10 +414,12 @@ impl JsDeliveries {
                 match w {
                     DeliveryWrite::Record(k, r) => {
                         let e = fold_entry(&mut folded, &mut order, &owned, k);
-                        if !e.1 {
+                        if e.0.record.is_none() {
                             // A listing marker (an empty attempt) for a
-                            // delivery new to this owner: the webhook's list
-                            // shows deliveries with no attempt yet too.
+                            // delivery's first record (new to this owner, or
+                            // known so far by its due entries only): the
+                            // webhook's list shows deliveries with no
+                            // attempt yet too.
                             attempts.push((self.attempt_subject(k), Bytes::new()));
                         }
                         e.0.record = Some(r.clone());

@@ -145,3 +145,32 @@ async fn a_released_partition_is_read_from_the_stream_not_from_memory() {
     assert_eq!(a.record(&pending).await.expect("record"), Some(done));
     assert!(a.due(2, 1000, 10).await.expect("due").is_empty());
 }
+
+/// The model-based check of every delivery store (random batches of writes
+/// against a `BTreeMap` model), one generated run per partition; then a
+/// second node, as one taking the partitions over, reads the same state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_state_behaves_as_the_model_and_a_new_node_reads_it() {
+    use conformance::model;
+    use proptest::strategy::{Strategy, ValueTree};
+    let c = Cluster::start(3).await;
+    let cfg = config(&c, "dsm");
+    let a = node(&cfg).await;
+    let mut runner = proptest::test_runner::TestRunner::default();
+    let mut models = Vec::new();
+    for p in 0..cfg.partitions {
+        let batches = model::ops()
+            .new_tree(&mut runner)
+            .expect("generate")
+            .current();
+        eprintln!("partition {p}: {batches:?}");
+        models.push(model::check_against_model(&a, p, &batches).await);
+    }
+    for p in 0..cfg.partitions {
+        a.release(p);
+    }
+    let b = node(&cfg).await;
+    for (p, m) in (0..cfg.partitions).zip(&models) {
+        model::check_reads(&b, p, m, &format!("partition {p} on another node")).await;
+    }
+}

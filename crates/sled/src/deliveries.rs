@@ -791,4 +791,30 @@ mod tests {
         let s = Store::open(dir.path()).expect("open");
         hookrelay_store::conformance::check_deliveries(&*s.deliveries, 0).await;
     }
+
+    use hookrelay_store::conformance::model;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Random batches of writes read back as a `BTreeMap` model says,
+        /// through every query, and again once flushed and reopened.
+        #[test]
+        fn behaves_as_the_model(batches in model::ops()) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let m = {
+                    let s = Store::open(dir.path()).expect("open");
+                    let m = model::check_against_model(&*s.deliveries, 0, &batches).await;
+                    s.flush().await.expect("flush");
+                    m
+                };
+                let s = crate::reopen(dir.path());
+                model::check_reads(&*s.deliveries, 0, &m, "after a reopen").await;
+            });
+        }
+    }
 }

@@ -9,7 +9,7 @@ use hookrelay_core::{Attempt, DeliveryKey, DeliveryRecord, Partition, Seq, Webho
 use std::{collections::HashMap, ops::RangeInclusive};
 
 /// Why a due entry exists.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum DueKind {
     /// A retry scheduled by the backoff policy.
     Scheduled,

@@ -4,6 +4,7 @@
 //! `hookrelay-jetstream`'s against a real cluster).
 
 mod log;
+pub mod model;
 
 pub use log::check_log;
 
@@ -556,6 +557,45 @@ pub async fn check_deliveries(d: &dyn DeliveryStore, p: Partition) {
         .expect("apply");
     assert_eq!(d.recovery_scan(p, ALL_TIME).await.expect("scan").0, 2);
     check_recent_attempts(d, p).await;
+    a_record_written_after_its_due_entry_is_listed(d, p).await;
+}
+
+/// A delivery whose due entry came in one batch and its record in a later
+/// one is listed like any delivery with a record (the model check found a
+/// backend that listed only deliveries whose record came first).
+async fn a_record_written_after_its_due_entry_is_listed(d: &dyn DeliveryStore, p: Partition) {
+    let key = DeliveryKey {
+        seq: partition_seq(p, 40),
+        generation: 1,
+        webhook_id: WebhookId::from("wh_late_record"),
+    };
+    d.apply(&[due(700, key.clone(), DueKind::Scheduled)])
+        .await
+        .expect("apply");
+    assert!(d
+        .webhook_deliveries(&key.webhook_id, None, 10)
+        .await
+        .expect("list")
+        .is_empty());
+    d.apply(&[DeliveryWrite::Record(key.clone(), record(0))])
+        .await
+        .expect("apply");
+    assert_eq!(
+        d.webhook_deliveries(&key.webhook_id, None, 10)
+            .await
+            .expect("list"),
+        std::slice::from_ref(&key)
+    );
+    assert_eq!(
+        d.webhook_deliveries_newest(&key.webhook_id, None, 10)
+            .await
+            .expect("list"),
+        std::slice::from_ref(&key)
+    );
+    // Leaves the due index as the other checks left it.
+    d.apply(&[DeliveryWrite::Undue(700, key)])
+        .await
+        .expect("apply");
 }
 
 /// A webhook's recent attempts, for its statistics: those of the window
