@@ -3,7 +3,7 @@
 //! planned and read *off* the loop (see [`super::replay`]) and only its
 //! ready-made records are handed in, in bounded batches.
 
-use super::{replay, Scheduler};
+use super::{command::Command, replay, Scheduler};
 use crate::lanes::{host_of, Board, Busiest, HostConcurrency};
 use hookrelay_core::{
     partition_of, Catalog, DeliveryKey, DeliveryRecord, DeliveryStatus, Partition, WebhookId,
@@ -13,15 +13,6 @@ use hookrelay_store::{ControlError, DeliveryControl};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
-
-pub(crate) enum Command {
-    Retry {
-        key: DeliveryKey,
-        reply: oneshot::Sender<Result<(), ControlError>>,
-    },
-    /// New pending deliveries of a replay, due now.
-    Replayed(Vec<(DeliveryKey, DeliveryRecord)>),
-}
 
 /// The API's side of the scheduler: implements [`DeliveryControl`].
 #[derive(Clone)]
@@ -215,14 +206,13 @@ impl Scheduler {
             // The due entry must carry the record's own time: the due scan
             // treats any other as a stale schedule.
             let at_ms = rec.next_attempt_ms;
-            self.count_pending(&key.webhook_id, 1);
+            self.pending.scheduled(&*self.config, &key.webhook_id);
             self.writes.push(DeliveryWrite::Record(key.clone(), rec));
             self.writes.push(DeliveryWrite::Due(DueEntry {
                 at_ms,
                 key,
                 kind: DueKind::Scheduled,
             }));
-            self.pending_records += 1;
         }
         self.flush().await;
     }
@@ -255,7 +245,7 @@ impl Scheduler {
             .webhook(&key.webhook_id)
             .filter(|w| w.active)
             .ok_or_else(|| ControlError::Conflict("the webhook is inactive or deleted".into()))?;
-        self.shares
+        self.pending
             .shares()
             .check_webhook(&webhook.id, &webhook.org_id)
             .map_err(|over| ControlError::OverShare(over.to_string()))?;
@@ -273,8 +263,7 @@ impl Scheduler {
             event_id: event.event.id.clone(),
             ..record.pending_again(now)
         };
-        self.count_pending(&key.webhook_id, 1);
-        self.pending_records += 1;
+        self.pending.scheduled(&*self.config, &key.webhook_id);
         // Pending again: the record says so before the attempt goes out.
         self.writes
             .push(DeliveryWrite::Record(key.clone(), rec.clone()));

@@ -60,8 +60,7 @@ impl Scheduler {
             self.writes.push(DeliveryWrite::Undue(lease, key.clone()));
         } else {
             self.window.settle(key);
-            self.unrecorded -= 1;
-            self.pending_records += 1;
+            self.pending.recorded();
         }
         let mut rec = self.record_for(&a, a.attempt - 1, DeliveryStatus::Pending, now);
         rec.next_attempt_ms = now + delay_ms;
@@ -79,14 +78,14 @@ impl Scheduler {
             return;
         };
         let now = self.clock.unix_ms();
-        if let Some(lease) = a.lease_at {
+        let held = if let Some(lease) = a.lease_at {
             self.writes.push(DeliveryWrite::Undue(lease, key.clone()));
-            self.pending_records -= 1;
+            Held::Record
         } else {
             self.window.settle(key);
-            self.unrecorded -= 1;
-        }
-        self.count_pending(&key.webhook_id, -1);
+            Held::Window
+        };
+        self.pending.settled(&*self.config, &key.webhook_id, held);
         let rec = self.record_for(&a, a.attempt - 1, DeliveryStatus::Cancelled, now);
         self.writes.push(DeliveryWrite::Record(key.clone(), rec));
     }
@@ -228,9 +227,8 @@ impl Scheduler {
                 unsettled.push(key);
             }
             metrics::counter!(metric::DELIVERIES_CREATED).increment(unsettled.len() as u64);
-            self.unrecorded += unsettled.len() as i64;
             for key in &unsettled {
-                self.shares.count(&*self.config, &key.webhook_id, 1);
+                self.pending.created(&*self.config, &key.webhook_id);
             }
         }
         self.window.push(WindowEvent {
@@ -258,9 +256,9 @@ impl Scheduler {
             }
             rec.status = DeliveryStatus::Cancelled;
             rec.updated_at_ms = now;
-            self.count_pending(&key.webhook_id, -1);
+            self.pending
+                .settled(&*self.config, &key.webhook_id, Held::Record);
             self.writes.push(DeliveryWrite::Record(key, rec));
-            self.pending_records -= 1;
             return Ok(());
         };
         let Some(event) = self.log.event(key.seq).await? else {
@@ -271,9 +269,9 @@ impl Scheduler {
             rec.status = DeliveryStatus::Failed;
             rec.last_error = Some("event_missing".into());
             rec.updated_at_ms = now;
-            self.count_pending(&key.webhook_id, -1);
+            self.pending
+                .settled(&*self.config, &key.webhook_id, Held::Record);
             self.writes.push(DeliveryWrite::Record(key, rec));
-            self.pending_records -= 1;
             return Ok(());
         };
         // Neither the record nor the due index is rewritten to send a

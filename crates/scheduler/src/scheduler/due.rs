@@ -62,17 +62,15 @@ impl Scheduler {
         }
         self.store.apply(&self.writes).await?;
         self.writes.clear();
-        self.pending_records = pending as i64;
         // The tenants' shares start from what the index holds per webhook.
-        for (webhook, n) in self.store.due_by_webhook(self.partition).await? {
-            self.count_pending(&webhook, i64::try_from(n).unwrap_or(i64::MAX));
-        }
-        self.shares.publish();
+        let per_webhook = self.store.due_by_webhook(self.partition).await?;
+        self.pending.recovered(&*self.config, pending, per_webhook);
+        self.pending.publish();
         info!(
             partition = self.partition,
             cursor,
             head = self.recovery_horizon,
-            pending = self.pending_records,
+            pending = self.pending.records(),
             released_leases = leases.len(),
             "scheduler recovered"
         );
@@ -165,8 +163,8 @@ impl Scheduler {
                 _ => {
                     self.writes
                         .push(DeliveryWrite::Undue(e.at_ms, e.key.clone()));
-                    self.pending_records -= 1;
-                    self.count_pending(&e.key.webhook_id, -1);
+                    self.pending
+                        .settled(&*self.config, &e.key.webhook_id, Held::Record);
                     return Ok(Scanned::Settled);
                 }
             };
@@ -236,8 +234,8 @@ impl Scheduler {
         // Another entry of a delivery held by its own: stale, dropped.
         self.writes
             .push(DeliveryWrite::Undue(e.at_ms, e.key.clone()));
-        self.pending_records -= 1;
-        self.count_pending(&e.key.webhook_id, -1);
+        self.pending
+            .settled(&*self.config, &e.key.webhook_id, Held::Record);
         Ok(Scanned::Settled)
     }
 
@@ -285,8 +283,7 @@ impl Scheduler {
                 if let Some(a) = self.active.get_mut(&key) {
                     a.lease_at = Some(lease);
                 }
-                self.unrecorded -= 1;
-                self.pending_records += 1;
+                self.pending.recorded();
             }
             match self.window.pop_settled() {
                 Some(seq) => self.spilled_to = Some(seq),

@@ -1,10 +1,12 @@
 //! The scheduler loop: fan-out from the log, reports from the workers, the
 //! due-index scan, spilling, and the dispatch cursor.
 
+mod command;
 mod commands;
 mod dispatch;
 mod due;
 mod outcome;
+mod pending;
 mod replay;
 mod shares;
 
@@ -16,7 +18,7 @@ use crate::{
     window::{Window, WindowEvent},
     SchedulerConfig,
 };
-use commands::Command;
+use command::Command;
 use hookrelay_core::{
     metric, named_webhook, signing, Attempt, AttemptReport, AttemptResult, Catalog, Clock,
     DeliveryConfig, DeliveryKey, DeliveryRecord, DeliveryStatus, DeliveryTask, DeviceId, ErrorKind,
@@ -25,6 +27,7 @@ use hookrelay_core::{
 use hookrelay_store::{
     ConfigStore, DeliveryStore, DeliveryWrite, DueEntry, DueKind, EventLog, LoggedEvent, StoreError,
 };
+use pending::Held;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 use tokio::sync::{
     mpsc::{self, error::TrySendError},
@@ -102,10 +105,6 @@ pub struct Scheduler {
     /// written, and when those waiting in `writes` are due.
     state_written_at: tokio::time::Instant,
     state_due: Option<tokio::time::Instant>,
-    /// Deliveries with a pending record (due index entries).
-    pending_records: i64,
-    /// First attempts held only by the window.
-    unrecorded: i64,
     /// Last sequence popped from the window by a spill, for the cursor.
     spilled_to: Option<Seq>,
     /// The persisted dispatch cursor.
@@ -114,8 +113,9 @@ pub struct Scheduler {
     /// and rare: transitions only).
     health: HashMap<WebhookId, Health>,
     disable_after_ms: i64,
-    /// This partition's part of the tenants' pending shares.
-    shares: shares::ShareLedger,
+    /// The pending deliveries, and this partition's part of the tenants'
+    /// shares of them.
+    pending: pending::Pending,
     /// Where now comes from (the system's clock unless told otherwise).
     clock: Clock,
 }
@@ -196,14 +196,12 @@ impl Scheduler {
             writes: Vec::new(),
             state_written_at: tokio::time::Instant::now(),
             state_due: None,
-            pending_records: 0,
-            unrecorded: 0,
             spilled_to: None,
             cursor: 0,
             health: HashMap::new(),
             disable_after_ms: i64::try_from(delivery.disable_after.as_millis())
                 .unwrap_or(i64::MAX / 2),
-            shares: shares::ShareLedger::new(Arc::default()),
+            pending: pending::Pending::new(Arc::default()),
             clock: Clock::system(),
         }
     }
@@ -222,14 +220,8 @@ impl Scheduler {
     #[must_use]
     pub fn with_shares(mut self, shares: Arc<hookrelay_core::PendingShares>) -> Self {
         self.handle.set_shares(shares.clone());
-        self.shares = shares::ShareLedger::new(shares);
+        self.pending = pending::Pending::new(shares);
         self
-    }
-
-    /// `delta` pending deliveries of `webhook` (where the pending total
-    /// changes: a delivery created, or settled for good).
-    fn count_pending(&mut self, webhook: &WebhookId, delta: i64) {
-        self.shares.count(&*self.config, webhook, delta);
     }
 
     /// This scheduler drives `partition` of the log (0 by default).
@@ -387,11 +379,11 @@ impl Scheduler {
     }
 
     fn publish_progress(&mut self, tx: &watch::Sender<Progress>) {
-        self.shares.publish();
+        self.pending.publish();
         let p = Progress {
             cursor: self.cursor,
             read: self.next_read.saturating_sub(1),
-            pending: (self.pending_records + self.unrecorded).max(0) as u64,
+            pending: self.pending.total(),
         };
         tx.send_if_modified(|old| {
             let changed = *old != p;

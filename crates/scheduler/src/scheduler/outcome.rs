@@ -134,14 +134,14 @@ impl Scheduler {
             return;
         };
         self.lanes.done(&a.host, r.elapsed, Some(signal_of(&r)));
-        if let Some(lease) = a.lease_at {
+        let held = if let Some(lease) = a.lease_at {
             self.writes.push(DeliveryWrite::Undue(lease, r.key.clone()));
-            self.pending_records -= 1;
+            Held::Record
         } else {
             self.window.settle(&r.key);
-            self.unrecorded -= 1;
-        }
-        self.count_pending(&r.key.webhook_id, -1);
+            Held::Window
+        };
+        self.pending.settled(&*self.config, &r.key.webhook_id, held);
         let webhook = self.config.webhook(&r.key.webhook_id);
         if let Some(w) = webhook.as_deref() {
             self.track_health(w, r.result == AttemptResult::Delivered, now);
@@ -166,8 +166,7 @@ impl Scheduler {
                         key: r.key.clone(),
                         kind: DueKind::Scheduled,
                     }));
-                    self.pending_records += 1;
-                    self.count_pending(&r.key.webhook_id, 1);
+                    self.pending.scheduled(&*self.config, &r.key.webhook_id);
                     rec
                 }
                 Some(w) if w.active => {

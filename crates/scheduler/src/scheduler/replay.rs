@@ -8,7 +8,7 @@
 //! only those chunks, in bounded steps, and hands ready-made pending
 //! records to the scheduler loop, which writes them like any others.
 
-use super::commands::Command;
+use super::command::Command;
 use hookrelay_core::{
     seq_partition, Catalog, DeliveryKey, DeliveryRecord, Partition, Seq, Webhook, WEBHOOK_TEST,
 };
