@@ -17,28 +17,19 @@
 //! (because another joined) stops its extra partitions first and releases
 //! their leases only once they stopped.
 
-use crate::{unavailable, JetStreamError};
+use crate::{
+    lease_book::{share_of, Book},
+    unavailable, JetStreamError,
+};
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures_util::{future::join_all, TryStreamExt};
 use hookrelay_core::Partition;
 use hookrelay_store::StoreError;
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    time::Duration,
-};
+use std::{collections::BTreeSet, time::Duration};
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-
-/// A lease this node holds.
-struct Held {
-    revision: u64,
-    /// When the last renewal that succeeded (or the take) was sent.
-    renewed: Instant,
-    /// Given up: released once the partition stopped.
-    releasing: bool,
-}
 
 /// Keeps this node's partition leases; see the module docs.
 pub struct Leases {
@@ -46,7 +37,8 @@ pub struct Leases {
     node: String,
     partitions: u32,
     takeover: Duration,
-    held: BTreeMap<Partition, Held>,
+    /// The leases held, and the rules about them.
+    book: Book,
     /// What this node may drive.
     owned: watch::Sender<BTreeSet<Partition>>,
     /// What this node drives now (reported by the engine).
@@ -84,7 +76,7 @@ impl Leases {
             node,
             partitions,
             takeover,
-            held: BTreeMap::new(),
+            book: Book::new(takeover),
             owned: watch::Sender::new(BTreeSet::new()),
             running,
             adopted: false,
@@ -112,7 +104,7 @@ impl Leases {
             // A cut tick may leave a renewal applied whose revision this
             // node never learnt: its next renewal fails and it lets the
             // partition go, which is safe.
-            let cut = self.fence_deadline();
+            let cut = self.book.fence_deadline(Instant::now());
             match tokio::time::timeout_at(cut, self.tick()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => warn!(error = %e, "partition leases: JetStream did not answer"),
@@ -123,57 +115,25 @@ impl Leases {
         self.owned.send_replace(BTreeSet::new());
         let _ =
             tokio::time::timeout(self.takeover, self.running.wait_for(BTreeSet::is_empty)).await;
-        for p in std::mem::take(&mut self.held).into_keys() {
+        for p in std::mem::take(&mut self.book.held).into_keys() {
             let _ = self.bucket.delete(part_key(p)).await;
         }
         info!(node = %self.node, "partition leases released");
     }
 
-    /// When the first held lease must be given up unless renewed first.
-    /// With nothing held, a tick may take until the next one is due.
-    fn fence_deadline(&self) -> Instant {
-        self.held
-            .values()
-            .map(|h| h.renewed + self.fence_after())
-            .min()
-            .unwrap_or_else(|| Instant::now() + self.takeover / 4)
-    }
-
-    /// How long after a renewal was sent this node stops driving its
-    /// partition. The lease lapses ¾ of `takeover` after the servers wrote
-    /// it, which is after it was sent: the last ¼ is the margin for the
-    /// engine to stop, and for timers that run late.
-    fn fence_after(&self) -> Duration {
-        self.takeover / 2
-    }
-
     /// Stops driving partitions whose lease could not be renewed in time.
     fn fence(&mut self) {
-        let now = Instant::now();
-        let limit = self.fence_after();
-        let lost: Vec<Partition> = self
-            .held
-            .iter()
-            .filter(|(_, h)| now.saturating_duration_since(h.renewed) >= limit)
-            .map(|(p, _)| *p)
-            .collect();
-        for p in lost {
+        for p in self.book.fence(Instant::now()) {
             warn!(
                 partition = p,
                 "partition lease not renewed in time; stopping it"
             );
-            self.held.remove(&p);
         }
         self.publish();
     }
 
     fn publish(&self) {
-        let now: BTreeSet<Partition> = self
-            .held
-            .iter()
-            .filter(|(_, h)| !h.releasing)
-            .map(|(p, _)| *p)
-            .collect();
+        let now = self.book.owned();
         self.owned.send_if_modified(|o| {
             let changed = *o != now;
             *o = now;
@@ -189,11 +149,11 @@ impl Leases {
         // the servers start its `max_age` somewhere in between.
         let running = self.running.borrow().clone();
         let renewals = self
-            .held
-            .iter()
-            .filter(|(p, h)| !h.releasing || running.contains(p))
-            .map(|(p, h)| {
-                let (p, revision, me) = (*p, h.revision, me.clone());
+            .book
+            .to_renew(&running)
+            .into_iter()
+            .map(|(p, revision)| {
+                let me = me.clone();
                 let bucket = &self.bucket;
                 async move {
                     let sent = Instant::now();
@@ -208,12 +168,7 @@ impl Leases {
         let mut failed = None;
         for (p, sent, answer) in renewed {
             match answer {
-                Ok(revision) => {
-                    if let Some(h) = self.held.get_mut(&p) {
-                        h.revision = revision;
-                        h.renewed = sent;
-                    }
-                }
+                Ok(revision) => self.book.renewed(p, revision, sent),
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => stale.push(p),
                 Err(e) => failed = Some(unavailable("renewing a lease", e)),
             }
@@ -224,24 +179,18 @@ impl Leases {
                 partition = p,
                 "partition lease expired or taken by another node; stopping it"
             );
-            self.held.remove(&p);
+            self.book.held.remove(&p);
         }
         heartbeat.map_err(|e| unavailable("heartbeat", e))?;
         if let Some(e) = failed {
             return Err(e);
         }
-        let released: Vec<Partition> = self
-            .held
-            .iter()
-            .filter(|(p, h)| h.releasing && !running.contains(p))
-            .map(|(p, _)| *p)
-            .collect();
-        for p in released {
+        for p in self.book.to_release(&running) {
             self.bucket
                 .delete(part_key(p))
                 .await
                 .map_err(|e| unavailable("releasing a lease", e))?;
-            self.held.remove(&p);
+            self.book.held.remove(&p);
             info!(partition = p, "partition released");
         }
         // The fair share, from the live nodes and the taken partitions.
@@ -269,42 +218,19 @@ impl Leases {
             .iter()
             .filter_map(|k| k.strip_prefix("part.")?.parse().ok())
             .collect();
-        // Every node's share, from the sorted list of live nodes: the
-        // first `P mod n` get one more. The shares add up to P.
-        let n = nodes.len() as u32;
-        let rank = nodes.iter().position(|x| *x == self.node).unwrap_or(0) as u32;
-        let share = (self.partitions / n + u32::from(rank < self.partitions % n)) as usize;
-        let mut kept = self.held.values().filter(|h| !h.releasing).count();
-        if kept > share {
-            for h in self.held.values_mut().rev().filter(|h| !h.releasing) {
-                if kept == share {
-                    break;
-                }
-                h.releasing = true;
-                kept -= 1;
-            }
-        }
+        let share = share_of(self.partitions, &nodes, &self.node);
+        self.book.give_up_above(share);
+        let mut kept = self.book.kept();
         // Start where this node's id hashes to, so nodes spread their picks.
         let start = hookrelay_core::partition_of(&self.node, self.partitions);
-        for i in 0..self.partitions {
+        for p in self.book.candidates(self.partitions, start, &taken) {
             if kept >= share {
                 break;
-            }
-            let p = (start + i) % self.partitions;
-            if taken.contains(&p) || self.held.contains_key(&p) {
-                continue;
             }
             let sent = Instant::now();
             match self.bucket.create(part_key(p), me.clone()).await {
                 Ok(revision) => {
-                    self.held.insert(
-                        p,
-                        Held {
-                            revision,
-                            renewed: sent,
-                            releasing: false,
-                        },
-                    );
+                    self.book.take(p, revision, sent);
                     kept += 1;
                     info!(partition = p, node = %self.node, "partition taken");
                 }
@@ -336,7 +262,7 @@ impl Leases {
                 .entry(part_key(p))
                 .await
                 .map_err(|e| unavailable("reading a lease", e))?;
-            match (entry, self.held.get_mut(&p)) {
+            match (entry, self.book.held.get_mut(&p)) {
                 (Some(e), Some(h)) if e.operation == kv::Operation::Put && e.value == *me => {
                     h.revision = e.revision;
                 }
@@ -367,14 +293,7 @@ impl Leases {
             };
             let sent = Instant::now();
             if let Ok(revision) = self.bucket.update(key, me.clone(), entry.revision).await {
-                self.held.insert(
-                    p,
-                    Held {
-                        revision,
-                        renewed: sent,
-                        releasing: false,
-                    },
-                );
+                self.book.take(p, revision, sent);
                 info!(partition = p, node = %self.node, "partition taken back after a restart");
             }
         }

@@ -32,6 +32,7 @@ mod config;
 mod deliveries;
 mod failover;
 mod follow;
+mod lease_book;
 mod leases;
 mod log;
 pub mod names;
