@@ -602,7 +602,11 @@ impl EventLog for SledLog {
             let mut window = self.window.lock().await;
             if appended_at_ms.saturating_sub(window.pruned_at_ms) >= PRUNE_EVERY_MS {
                 window.recent.prune(dedup_since_ms);
-                self.prune_keys_before(dedup_since_ms)?;
+                // Old keys on disk are only reloaded and pruned again at the
+                // next open: a failure here must not refuse the append.
+                if let Err(e) = self.prune_keys_before(dedup_since_ms) {
+                    tracing::warn!(error = %e, "pruning idempotency keys failed; trying again in a minute");
+                }
                 window.pruned_at_ms = appended_at_ms;
             }
             let mut admitted = window.recent.admit(events, keys, dedup_since_ms);
