@@ -119,6 +119,7 @@ fn start_upkeep(config: &Config, engine: &Engine, shutdown: &Shutdown, metrics: 
         shutdown.begun.clone(),
         maintain(
             engine.store.housekeeping.clone(),
+            hookrelay_core::Clock::system(),
             config.store.retention,
             config.store.compact_interval,
             shutdown.scheduler.clone(),
@@ -173,6 +174,7 @@ fn api_config(config: &Config) -> ApiConfig {
 /// runtime threads).
 async fn maintain(
     housekeeping: Arc<dyn Housekeeping>,
+    clock: hookrelay_core::Clock,
     retention: Duration,
     interval: Duration,
     stop: CancellationToken,
@@ -187,7 +189,7 @@ async fn maintain(
             _ = tick.tick() => {}
             () = stop.cancelled() => break,
         }
-        let before = hookrelay_core::now_ms().saturating_sub(retention_ms);
+        let before = clock.unix_ms().saturating_sub(retention_ms);
         // A pass is bounded work: the backend caps what one pass removes.
         match housekeeping.compact(before).await {
             Ok(stats) => {
@@ -249,5 +251,68 @@ async fn reload_on_hup(
             },
             Err(e) => warn!(error = %format!("{e:#}"), "SIGHUP: configuration not reloaded"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hookrelay_store::{BoxFuture, CompactStats, StoreError};
+    use std::sync::Mutex;
+
+    /// Housekeeping that notes each pass's horizon and fails while told to.
+    #[derive(Default)]
+    struct Noting {
+        horizons: Mutex<Vec<i64>>,
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    impl Housekeeping for Noting {
+        fn compact(&self, before_ms: i64) -> BoxFuture<'_, Result<CompactStats, StoreError>> {
+            self.horizons.lock().expect("lock").push(before_ms);
+            let failing = self.failing.load(std::sync::atomic::Ordering::Relaxed);
+            Box::pin(async move {
+                if failing {
+                    Err(StoreError::unavailable_msg("disk on fire"))
+                } else {
+                    Ok(CompactStats::default())
+                }
+            })
+        }
+        fn size_on_disk(&self) -> BoxFuture<'_, u64> {
+            Box::pin(async { 0 })
+        }
+        fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retention_passes_remove_what_is_older_than_the_retention_and_give_up_after_ten_failures(
+    ) {
+        let h = Arc::new(Noting::default());
+        let clock = hookrelay_core::Clock::starting_at(100_000_000);
+        let day = Duration::from_secs(86_400);
+        let task = tokio::spawn(maintain(
+            h.clone(),
+            clock,
+            day,
+            Duration::from_secs(60),
+            CancellationToken::new(),
+        ));
+        // The first tick is at once, then one a minute.
+        tokio::time::sleep(Duration::from_secs(125)).await;
+        assert_eq!(
+            *h.horizons.lock().expect("lock"),
+            [13_600_000, 13_660_000, 13_720_000],
+            "now less a day, at each pass"
+        );
+        h.failing.store(true, std::sync::atomic::Ordering::Relaxed);
+        let ended = tokio::time::timeout(Duration::from_secs(11 * 60), task)
+            .await
+            .expect("ends")
+            .expect("join");
+        let e = ended.expect_err("ten failed passes in a row end it");
+        assert!(e.to_string().contains("10 compaction passes failed"), "{e}");
     }
 }
