@@ -200,15 +200,19 @@ impl Scheduler {
     /// Writes the records of a replay step with their due entries.
     async fn take_replayed(&mut self, entries: Vec<(DeliveryKey, DeliveryRecord)>) {
         for (key, rec) in entries {
-            if self.active.contains_key(&key) {
+            if self.ledger.active.contains_key(&key) {
                 continue;
             }
             // The due entry must carry the record's own time: the due scan
             // treats any other as a stale schedule.
             let at_ms = rec.next_attempt_ms;
-            self.pending.scheduled(&*self.config, &key.webhook_id);
-            self.writes.push(DeliveryWrite::Record(key.clone(), rec));
-            self.writes.push(DeliveryWrite::Due(DueEntry {
+            self.ledger
+                .pending
+                .scheduled(&*self.config, &key.webhook_id);
+            self.ledger
+                .writes
+                .push(DeliveryWrite::Record(key.clone(), rec));
+            self.ledger.writes.push(DeliveryWrite::Due(DueEntry {
                 at_ms,
                 key,
                 kind: DueKind::Scheduled,
@@ -219,7 +223,7 @@ impl Scheduler {
 
     /// Attempts a delivery again now, under a lease like any recorded one.
     async fn retry(&mut self, key: DeliveryKey) -> Result<(), ControlError> {
-        if self.active.contains_key(&key) {
+        if self.ledger.active.contains_key(&key) {
             return Err(ControlError::Conflict(
                 "the delivery is already being attempted".into(),
             ));
@@ -245,7 +249,8 @@ impl Scheduler {
             .webhook(&key.webhook_id)
             .filter(|w| w.active)
             .ok_or_else(|| ControlError::Conflict("the webhook is inactive or deleted".into()))?;
-        self.pending
+        self.ledger
+            .pending
             .shares()
             .check_webhook(&webhook.id, &webhook.org_id)
             .map_err(|over| ControlError::OverShare(over.to_string()))?;
@@ -263,9 +268,12 @@ impl Scheduler {
             event_id: event.event.id.clone(),
             ..record.pending_again(now)
         };
-        self.pending.scheduled(&*self.config, &key.webhook_id);
+        self.ledger
+            .pending
+            .scheduled(&*self.config, &key.webhook_id);
         // Pending again: the record says so before the attempt goes out.
-        self.writes
+        self.ledger
+            .writes
             .push(DeliveryWrite::Record(key.clone(), rec.clone()));
         self.dispatch_recorded(key, rec, Some(webhook), now, None)
             .await?;

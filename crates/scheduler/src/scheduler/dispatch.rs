@@ -6,7 +6,7 @@ use super::*;
 
 impl Scheduler {
     pub(super) fn has_room(&self) -> bool {
-        self.window.len() < self.cfg.window_events && self.lanes.len() < self.cfg.max_queued
+        self.ledger.window.len() < self.cfg.window_events && self.lanes.len() < self.cfg.max_queued
     }
 
     /// The next queued task with its webhook's configuration as of now
@@ -32,7 +32,7 @@ impl Scheduler {
     /// Queues a task in its host's lane.
     pub(super) fn enqueue(&mut self, task: DeliveryTask) {
         let host = self.hosts.of(&task.webhook.url);
-        if let Some(a) = self.active.get_mut(&task.key) {
+        if let Some(a) = self.ledger.active.get_mut(&task.key) {
             a.host = host.clone();
         }
         self.lanes.push(host, task);
@@ -52,20 +52,24 @@ impl Scheduler {
     }
 
     pub(super) fn defer(&mut self, key: &DeliveryKey, delay_ms: i64) {
-        let Some(a) = self.active.remove(key) else {
+        let Some(a) = self.ledger.active.remove(key) else {
             return;
         };
         let now = self.clock.unix_ms();
         if let Some(lease) = a.lease_at {
-            self.writes.push(DeliveryWrite::Undue(lease, key.clone()));
+            self.ledger
+                .writes
+                .push(DeliveryWrite::Undue(lease, key.clone()));
         } else {
-            self.window.settle(key);
-            self.pending.recorded();
+            self.ledger.window.settle(key);
+            self.ledger.pending.recorded();
         }
-        let mut rec = self.record_for(&a, a.attempt - 1, DeliveryStatus::Pending, now);
+        let mut rec = ledger::record_for(&a, a.attempt - 1, DeliveryStatus::Pending, now);
         rec.next_attempt_ms = now + delay_ms;
-        self.writes.push(DeliveryWrite::Record(key.clone(), rec));
-        self.writes.push(DeliveryWrite::Due(DueEntry {
+        self.ledger
+            .writes
+            .push(DeliveryWrite::Record(key.clone(), rec));
+        self.ledger.writes.push(DeliveryWrite::Due(DueEntry {
             at_ms: now + delay_ms,
             key: key.clone(),
             kind: DueKind::Scheduled,
@@ -74,24 +78,30 @@ impl Scheduler {
 
     /// Ends a queued delivery whose webhook is gone or inactive.
     pub(super) fn cancel(&mut self, key: &DeliveryKey) {
-        let Some(a) = self.active.remove(key) else {
+        let Some(a) = self.ledger.active.remove(key) else {
             return;
         };
         let now = self.clock.unix_ms();
         let held = if let Some(lease) = a.lease_at {
-            self.writes.push(DeliveryWrite::Undue(lease, key.clone()));
+            self.ledger
+                .writes
+                .push(DeliveryWrite::Undue(lease, key.clone()));
             Held::Record
         } else {
-            self.window.settle(key);
+            self.ledger.window.settle(key);
             Held::Window
         };
-        self.pending.settled(&*self.config, &key.webhook_id, held);
-        let rec = self.record_for(&a, a.attempt - 1, DeliveryStatus::Cancelled, now);
-        self.writes.push(DeliveryWrite::Record(key.clone(), rec));
+        self.ledger
+            .pending
+            .settled(&*self.config, &key.webhook_id, held);
+        let rec = ledger::record_for(&a, a.attempt - 1, DeliveryStatus::Cancelled, now);
+        self.ledger
+            .writes
+            .push(DeliveryWrite::Record(key.clone(), rec));
     }
 
     pub(super) fn mark_sent(&mut self, key: &DeliveryKey) {
-        if let Some(a) = self.active.get_mut(key) {
+        if let Some(a) = self.ledger.active.get_mut(key) {
             a.sent_at_ms = Some(self.clock.unix_ms());
         }
     }
@@ -121,7 +131,7 @@ impl Scheduler {
     pub(super) async fn fill_from_log(&mut self) -> Result<(), StoreError> {
         let head = *self.head.borrow_and_update();
         while self.next_read <= head && self.has_room() {
-            let room = (self.cfg.window_events - self.window.len()).clamp(1, 1024);
+            let room = (self.cfg.window_events - self.ledger.window.len()).clamp(1, 1024);
             let events = self.log.read(self.partition, self.next_read, room).await?;
             let Some(last) = events.last().map(|e| e.seq) else {
                 break;
@@ -196,7 +206,7 @@ impl Scheduler {
                     generation: 0,
                     webhook_id: webhook.id.clone(),
                 };
-                if self.active.contains_key(&key) {
+                if self.ledger.active.contains_key(&key) {
                     continue;
                 }
                 // Re-read after a crash: a delivery with a record is the due
@@ -204,7 +214,7 @@ impl Scheduler {
                 if e.seq <= self.recovery_horizon && self.store.record(&key).await?.is_some() {
                     continue;
                 }
-                self.active.insert(
+                self.ledger.active.insert(
                     key.clone(),
                     Active {
                         attempt: 1,
@@ -228,10 +238,10 @@ impl Scheduler {
             }
             metrics::counter!(metric::DELIVERIES_CREATED).increment(unsettled.len() as u64);
             for key in &unsettled {
-                self.pending.created(&*self.config, &key.webhook_id);
+                self.ledger.pending.created(&*self.config, &key.webhook_id);
             }
         }
-        self.window.push(WindowEvent {
+        self.ledger.window.push(WindowEvent {
             seq: e.seq,
             unsettled,
             entered: Instant::now(),
@@ -252,26 +262,32 @@ impl Scheduler {
     ) -> Result<(), StoreError> {
         let Some(webhook) = webhook.filter(|w| w.active) else {
             if let Some(at) = held {
-                self.writes.push(DeliveryWrite::Undue(at, key.clone()));
+                self.ledger
+                    .writes
+                    .push(DeliveryWrite::Undue(at, key.clone()));
             }
             rec.status = DeliveryStatus::Cancelled;
             rec.updated_at_ms = now;
-            self.pending
+            self.ledger
+                .pending
                 .settled(&*self.config, &key.webhook_id, Held::Record);
-            self.writes.push(DeliveryWrite::Record(key, rec));
+            self.ledger.writes.push(DeliveryWrite::Record(key, rec));
             return Ok(());
         };
         let Some(event) = self.log.event(key.seq).await? else {
             if let Some(at) = held {
-                self.writes.push(DeliveryWrite::Undue(at, key.clone()));
+                self.ledger
+                    .writes
+                    .push(DeliveryWrite::Undue(at, key.clone()));
             }
             error!(delivery = %key.id(), "event no longer in the log; delivery failed");
             rec.status = DeliveryStatus::Failed;
             rec.last_error = Some("event_missing".into());
             rec.updated_at_ms = now;
-            self.pending
+            self.ledger
+                .pending
                 .settled(&*self.config, &key.webhook_id, Held::Record);
-            self.writes.push(DeliveryWrite::Record(key, rec));
+            self.ledger.writes.push(DeliveryWrite::Record(key, rec));
             return Ok(());
         };
         // Neither the record nor the due index is rewritten to send a
@@ -282,7 +298,7 @@ impl Scheduler {
             Some(at) => at,
             None => {
                 let lease = now + lease_ms(Some(&webhook), self.lease_margin_ms);
-                self.writes.push(DeliveryWrite::Due(DueEntry {
+                self.ledger.writes.push(DeliveryWrite::Due(DueEntry {
                     at_ms: lease,
                     key: key.clone(),
                     kind: DueKind::Lease,
@@ -292,7 +308,7 @@ impl Scheduler {
         };
         let ev = &event.event;
         let event_id: Arc<str> = ev.id.as_str().into();
-        self.active.insert(
+        self.ledger.active.insert(
             key.clone(),
             Active {
                 attempt: rec.attempts + 1,

@@ -43,14 +43,16 @@ impl Scheduler {
             .recovery_scan(self.partition, now..=now.saturating_add(longest_lease))
             .await?;
         for lease in &leases {
-            self.writes
+            self.ledger
+                .writes
                 .push(DeliveryWrite::Undue(lease.at_ms, lease.key.clone()));
             if let Some(mut rec) = self.store.record(&lease.key).await? {
                 rec.next_attempt_ms = now;
                 rec.updated_at_ms = now;
-                self.writes
+                self.ledger
+                    .writes
                     .push(DeliveryWrite::Record(lease.key.clone(), rec));
-                self.writes.push(DeliveryWrite::Due(DueEntry {
+                self.ledger.writes.push(DeliveryWrite::Due(DueEntry {
                     at_ms: now,
                     key: lease.key.clone(),
                     kind: DueKind::Scheduled,
@@ -60,17 +62,19 @@ impl Scheduler {
                 pending -= 1;
             }
         }
-        self.store.apply(&self.writes).await?;
-        self.writes.clear();
+        self.store.apply(&self.ledger.writes).await?;
+        self.ledger.writes.clear();
         // The tenants' shares start from what the index holds per webhook.
         let per_webhook = self.store.due_by_webhook(self.partition).await?;
-        self.pending.recovered(&*self.config, pending, per_webhook);
-        self.pending.publish();
+        self.ledger
+            .pending
+            .recovered(&*self.config, pending, per_webhook);
+        self.ledger.pending.publish();
         info!(
             partition = self.partition,
             cursor,
             head = self.recovery_horizon,
-            pending = self.pending.records(),
+            pending = self.ledger.pending.records(),
             released_leases = leases.len(),
             "scheduler recovered"
         );
@@ -99,6 +103,7 @@ impl Scheduler {
         // Entries that hold deliveries already queued or in flight come
         // first among those due and are skipped: the depths count past them.
         let held = self
+            .ledger
             .active
             .values()
             .filter(|a| a.lease_at.is_some_and(|at| at <= now))
@@ -108,7 +113,7 @@ impl Scheduler {
         let mut seen = 0;
         loop {
             // Nothing is written between the reads (writes wait in
-            // `self.writes`), so the deeper read starts with what was seen.
+            // `self.ledger.writes`), so the deeper read starts with what was seen.
             let due = self.store.due(self.partition, now, depth).await?;
             let read = due.len();
             // Whether this read found work behind a full lane: then more
@@ -143,7 +148,7 @@ impl Scheduler {
     /// lane is full), or settled.
     async fn scan_entry(&mut self, e: DueEntry, now: i64) -> Result<Scanned, StoreError> {
         let webhook = self.config.webhook(&e.key.webhook_id);
-        let Some(a) = self.active.get_mut(&e.key) else {
+        let Some(a) = self.ledger.active.get_mut(&e.key) else {
             if let Some(w) = webhook.as_deref() {
                 if self.lanes.lane_len(&self.hosts.of(&w.url)) >= self.cfg.lane_queue {
                     return Ok(Scanned::LaneFull);
@@ -161,9 +166,11 @@ impl Scheduler {
                 }
                 // A stale entry (superseded schedule): just drop it.
                 _ => {
-                    self.writes
+                    self.ledger
+                        .writes
                         .push(DeliveryWrite::Undue(e.at_ms, e.key.clone()));
-                    self.pending
+                    self.ledger
+                        .pending
                         .settled(&*self.config, &e.key.webhook_id, Held::Record);
                     return Ok(Scanned::Settled);
                 }
@@ -173,7 +180,8 @@ impl Scheduler {
             let held = match e.kind {
                 DueKind::Scheduled => Some(e.at_ms),
                 DueKind::Lease => {
-                    self.writes
+                    self.ledger
+                        .writes
                         .push(DeliveryWrite::Undue(e.at_ms, e.key.clone()));
                     None
                 }
@@ -222,9 +230,10 @@ impl Scheduler {
             // extended.
             let at_ms = now + lease;
             a.lease_at = Some(at_ms);
-            self.writes
+            self.ledger
+                .writes
                 .push(DeliveryWrite::Undue(e.at_ms, e.key.clone()));
-            self.writes.push(DeliveryWrite::Due(DueEntry {
+            self.ledger.writes.push(DeliveryWrite::Due(DueEntry {
                 at_ms,
                 key: e.key,
                 kind: DueKind::Lease,
@@ -232,9 +241,11 @@ impl Scheduler {
             return Ok(Scanned::Held);
         }
         // Another entry of a delivery held by its own: stale, dropped.
-        self.writes
+        self.ledger
+            .writes
             .push(DeliveryWrite::Undue(e.at_ms, e.key.clone()));
-        self.pending
+        self.ledger
+            .pending
             .settled(&*self.config, &e.key.webhook_id, Held::Record);
         Ok(Scanned::Settled)
     }
@@ -252,40 +263,42 @@ impl Scheduler {
         // Only when the window (not the lanes) is what stops reading: with full
         // lanes, spilling would just turn a burst into state records.
         let low_water = self.cfg.window_events - self.cfg.window_events / 4;
-        let mut draining =
-            self.window.len() >= self.cfg.window_events && self.lanes.len() < self.cfg.max_queued;
+        let mut draining = self.ledger.window.len() >= self.cfg.window_events
+            && self.lanes.len() < self.cfg.max_queued;
         loop {
-            draining &= self.window.len() > low_water;
+            draining &= self.ledger.window.len() > low_water;
             let deadline = if draining {
                 Instant::now()
             } else {
                 stale_before
             };
-            let Some(front) = self.window.stale_front(deadline) else {
+            let Some(front) = self.ledger.window.stale_front(deadline) else {
                 break;
             };
             let keys = front.unsettled.clone();
             for key in keys {
-                self.window.settle(&key);
-                let Some(a) = self.active.get(&key) else {
+                self.ledger.window.settle(&key);
+                let Some(a) = self.ledger.active.get(&key) else {
                     continue;
                 };
                 let webhook = self.config.webhook(&key.webhook_id);
                 let lease = now + lease_ms(webhook.as_deref(), self.lease_margin_ms);
-                let mut rec = self.record_for(a, a.attempt - 1, DeliveryStatus::Pending, now);
+                let mut rec = ledger::record_for(a, a.attempt - 1, DeliveryStatus::Pending, now);
                 rec.next_attempt_ms = lease;
-                self.writes.push(DeliveryWrite::Record(key.clone(), rec));
-                self.writes.push(DeliveryWrite::Due(DueEntry {
+                self.ledger
+                    .writes
+                    .push(DeliveryWrite::Record(key.clone(), rec));
+                self.ledger.writes.push(DeliveryWrite::Due(DueEntry {
                     at_ms: lease,
                     key: key.clone(),
                     kind: DueKind::Lease,
                 }));
-                if let Some(a) = self.active.get_mut(&key) {
+                if let Some(a) = self.ledger.active.get_mut(&key) {
                     a.lease_at = Some(lease);
                 }
-                self.pending.recorded();
+                self.ledger.pending.recorded();
             }
-            match self.window.pop_settled() {
+            match self.ledger.window.pop_settled() {
                 Some(seq) => self.spilled_to = Some(seq),
                 None => break,
             }

@@ -5,6 +5,7 @@ mod command;
 mod commands;
 mod dispatch;
 mod due;
+mod ledger;
 mod outcome;
 mod pending;
 mod replay;
@@ -15,7 +16,7 @@ pub use commands::SchedulerHandle;
 use crate::{
     lanes::{HostMemo, Lanes},
     limit::{LimitBounds, Signal},
-    window::{Window, WindowEvent},
+    window::WindowEvent,
     SchedulerConfig,
 };
 use command::Command;
@@ -27,6 +28,7 @@ use hookrelay_core::{
 use hookrelay_store::{
     ConfigStore, DeliveryStore, DeliveryWrite, DueEntry, DueKind, EventLog, LoggedEvent, StoreError,
 };
+use ledger::{Active, Ledger};
 use pending::Held;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 use tokio::sync::{
@@ -60,23 +62,6 @@ pub struct SchedulerChannels {
     pub progress: watch::Sender<Progress>,
 }
 
-/// What the scheduler remembers of a delivery it has queued or in flight.
-struct Active {
-    /// Number of the attempt queued or in flight.
-    attempt: u32,
-    /// Once the delivery has a record, the due time of the entry that holds
-    /// it while it is attempted: its lease, or the scheduled entry it fell
-    /// due by. `None` while it is a first attempt held only by the window.
-    lease_at: Option<i64>,
-    /// When the attempt was handed to the workers (`None` while queued here).
-    sent_at_ms: Option<i64>,
-    /// The lane (target host) it is queued or in flight in.
-    host: Arc<str>,
-    event_id: Arc<str>,
-    event_type: Arc<str>,
-    created_at_ms: i64,
-}
-
 /// Fans out the log and schedules every attempt. See the crate docs.
 pub struct Scheduler {
     /// The log partition this scheduler drives.
@@ -88,7 +73,8 @@ pub struct Scheduler {
     cfg: SchedulerConfig,
     lease_margin_ms: i64,
     head: watch::Receiver<Seq>,
-    window: Window,
+    /// What is in flight, held, counted and waiting to be written.
+    ledger: Ledger,
     next_read: Seq,
     /// Events up to here may have records from before the last restart.
     recovery_horizon: Seq,
@@ -97,10 +83,8 @@ pub struct Scheduler {
     hosts: HostMemo,
     /// Scans of the due index so far (every few reads deeper).
     scans: u32,
-    active: HashMap<DeliveryKey, Active>,
     commands: tokio::sync::mpsc::Receiver<Command>,
     handle: SchedulerHandle,
-    writes: Vec<DeliveryWrite>,
     /// When state changes (not attempts or the cursor alone) were last
     /// written, and when those waiting in `writes` are due.
     state_written_at: tokio::time::Instant,
@@ -113,9 +97,6 @@ pub struct Scheduler {
     /// and rare: transitions only).
     health: HashMap<WebhookId, Health>,
     disable_after_ms: i64,
-    /// The pending deliveries, and this partition's part of the tenants'
-    /// shares of them.
-    pending: pending::Pending,
     /// Where now comes from (the system's clock unless told otherwise).
     clock: Clock,
 }
@@ -173,7 +154,7 @@ impl Scheduler {
             cfg,
             lease_margin_ms: i64::try_from(lease_margin.as_millis()).unwrap_or(i64::MAX / 2),
             head,
-            window: Window::default(),
+            ledger: Ledger::new(Arc::default()),
             next_read: 1,
             recovery_horizon: 0,
             lanes: Lanes::new(
@@ -190,10 +171,8 @@ impl Scheduler {
             ),
             hosts: HostMemo::default(),
             scans: 0,
-            active: HashMap::new(),
             commands,
             handle,
-            writes: Vec::new(),
             state_written_at: tokio::time::Instant::now(),
             state_due: None,
             spilled_to: None,
@@ -201,7 +180,6 @@ impl Scheduler {
             health: HashMap::new(),
             disable_after_ms: i64::try_from(delivery.disable_after.as_millis())
                 .unwrap_or(i64::MAX / 2),
-            pending: pending::Pending::new(Arc::default()),
             clock: Clock::system(),
         }
     }
@@ -220,7 +198,7 @@ impl Scheduler {
     #[must_use]
     pub fn with_shares(mut self, shares: Arc<hookrelay_core::PendingShares>) -> Self {
         self.handle.set_shares(shares.clone());
-        self.pending = pending::Pending::new(shares);
+        self.ledger.pending = pending::Pending::new(shares);
         self
     }
 
@@ -256,7 +234,7 @@ impl Scheduler {
                 Ok(()) => break,
                 Err(e) if started.elapsed() < self.cfg.storage_give_up => {
                     tries += 1;
-                    self.writes.clear();
+                    self.ledger.writes.clear();
                     let backoff = Duration::from_millis(100u64 << (tries - 1).min(10))
                         .min(STORAGE_BACKOFF_MAX);
                     warn!(partition = self.partition, error = %e, tries, "recovery failed; retrying");
@@ -283,7 +261,8 @@ impl Scheduler {
             if !self.health.is_empty() {
                 self.apply_health().await;
             }
-            if self.window.len() >= self.cfg.window_events && self.lanes.len() < self.cfg.max_queued
+            if self.ledger.window.len() >= self.cfg.window_events
+                && self.lanes.len() < self.cfg.max_queued
             {
                 self.spill();
             }
@@ -349,7 +328,7 @@ impl Scheduler {
         self.advance_cursor();
         self.flush().await;
         self.publish_progress(&ch.progress);
-        info!(in_flight = self.active.len(), "scheduler stopped");
+        info!(in_flight = self.ledger.active.len(), "scheduler stopped");
         Ok(())
     }
 
@@ -379,11 +358,11 @@ impl Scheduler {
     }
 
     fn publish_progress(&mut self, tx: &watch::Sender<Progress>) {
-        self.pending.publish();
+        self.ledger.pending.publish();
         let p = Progress {
             cursor: self.cursor,
             read: self.next_read.saturating_sub(1),
-            pending: self.pending.total(),
+            pending: self.ledger.pending.total(),
         };
         tx.send_if_modified(|old| {
             let changed = *old != p;
@@ -393,9 +372,9 @@ impl Scheduler {
     }
 
     fn advance_cursor(&mut self) {
-        let popped = self.window.pop_settled().max(self.spilled_to.take());
+        let popped = self.ledger.window.pop_settled().max(self.spilled_to.take());
         if let Some(seq) = popped {
-            self.writes.push(DeliveryWrite::Cursor(seq));
+            self.ledger.writes.push(DeliveryWrite::Cursor(seq));
             self.cursor = seq;
         }
     }
@@ -411,10 +390,10 @@ impl Scheduler {
     /// `now`. Writes keep their order: what follows a waiting state change
     /// (the cursor above all) waits with it.
     async fn write(&mut self, now: bool) -> Result<(), StoreError> {
-        if self.writes.is_empty() {
+        if self.ledger.writes.is_empty() {
             return Ok(());
         }
-        let state = self.writes.iter().any(DeliveryWrite::is_state);
+        let state = self.ledger.writes.iter().any(DeliveryWrite::is_state);
         if state && !now {
             let due = self.state_written_at + STATE_FLUSH_EVERY;
             if tokio::time::Instant::now() < due {
@@ -422,8 +401,8 @@ impl Scheduler {
                 return Ok(());
             }
         }
-        self.store.apply(&self.writes).await?;
-        self.writes.clear();
+        self.store.apply(&self.ledger.writes).await?;
+        self.ledger.writes.clear();
         self.state_due = None;
         if state {
             self.state_written_at = tokio::time::Instant::now();
@@ -435,7 +414,7 @@ impl Scheduler {
     /// next pass retries it and counts it.
     async fn flush(&mut self) {
         if let Err(e) = self.write(true).await {
-            error!(error = %e, writes = self.writes.len(), "writing delivery state failed; will retry");
+            error!(error = %e, writes = self.ledger.writes.len(), "writing delivery state failed; will retry");
         }
     }
 }

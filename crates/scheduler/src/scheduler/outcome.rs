@@ -99,85 +99,16 @@ impl Scheduler {
         }
     }
 
-    pub(super) fn record_for(
-        &self,
-        a: &Active,
-        attempts: u32,
-        status: DeliveryStatus,
-        now: i64,
-    ) -> DeliveryRecord {
-        DeliveryRecord {
-            status,
-            attempts,
-            next_attempt_ms: 0,
-            last_status_code: None,
-            last_error: None,
-            event_type: a.event_type.to_string(),
-            event_id: a.event_id.to_string(),
-            created_at_ms: a.created_at_ms,
-            updated_at_ms: now,
-        }
-    }
-
     pub(super) fn on_report(&mut self, r: AttemptReport) {
         let now = self.clock.unix_ms();
-        self.writes
-            .push(DeliveryWrite::Attempt(r.key.clone(), r.attempt.clone()));
-        if self.active.get(&r.key).map(|a| a.attempt) != Some(r.attempt.attempt) {
-            // An attempt whose lease expired (and was counted as a timeout)
-            // answered late: its real outcome replaces the log entry; the
-            // delivery has moved on.
-            warn!(delivery = %r.key.id(), attempt = r.attempt.attempt, "late report of a superseded attempt; attempt logged only");
-            return;
-        }
-        let Some(a) = self.active.remove(&r.key) else {
+        let signal = signal_of(&r);
+        let (elapsed, delivered) = (r.elapsed, r.result == AttemptResult::Delivered);
+        let Some(reported) = self.ledger.report(&*self.config, r, now) else {
             return;
         };
-        self.lanes.done(&a.host, r.elapsed, Some(signal_of(&r)));
-        let held = if let Some(lease) = a.lease_at {
-            self.writes.push(DeliveryWrite::Undue(lease, r.key.clone()));
-            Held::Record
-        } else {
-            self.window.settle(&r.key);
-            Held::Window
-        };
-        self.pending.settled(&*self.config, &r.key.webhook_id, held);
-        let webhook = self.config.webhook(&r.key.webhook_id);
-        if let Some(w) = webhook.as_deref() {
-            self.track_health(w, r.result == AttemptResult::Delivered, now);
+        self.lanes.done(&reported.host, elapsed, Some(signal));
+        if let Some(w) = reported.webhook.as_deref() {
+            self.track_health(w, delivered, now);
         }
-        let n = a.attempt;
-        let mut rec = match r.result {
-            AttemptResult::Delivered => {
-                if a.lease_at.is_none() {
-                    // The happy path: the attempt log entry is the only write.
-                    return;
-                }
-                self.record_for(&a, n, DeliveryStatus::Delivered, now)
-            }
-            AttemptResult::Failed { retry_after_ms } => match webhook.as_deref() {
-                Some(w) if w.active && n <= w.retry_attempts => {
-                    let delay = w.retry_policy.next_delay_ms(n, retry_after_ms);
-                    let next = now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX / 2));
-                    let mut rec = self.record_for(&a, n, DeliveryStatus::Pending, now);
-                    rec.next_attempt_ms = next;
-                    self.writes.push(DeliveryWrite::Due(DueEntry {
-                        at_ms: next,
-                        key: r.key.clone(),
-                        kind: DueKind::Scheduled,
-                    }));
-                    self.pending.scheduled(&*self.config, &r.key.webhook_id);
-                    rec
-                }
-                Some(w) if w.active => {
-                    metrics::counter!(metric::DELIVERIES_FAILED).increment(1);
-                    self.record_for(&a, n, DeliveryStatus::Failed, now)
-                }
-                _ => self.record_for(&a, n, DeliveryStatus::Cancelled, now),
-            },
-        };
-        rec.last_status_code = r.attempt.status_code;
-        rec.last_error = r.attempt.error.map(|e| e.as_str().to_owned());
-        self.writes.push(DeliveryWrite::Record(r.key, rec));
     }
 }
