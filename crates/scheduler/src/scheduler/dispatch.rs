@@ -52,52 +52,14 @@ impl Scheduler {
     }
 
     pub(super) fn defer(&mut self, key: &DeliveryKey, delay_ms: i64) {
-        let Some(a) = self.ledger.active.remove(key) else {
-            return;
-        };
         let now = self.clock.unix_ms();
-        if let Some(lease) = a.lease_at {
-            self.ledger
-                .writes
-                .push(DeliveryWrite::Undue(lease, key.clone()));
-        } else {
-            self.ledger.window.settle(key);
-            self.ledger.pending.recorded();
-        }
-        let mut rec = ledger::record_for(&a, a.attempt - 1, DeliveryStatus::Pending, now);
-        rec.next_attempt_ms = now + delay_ms;
-        self.ledger
-            .writes
-            .push(DeliveryWrite::Record(key.clone(), rec));
-        self.ledger.writes.push(DeliveryWrite::Due(DueEntry {
-            at_ms: now + delay_ms,
-            key: key.clone(),
-            kind: DueKind::Scheduled,
-        }));
+        self.ledger.defer(key, now, delay_ms);
     }
 
     /// Ends a queued delivery whose webhook is gone or inactive.
     pub(super) fn cancel(&mut self, key: &DeliveryKey) {
-        let Some(a) = self.ledger.active.remove(key) else {
-            return;
-        };
         let now = self.clock.unix_ms();
-        let held = if let Some(lease) = a.lease_at {
-            self.ledger
-                .writes
-                .push(DeliveryWrite::Undue(lease, key.clone()));
-            Held::Record
-        } else {
-            self.ledger.window.settle(key);
-            Held::Window
-        };
-        self.ledger
-            .pending
-            .settled(&*self.config, &key.webhook_id, held);
-        let rec = ledger::record_for(&a, a.attempt - 1, DeliveryStatus::Cancelled, now);
-        self.ledger
-            .writes
-            .push(DeliveryWrite::Record(key.clone(), rec));
+        self.ledger.cancel(&*self.config, key, now);
     }
 
     pub(super) fn mark_sent(&mut self, key: &DeliveryKey) {

@@ -80,6 +80,46 @@ impl Ledger {
         }
     }
 
+    /// Puts a queued delivery off by `delay_ms` from `now` without
+    /// spending an attempt (its lane is too far behind): a pending record
+    /// due then, in place of what held it.
+    pub(super) fn defer(&mut self, key: &DeliveryKey, now: i64, delay_ms: i64) {
+        let Some(a) = self.active.remove(key) else {
+            return;
+        };
+        if let Some(lease) = a.lease_at {
+            self.writes.push(DeliveryWrite::Undue(lease, key.clone()));
+        } else {
+            self.window.settle(key);
+            self.pending.recorded();
+        }
+        let mut rec = record_for(&a, a.attempt - 1, DeliveryStatus::Pending, now);
+        rec.next_attempt_ms = now + delay_ms;
+        self.writes.push(DeliveryWrite::Record(key.clone(), rec));
+        self.writes.push(DeliveryWrite::Due(DueEntry {
+            at_ms: now + delay_ms,
+            key: key.clone(),
+            kind: DueKind::Scheduled,
+        }));
+    }
+
+    /// Ends, at `now`, a queued delivery whose webhook is gone or inactive.
+    pub(super) fn cancel(&mut self, config: &dyn ConfigStore, key: &DeliveryKey, now: i64) {
+        let Some(a) = self.active.remove(key) else {
+            return;
+        };
+        let held = if let Some(lease) = a.lease_at {
+            self.writes.push(DeliveryWrite::Undue(lease, key.clone()));
+            Held::Record
+        } else {
+            self.window.settle(key);
+            Held::Window
+        };
+        self.pending.settled(config, &key.webhook_id, held);
+        let rec = record_for(&a, a.attempt - 1, DeliveryStatus::Cancelled, now);
+        self.writes.push(DeliveryWrite::Record(key.clone(), rec));
+    }
+
     /// A worker's report of an attempt, at `now`: the attempt is logged;
     /// the delivery it belongs to (unless a later attempt superseded it) is
     /// settled, or scheduled again by its webhook's retry policy. `None`
@@ -333,6 +373,38 @@ mod tests {
             panic!("a record: {w:?}")
         };
         assert_eq!((rec.status, rec.attempts), (DeliveryStatus::Failed, 3));
+        assert_eq!(f.ledger.pending.total(), 0);
+    }
+
+    #[test]
+    fn a_deferred_first_attempt_becomes_a_pending_record_without_spending_an_attempt() {
+        let mut f = fixture();
+        let k = key(5);
+        in_flight(&mut f, &k, 1, None);
+        f.ledger.defer(&k, NOW, 5_000);
+        let w = &f.ledger.writes;
+        let (DeliveryWrite::Record(_, rec), DeliveryWrite::Due(due)) = (&w[0], &w[1]) else {
+            panic!("a record and its due entry: {w:?}")
+        };
+        assert_eq!((rec.status, rec.attempts), (DeliveryStatus::Pending, 0));
+        assert_eq!((rec.next_attempt_ms, due.at_ms), (NOW + 5_000, NOW + 5_000));
+        assert_eq!(f.ledger.pending.total(), 1);
+        assert_eq!(f.ledger.pending.records(), 1, "held by its record now");
+        assert_eq!(f.ledger.window.pop_settled(), Some(5));
+    }
+
+    #[test]
+    fn a_cancelled_retry_frees_its_lease_and_leaves_the_count() {
+        let mut f = fixture();
+        let k = key(6);
+        in_flight(&mut f, &k, 2, Some(NOW + 9_000));
+        f.ledger.cancel(&*f.store.config, &k, NOW);
+        let w = &f.ledger.writes;
+        assert!(matches!(&w[0], DeliveryWrite::Undue(at, _) if *at == NOW + 9_000));
+        let DeliveryWrite::Record(_, rec) = &w[1] else {
+            panic!("a record: {w:?}")
+        };
+        assert_eq!((rec.status, rec.attempts), (DeliveryStatus::Cancelled, 1));
         assert_eq!(f.ledger.pending.total(), 0);
     }
 
