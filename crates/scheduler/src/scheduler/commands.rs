@@ -8,7 +8,7 @@ use crate::lanes::{host_of, Board, Busiest, HostConcurrency};
 use hookrelay_core::{
     partition_of, Catalog, DeliveryKey, DeliveryRecord, DeliveryStatus, Partition, WebhookId,
 };
-use hookrelay_store::{BoxFuture, ConfigStore, DeliveryWrite, DueEntry, DueKind, EventLog};
+use hookrelay_store::{BoxFuture, ConfigStore, DeliveryWrite, EventLog};
 use hookrelay_store::{ControlError, DeliveryControl};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -199,25 +199,7 @@ impl Scheduler {
 
     /// Writes the records of a replay step with their due entries.
     async fn take_replayed(&mut self, entries: Vec<(DeliveryKey, DeliveryRecord)>) {
-        for (key, rec) in entries {
-            if self.ledger.active.contains_key(&key) {
-                continue;
-            }
-            // The due entry must carry the record's own time: the due scan
-            // treats any other as a stale schedule.
-            let at_ms = rec.next_attempt_ms;
-            self.ledger
-                .pending
-                .scheduled(&*self.config, &key.webhook_id);
-            self.ledger
-                .writes
-                .push(DeliveryWrite::Record(key.clone(), rec));
-            self.ledger.writes.push(DeliveryWrite::Due(DueEntry {
-                at_ms,
-                key,
-                kind: DueKind::Scheduled,
-            }));
-        }
+        self.ledger.replayed(&*self.config, entries);
         self.flush().await;
     }
 

@@ -277,26 +277,9 @@ impl Scheduler {
             };
             let keys = front.unsettled.clone();
             for key in keys {
-                self.ledger.window.settle(&key);
-                let Some(a) = self.ledger.active.get(&key) else {
-                    continue;
-                };
                 let webhook = self.config.webhook(&key.webhook_id);
                 let lease = now + lease_ms(webhook.as_deref(), self.lease_margin_ms);
-                let mut rec = ledger::record_for(a, a.attempt - 1, DeliveryStatus::Pending, now);
-                rec.next_attempt_ms = lease;
-                self.ledger
-                    .writes
-                    .push(DeliveryWrite::Record(key.clone(), rec));
-                self.ledger.writes.push(DeliveryWrite::Due(DueEntry {
-                    at_ms: lease,
-                    key: key.clone(),
-                    kind: DueKind::Lease,
-                }));
-                if let Some(a) = self.ledger.active.get_mut(&key) {
-                    a.lease_at = Some(lease);
-                }
-                self.ledger.pending.recorded();
+                self.ledger.spill(&key, now, lease);
             }
             match self.ledger.window.pop_settled() {
                 Some(seq) => self.spilled_to = Some(seq),

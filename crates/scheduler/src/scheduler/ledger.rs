@@ -120,6 +120,49 @@ impl Ledger {
         self.writes.push(DeliveryWrite::Record(key.clone(), rec));
     }
 
+    /// A first attempt still unsettled when its event leaves the window, at
+    /// `now`: a record and a lease due at `lease_at` hold it from now on,
+    /// so the cursor can move past its event.
+    pub(super) fn spill(&mut self, key: &DeliveryKey, now: i64, lease_at: i64) {
+        self.window.settle(key);
+        let Some(a) = self.active.get_mut(key) else {
+            return;
+        };
+        let mut rec = record_for(a, a.attempt - 1, DeliveryStatus::Pending, now);
+        rec.next_attempt_ms = lease_at;
+        a.lease_at = Some(lease_at);
+        self.writes.push(DeliveryWrite::Record(key.clone(), rec));
+        self.writes.push(DeliveryWrite::Due(DueEntry {
+            at_ms: lease_at,
+            key: key.clone(),
+            kind: DueKind::Lease,
+        }));
+        self.pending.recorded();
+    }
+
+    /// The records of a replay step, each with its due entry (at the
+    /// record's own time: the due scan treats any other as a stale
+    /// schedule); a delivery queued or in flight here is left alone.
+    pub(super) fn replayed(
+        &mut self,
+        config: &dyn ConfigStore,
+        entries: Vec<(DeliveryKey, DeliveryRecord)>,
+    ) {
+        for (key, rec) in entries {
+            if self.active.contains_key(&key) {
+                continue;
+            }
+            let at_ms = rec.next_attempt_ms;
+            self.pending.scheduled(config, &key.webhook_id);
+            self.writes.push(DeliveryWrite::Record(key.clone(), rec));
+            self.writes.push(DeliveryWrite::Due(DueEntry {
+                at_ms,
+                key,
+                kind: DueKind::Scheduled,
+            }));
+        }
+    }
+
     /// A worker's report of an attempt, at `now`: the attempt is logged;
     /// the delivery it belongs to (unless a later attempt superseded it) is
     /// settled, or scheduled again by its webhook's retry policy. `None`
@@ -406,6 +449,50 @@ mod tests {
         };
         assert_eq!((rec.status, rec.attempts), (DeliveryStatus::Cancelled, 1));
         assert_eq!(f.ledger.pending.total(), 0);
+    }
+
+    #[test]
+    fn a_spilled_first_attempt_is_held_by_a_record_and_a_lease() {
+        let mut f = fixture();
+        let k = key(7);
+        in_flight(&mut f, &k, 1, None);
+        f.ledger.spill(&k, NOW, NOW + 6_000);
+        let w = &f.ledger.writes;
+        let (DeliveryWrite::Record(_, rec), DeliveryWrite::Due(due)) = (&w[0], &w[1]) else {
+            panic!("a record and its lease: {w:?}")
+        };
+        assert_eq!((rec.status, rec.attempts), (DeliveryStatus::Pending, 0));
+        assert_eq!((due.at_ms, due.kind), (NOW + 6_000, DueKind::Lease));
+        assert_eq!(f.ledger.active[&k].lease_at, Some(NOW + 6_000));
+        assert_eq!(f.ledger.window.pop_settled(), Some(7));
+        assert_eq!(
+            (f.ledger.pending.total(), f.ledger.pending.records()),
+            (1, 1)
+        );
+        // Its report now frees the lease and writes the outcome.
+        f.ledger
+            .report(&*f.store.config, report(&k, 1, true), NOW + 10);
+        assert!(matches!(&f.ledger.writes[3], DeliveryWrite::Undue(at, _) if *at == NOW + 6_000));
+        assert_eq!(f.ledger.pending.total(), 0);
+    }
+
+    #[test]
+    fn replayed_records_are_due_at_their_own_time_and_skip_what_is_in_flight() {
+        let mut f = fixture();
+        in_flight(&mut f, &key(8), 1, None);
+        let entries = [8, 9]
+            .map(|n| {
+                (
+                    key(n),
+                    DeliveryRecord::pending("message.received", "evt_r", NOW),
+                )
+            })
+            .to_vec();
+        f.ledger.replayed(&*f.store.config, entries);
+        let w = &f.ledger.writes;
+        assert_eq!(w.len(), 2, "the one in flight is left alone: {w:?}");
+        assert!(matches!(&w[1], DeliveryWrite::Due(d) if d.at_ms == NOW && d.key == key(9)));
+        assert_eq!(f.ledger.pending.total(), 2);
     }
 
     #[test]
