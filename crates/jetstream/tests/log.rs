@@ -248,22 +248,8 @@ async fn the_head_moves_on_within_seconds_after_the_server_its_tail_read_from_di
     let (client, js) = connect(&cfg).await.expect("connect");
     let log = open_log(&client, js.clone(), &cfg).await.expect("open log");
     let mut head = log.durable_head(0);
-    // Appends through another node, which follows nothing: the head moves
-    // only through the tail.
-    let writer = log_on(&cfg).await;
-    let first = writer
-        .append(vec![ev("dev-t", 0)], vec![], 1_000, 0)
-        .await
-        .expect("append");
-    let Appended::New(seq) = first[0] else {
-        panic!("new")
-    };
-    tokio::time::timeout(Duration::from_secs(5), head.wait_for(|h| *h >= seq))
-        .await
-        .expect("the head moves")
-        .expect("watch");
-
-    // The server holding the tail's consumer (the stream's only one) dies.
+    // The server holding this log's tail (its consumer, the stream's only
+    // one before another node opens the log).
     let names = hookrelay_jetstream::names::Names::new("t8");
     let stream = js.get_stream(names.event_stream(0)).await.expect("stream");
     let mut consumers = Vec::new();
@@ -280,6 +266,22 @@ async fn the_head_moves_on_within_seconds_after_the_server_its_tail_read_from_di
         .as_ref()
         .and_then(|c| c.leader.clone())
         .expect("the consumer's server");
+    // Appends through another node: this one's head moves only through
+    // its own tail.
+    let writer = log_on(&cfg).await;
+    let first = writer
+        .append(vec![ev("dev-t", 0)], vec![], 1_000, 0)
+        .await
+        .expect("append");
+    let Appended::New(seq) = first[0] else {
+        panic!("new")
+    };
+    tokio::time::timeout(Duration::from_secs(5), head.wait_for(|h| *h >= seq))
+        .await
+        .expect("the head moves")
+        .expect("watch");
+
+    // The server holding the tail's consumer dies.
     c.kill(host.trim_start_matches('n').parse().expect("server index"));
 
     // An event stored after that reaches the head within seconds: 4–7 s
