@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-fn webhook(id: &str, events: &[&str]) -> Webhook {
+pub(crate) fn webhook(id: &str, events: &[&str]) -> Webhook {
     Webhook {
         id: WebhookId::from(id),
         org_id: OrgId::from("org_1"),

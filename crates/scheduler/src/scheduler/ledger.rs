@@ -238,7 +238,7 @@ mod tests {
     //! The report transition on its own: no loop, no timers, the time given.
     use super::*;
     use crate::window::WindowEvent;
-    use hookrelay_core::{Attempt, ErrorKind, OrgId, RetryPolicy, WebhookId};
+    use hookrelay_core::{Attempt, ErrorKind, WebhookId};
     use std::time::Duration;
 
     const NOW: i64 = 1_000_000;
@@ -253,32 +253,9 @@ mod tests {
     fn fixture() -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = hookrelay_sled::Store::open(dir.path()).expect("open");
-        let webhook = Webhook {
-            id: WebhookId::from("wh_a"),
-            org_id: OrgId::from("org_1"),
-            device_id: "dev".into(),
-            name: String::new(),
-            url: "https://a.example".into(),
-            events: vec!["*".into()],
-            active: true,
-            primary: false,
-            retry_attempts: 2,
-            timeout_secs: 5,
-            retry_policy: RetryPolicy {
-                base_delay_ms: 1_000,
-                ..RetryPolicy::default()
-            },
-            headers: Default::default(),
-            secret: None,
-            previous_secrets: Vec::new(),
-            rate_limit: None,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            failing_since_ms: None,
-            scope: Default::default(),
-            number: 0,
-            event_names: Default::default(),
-        };
+        let mut webhook = crate::tests::webhook("wh_a", &["*"]);
+        webhook.url = "https://a.example".into();
+        webhook.retry_policy.base_delay_ms = 1_000;
         // Setting up the configuration is the only async step.
         tokio::runtime::Builder::new_current_thread()
             .build()

@@ -1,7 +1,7 @@
 //! What every [`EventLog`] must do: append, read, heads, the chunk index,
 //! finding by time, and idempotency within and past the window.
 
-use crate::{Appended, EventLog};
+use crate::{Appended, EventLog, IdemKey};
 use hookrelay_core::{now_ms, partition_of, seq_partition, Event, Seq};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -138,31 +138,16 @@ async fn a_key_within_the_window_is_a_duplicate_and_past_it_is_new(log: &dyn Eve
     let device = "dev-idem";
     let p = partition_of(device, parts);
     let before = log.read(p, 0, 1000).await.expect("read").len();
-    let now = now_ms();
-    let first = log
-        .append(
-            vec![ev(device, "k_1", "message.received")],
-            vec![(0xA1, 0)],
-            now,
-            now - HOUR_MS,
-        )
-        .await
-        .expect("append");
+    let within = |now| now - HOUR_MS;
+    let first = append_keyed(log, device, &[("k_1", 0xA1)], within).await;
     let seq = new_seq(&first[0]);
-    let now = now_ms();
-    let again = log
-        .append(
-            vec![
-                ev(device, "k_2", "message.received"),
-                ev(device, "k_1", "message.received"),
-                ev(device, "k_3", "message.received"),
-            ],
-            vec![(0xA2, 0), (0xA1, 1), (0xA3, 2)],
-            now,
-            now - HOUR_MS,
-        )
-        .await
-        .expect("append");
+    let again = append_keyed(
+        log,
+        device,
+        &[("k_2", 0xA2), ("k_1", 0xA1), ("k_3", 0xA3)],
+        within,
+    )
+    .await;
     assert_eq!(again.len(), 3);
     assert_eq!(again[1], Appended::Duplicate(seq), "within the window");
     let (two, three) = (new_seq(&again[0]), new_seq(&again[2]));
@@ -178,27 +163,32 @@ async fn a_key_within_the_window_is_a_duplicate_and_past_it_is_new(log: &dyn Eve
         "the events after a duplicate keep their own sequences"
     );
     // Past the window every key is free again.
-    let now = now_ms();
-    let late = log
-        .append(
-            vec![ev(device, "k_1", "message.received")],
-            vec![(0xA1, 0)],
-            now,
-            now + 60_000,
-        )
-        .await
-        .expect("append");
+    let late = append_keyed(log, device, &[("k_1", 0xA1)], |now| now + 60_000).await;
     let renewed = new_seq(&late[0]);
     assert!(renewed > three, "appended anew");
-    let now = now_ms();
-    let dup = log
-        .append(
-            vec![ev(device, "k_1", "message.received")],
-            vec![(0xA1, 0)],
-            now,
-            now - HOUR_MS,
-        )
-        .await
-        .expect("append");
+    let dup = append_keyed(log, device, &[("k_1", 0xA1)], within).await;
     assert_eq!(dup, [Appended::Duplicate(renewed)], "the renewed key holds");
+}
+
+/// Appends `device`'s events `(id, key)` now, each keyed, with the window
+/// starting at `window_start(now)`.
+async fn append_keyed(
+    log: &dyn EventLog,
+    device: &str,
+    events: &[(&str, IdemKey)],
+    window_start: impl Fn(i64) -> i64,
+) -> Vec<Appended> {
+    let now = now_ms();
+    let keys = events.iter().zip(0u32..).map(|((_, k), i)| (*k, i));
+    log.append(
+        events
+            .iter()
+            .map(|(id, _)| ev(device, id, "message.received"))
+            .collect(),
+        keys.collect(),
+        now,
+        window_start(now),
+    )
+    .await
+    .expect("append")
 }
